@@ -1,0 +1,207 @@
+//! Command-line interface: `run`, `batch`, `generate`; flags override the config file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use topsellers_sources::files::FilesConfig;
+use topsellers_sources::generator::{GeneratorConfig, Rate};
+use topsellers_sources::SourceConfig;
+
+use crate::cluster::{Workers, WorkersArg};
+use crate::config::{Config, ConfigError};
+
+/// Best sellers right now, per category: purchases in, decayed top-k lists out over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "topsellers", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve live top-k lists over HTTP (no flags: a generated store on 127.0.0.1:8080).
+    Run(RunArgs),
+    /// Compute the lists from files as of a time and write them as JSON Lines.
+    Batch(BatchArgs),
+    /// Write synthetic purchase history to a file.
+    Generate(GenerateArgs),
+}
+
+/// Flags that mean the same in `run` and `batch`.
+#[derive(Debug, Args, Default)]
+pub struct ScoringArgs {
+    /// Config file (TOML); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Half-life of a decay profile (repeat for several), e.g. 7d, 6h. Default: 7d.
+    #[arg(long = "half-life", value_name = "DURATION")]
+    pub half_lives: Vec<String>,
+    /// List length per category. Default: 100.
+    #[arg(long, value_name = "K")]
+    pub top: Option<usize>,
+    /// How long a purchase counts at all. Default: 365d.
+    #[arg(long, value_name = "DURATION")]
+    pub retention: Option<String>,
+    /// Worker threads (default 2), or a workers.toml cluster layout.
+    #[arg(long, value_name = "N|FILE")]
+    pub workers: Option<WorkersArg>,
+    /// JSON Lines file for bad records ("" for none). Default: dead-letter.jsonl.
+    #[arg(long = "dead-letter", value_name = "FILE")]
+    pub dead_letter: Option<String>,
+}
+
+/// `topsellers run`.
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// Scoring, workers and config.
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+    /// Replay these files or directories first (JSONL, CSV, Parquet), then keep serving.
+    #[arg(long = "input", value_name = "PATH")]
+    pub inputs: Vec<String>,
+    /// Where to serve HTTP. Default: 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Generator rate: purchases per second, or `max`. Turns the generator on.
+    #[arg(long, value_name = "N|max")]
+    pub rate: Option<Rate>,
+    /// Write top-k changes as JSON Lines to this file (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub changelog: Option<String>,
+}
+
+/// `topsellers batch`.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Files or directories to read (JSONL, CSV, Parquet).
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+    /// Where to write the lists (JSON Lines).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// The time the lists are computed as of: RFC 3339 or epoch ms. Default: the largest event
+    /// time in the input.
+    #[arg(long = "as-of", value_name = "TIME")]
+    pub as_of: Option<String>,
+    /// Scoring, workers and config.
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+}
+
+/// `topsellers generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// How many purchases.
+    #[arg(long, value_name = "N")]
+    pub events: u64,
+    /// The file to write.
+    #[arg(long, short, value_name = "PATH")]
+    pub output: PathBuf,
+    /// File format (default: from the extension, else jsonl).
+    #[arg(long, value_name = "jsonl|csv|parquet")]
+    pub format: Option<String>,
+    /// Random seed (the same seed gives the same purchases).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Event times spread over this span before `--end`.
+    #[arg(long, default_value = "30d", value_name = "DURATION")]
+    pub span: String,
+    /// Latest event time: RFC 3339 or epoch ms. Default: now.
+    #[arg(long, value_name = "TIME")]
+    pub end: Option<String>,
+    /// Distinct items.
+    #[arg(long, value_name = "N")]
+    pub items: Option<u64>,
+    /// Levels of the category tree.
+    #[arg(long, value_name = "N")]
+    pub depth: Option<u32>,
+    /// Children per category.
+    #[arg(long, value_name = "N")]
+    pub fanout: Option<u32>,
+}
+
+impl ScoringArgs {
+    /// The config file (or defaults) with these flags applied.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if !self.half_lives.is_empty() {
+            config.scoring.half_lives = self.half_lives.clone();
+        }
+        if let Some(k) = self.top {
+            config.scoring.top_k = k;
+        }
+        if let Some(retention) = &self.retention {
+            config.scoring.retention = retention.clone();
+        }
+        match &self.workers {
+            Some(WorkersArg::Threads(threads)) => config.runtime.workers = *threads,
+            Some(WorkersArg::File(path)) => {
+                let workers = Workers::load(path)?;
+                config.runtime.workers = workers.threads;
+                if let Some(process) = workers.processes.first() {
+                    config.http.listen = process.http.clone();
+                }
+            }
+            None => {}
+        }
+        if let Some(path) = &self.dead_letter {
+            config.dead_letter.path = path.clone();
+        }
+        Ok(config)
+    }
+}
+
+impl RunArgs {
+    /// The effective config of `run`: file, then flags; the generator when nothing else.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let mut config = self.scoring.config()?;
+        if !self.inputs.is_empty() {
+            config.sources.push(SourceConfig::Files(FilesConfig {
+                paths: self.inputs.clone(),
+                format: None,
+            }));
+        }
+        if let Some(rate) = &self.rate {
+            let generator = config.sources.iter_mut().find_map(|s| match s {
+                SourceConfig::Generator(g) => Some(g),
+                _ => None,
+            });
+            match generator {
+                Some(generator) => generator.rate = *rate,
+                None => config
+                    .sources
+                    .push(SourceConfig::Generator(GeneratorConfig {
+                        rate: *rate,
+                        ..GeneratorConfig::default()
+                    })),
+            }
+        }
+        if config.sources.is_empty() {
+            config
+                .sources
+                .push(SourceConfig::Generator(GeneratorConfig::default()));
+        }
+        if let Some(http) = &self.http {
+            config.http.listen = http.clone();
+        }
+        if let Some(changelog) = &self.changelog {
+            config.changelog.path = Some(changelog.clone());
+        }
+        config.check(&self.origin())?;
+        Ok(config)
+    }
+
+    fn origin(&self) -> String {
+        match &self.scoring.config {
+            Some(path) => format!("{} (with command-line flags)", path.display()),
+            None => "command line".into(),
+        }
+    }
+}

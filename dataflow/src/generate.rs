@@ -1,0 +1,68 @@
+//! `topsellers generate`: synthetic purchase history in JSONL, CSV or Parquet.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use topsellers_model::{parse_duration_ms, parse_time_ms};
+use topsellers_sources::files::Format;
+use topsellers_sources::generator::{history, Catalog, GeneratorConfig};
+use topsellers_sources::writer::PurchaseWriter;
+
+use crate::cli::GenerateArgs;
+use crate::worker::wall_clock_ms;
+
+/// Runs `topsellers generate`.
+pub fn generate(args: &GenerateArgs) -> Result<()> {
+    let mut config = GeneratorConfig {
+        seed: args.seed,
+        ..GeneratorConfig::default()
+    };
+    if let Some(items) = args.items {
+        config.items = items;
+    }
+    if let Some(depth) = args.depth {
+        config.depth = depth;
+    }
+    if let Some(fanout) = args.fanout {
+        config.fanout = fanout;
+    }
+    config.validate().context("generator settings")?;
+    let format = match args.format.as_deref() {
+        Some("jsonl") => Format::Jsonl,
+        Some("csv") => Format::Csv,
+        Some("parquet") => Format::Parquet,
+        Some(other) => bail!("--format {other:?}: use jsonl, csv or parquet"),
+        None => Format::from_path(&args.output).unwrap_or(Format::Jsonl),
+    };
+    let end_ms = match &args.end {
+        Some(text) => parse_time_ms(text).context("--end")?,
+        None => wall_clock_ms(),
+    };
+    let span_ms = parse_duration_ms(&args.span).context("--span")?;
+    let catalog = Arc::new(Catalog::new(&config).context("generator settings")?);
+
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(args.events).with_style(
+            ProgressStyle::with_template(
+                "generate {bar:30} {human_pos}/{human_len} purchases  {per_sec}  ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut writer = PurchaseWriter::create(&args.output, format)?;
+    for (n, purchase) in history(catalog, &config, args.events, end_ms, span_ms)?.enumerate() {
+        writer.write(&purchase)?;
+        if n % 65_536 == 0 {
+            bar.set_position(n as u64);
+        }
+    }
+    let rows = writer.finish()?;
+    bar.finish_and_clear();
+    tracing::info!("wrote {rows} purchases to {}", args.output.display());
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! The topsellers program: config, CLI, the dataflow's construction, and the run/batch drivers.
+#![warn(missing_docs)]
+
+pub mod batch;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod generate;
+pub mod history;
+pub mod progress;
+pub mod render;
+pub mod run;
+pub mod worker;
+
+pub use config::{Config, ConfigError, Scoring};

@@ -1,0 +1,291 @@
+//! What every worker thread does: replay its share of the files, then follow the live source.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+use timely::worker::Worker;
+
+use topsellers_model::{Purchase, Snapshot};
+use topsellers_operators::Time;
+use topsellers_sinks::Metrics;
+use topsellers_sources::files::{open_unit, units_for_worker, ReadUnit};
+use topsellers_sources::generator::{Catalog, Generator, GeneratorConfig, Rate};
+use topsellers_sources::{BadRecord, DeadLetter};
+
+use crate::config::Scoring;
+use crate::render::{self, Expiry};
+
+/// The files to replay before live input, and the time they are replayed up to.
+#[derive(Clone, Debug)]
+pub struct Backfill {
+    /// Every unit of every file; each worker reads its share.
+    pub units: Vec<ReadUnit>,
+    /// The event time the replay is complete at (inclusive): its snapshot is published before
+    /// live input starts. Purchases after it are skipped (counted).
+    pub until_ms: i64,
+    /// Purchases at or before this time are skipped (batch: `as_of − retention`).
+    pub after_ms: Option<i64>,
+}
+
+/// The live source that follows the backfill.
+#[derive(Clone)]
+pub enum Live {
+    /// Synthetic purchases at the wall clock.
+    Generator {
+        /// How to generate.
+        config: GeneratorConfig,
+        /// Shared names and popularity, built once per process.
+        catalog: Arc<Catalog>,
+    },
+}
+
+/// What the workers of this process are to do (the same on every worker).
+#[derive(Clone)]
+pub struct Job {
+    /// Scores and lists.
+    pub scoring: Scoring,
+    /// Retention handling.
+    pub expiry: Expiry,
+    /// Files first, if any.
+    pub backfill: Option<Backfill>,
+    /// Then live input, if any; without it, workers idle (keep serving) until stopped, or
+    /// exit after the backfill when `exit_after_backfill`.
+    pub live: Option<Live>,
+    /// Stop once the backfill snapshot is published (batch mode).
+    pub exit_after_backfill: bool,
+    /// How often live input time advances.
+    pub epoch_ms: u64,
+    /// Records handed to the dataflow at once.
+    pub batch_size: usize,
+    /// The first worker of every process: they receive every list.
+    pub leaders: Vec<usize>,
+}
+
+/// State shared by the workers of one process and the threads around them.
+pub struct Shared {
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Where bad records go.
+    pub dead_letter: Arc<DeadLetter>,
+    /// Set to stop (SIGINT/SIGTERM, or a worker failed).
+    pub stop: Arc<AtomicBool>,
+    /// Snapshots to the serving side (leaders only).
+    pub snapshots: Sender<Snapshot>,
+    /// The time of the last snapshot this process's leader handed on.
+    pub published: AtomicI64,
+    /// Set once this process's leader has handed on the backfill snapshot.
+    pub backfill_done: AtomicBool,
+    /// Backfill progress: units and rows read by all workers of this process.
+    pub units_read: AtomicU64,
+    /// Rows read (valid, bad and ignored).
+    pub rows_read: AtomicU64,
+    /// Purchases outside the backfill's time window, skipped.
+    pub skipped: AtomicU64,
+    /// The first error a worker hit; the run fails with it.
+    pub error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Shared state around the given snapshot channel.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        dead_letter: Arc<DeadLetter>,
+        stop: Arc<AtomicBool>,
+        snapshots: Sender<Snapshot>,
+    ) -> Self {
+        Shared {
+            metrics,
+            dead_letter,
+            stop,
+            snapshots,
+            published: AtomicI64::new(i64::MIN),
+            backfill_done: AtomicBool::new(false),
+            units_read: AtomicU64::new(0),
+            rows_read: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            error: Mutex::new(None),
+        }
+    }
+
+    fn fail(&self, message: String) {
+        tracing::error!("{message}");
+        self.error.lock().get_or_insert(message);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn bad(&self, bad: &mut Vec<BadRecord>) {
+        for record in bad.drain(..) {
+            self.dead_letter.record(&record);
+            self.metrics.add_bad_records(1);
+        }
+    }
+}
+
+/// Batches in flight before a worker waits for the dataflow to catch up.
+const MAX_BATCHES_IN_FLIGHT: u64 = 2;
+
+/// Runs one worker: builds the dataflow, replays the backfill, then follows the live source.
+pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
+    let index = worker.index();
+    let peers = worker.peers();
+    let leader = job.leaders.contains(&index);
+    let sink = {
+        let shared = Arc::clone(shared);
+        move |snapshot: Snapshot| {
+            if leader {
+                let time = snapshot.time_ms;
+                // Blocks when the serving side is behind: backpressure, not unbounded memory.
+                if shared.snapshots.send(snapshot).is_ok() {
+                    shared.published.store(time, Ordering::SeqCst);
+                }
+            }
+        }
+    };
+    let mut graph = render::build(worker, &job.scoring, job.expiry, job.leaders.clone(), sink);
+    let mut purchases = Vec::with_capacity(job.batch_size);
+    let mut bad = Vec::new();
+
+    // Backfill: the logical clock counts batches (capped at the cut-off), so the dataflow
+    // digests the history as it streams in; every purchase keeps its own event time.
+    let mut clock: Time = 0;
+    if let Some(backfill) = &job.backfill {
+        let until = backfill.until_ms.max(0) as Time;
+        for unit in units_for_worker(&backfill.units, index, peers) {
+            let mut reader = match open_unit(&unit) {
+                Ok(reader) => reader,
+                Err(e) => return shared.fail(format!("cannot read {}: {e}", unit.path.display())),
+            };
+            let mut rows_before = 0;
+            loop {
+                if shared.stopped() {
+                    return worker.drop_dataflow(graph.id);
+                }
+                let more = match reader.next_batch(&mut purchases, &mut bad, job.batch_size) {
+                    Ok(more) => more,
+                    Err(e) => {
+                        return shared.fail(format!("cannot read {}: {e}", unit.path.display()))
+                    }
+                };
+                shared.bad(&mut bad);
+                let mut accepted = 0;
+                for purchase in purchases.drain(..) {
+                    let inside = purchase.ts_ms <= backfill.until_ms
+                        && backfill.after_ms.is_none_or(|after| purchase.ts_ms > after);
+                    if inside {
+                        let (event, quantity) = purchase.into_update();
+                        graph.purchases.update(event, quantity);
+                        accepted += 1;
+                    } else {
+                        shared.skipped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                shared.metrics.add_purchases(accepted);
+                let rows = reader.rows_read();
+                shared
+                    .rows_read
+                    .fetch_add(rows - rows_before, Ordering::Relaxed);
+                rows_before = rows;
+                clock = (clock + 1).min(until);
+                graph.purchases.advance_to(clock);
+                graph.purchases.flush();
+                let behind = clock.saturating_sub(MAX_BATCHES_IN_FLIGHT);
+                while graph.probe.less_than(&behind) && !shared.stopped() {
+                    worker.step();
+                }
+                worker.step();
+                if !more {
+                    break;
+                }
+            }
+            shared.metrics.add_ignored_records(reader.ignored());
+            shared.units_read.fetch_add(1, Ordering::Relaxed);
+        }
+        // Complete the backfill's snapshot before anything live enters.
+        graph.purchases.advance_to(until + 1);
+        graph.purchases.flush();
+        clock = until + 1;
+        while shared.published.load(Ordering::SeqCst) < backfill.until_ms.max(0)
+            && !shared.stopped()
+        {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+        }
+        shared.backfill_done.store(true, Ordering::SeqCst);
+        if job.exit_after_backfill {
+            return worker.drop_dataflow(graph.id);
+        }
+    } else {
+        shared.backfill_done.store(true, Ordering::SeqCst);
+    }
+
+    match &job.live {
+        Some(Live::Generator { config, catalog }) => {
+            let mut generator = match Generator::new(Arc::clone(catalog), config, index, peers) {
+                Ok(generator) => generator,
+                Err(e) => return shared.fail(format!("generator: {e}")),
+            };
+            let lateness = job.scoring.lateness_ms;
+            let epoch = Duration::from_millis(job.epoch_ms);
+            let unthrottled = matches!(config.rate, Rate::Max);
+            while !shared.stopped() {
+                let started = Instant::now();
+                let now_ms = wall_clock_ms();
+                generator.poll(now_ms, &mut purchases, job.batch_size);
+                let current = *graph.purchases.time();
+                let count = purchases.len() as u64;
+                for purchase in purchases.drain(..) {
+                    enter(&mut graph, purchase, current);
+                }
+                shared.metrics.add_purchases(count);
+                // The generator never emits an event time after the wall clock: that is its
+                // watermark, so time moves even when no purchase arrives.
+                let next = ((now_ms - lateness).max(0) as Time + 1).max(current);
+                graph.purchases.advance_to(next);
+                graph.purchases.flush();
+                // Let the dataflow finish the previous epoch before starting another.
+                while graph.probe.less_than(&current) && !shared.stopped() {
+                    worker.step_or_park(Some(Duration::from_millis(1)));
+                }
+                if unthrottled {
+                    worker.step();
+                } else {
+                    while let Some(left) = epoch.checked_sub(started.elapsed()) {
+                        if shared.stopped() || left.is_zero() {
+                            break;
+                        }
+                        worker.step_or_park(Some(left));
+                    }
+                }
+            }
+        }
+        None => {
+            let _ = clock;
+            while !shared.stopped() {
+                worker.step_or_park(Some(Duration::from_millis(50)));
+            }
+        }
+    }
+    // Stop without draining: closing the input would retract everything still retained.
+    worker.drop_dataflow(graph.id);
+}
+
+/// Enters a live purchase at its own event time, or at the current input time if it is late.
+fn enter(graph: &mut render::Graph, purchase: Purchase, current: Time) {
+    let time = (purchase.ts_ms.max(0) as Time).max(current);
+    let (event, quantity) = purchase.into_update();
+    graph.purchases.update_at(event, time, quantity);
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

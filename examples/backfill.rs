@@ -1,0 +1,2 @@
+//! Backfill demo (placeholder, written next).
+fn main() {}

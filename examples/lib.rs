@@ -1,0 +1,1 @@
+//! Runnable drivers: see the `[[example]]` entries.

@@ -1,0 +1,2 @@
+//! Storefront demo (placeholder, written next).
+fn main() {}

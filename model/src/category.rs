@@ -1,0 +1,85 @@
+//! Category paths: validation and the roll-up to every ancestor and the root `""`.
+
+use crate::purchase::RecordError;
+
+/// Most levels a category path may have.
+pub const MAX_CATEGORY_LEVELS: usize = 16;
+/// Most bytes a category path may have.
+pub const MAX_CATEGORY_BYTES: usize = 1024;
+
+/// Checks a purchase's category against the data contract: segments joined by `/`, no empty
+/// segment (so no leading, trailing or doubled `/`, and not the empty root itself), at most
+/// [`MAX_CATEGORY_LEVELS`] levels and [`MAX_CATEGORY_BYTES`] bytes.
+pub fn validate_category(path: &str) -> Result<(), RecordError> {
+    if path.len() > MAX_CATEGORY_BYTES {
+        return Err(RecordError::CategoryTooLong(path.len()));
+    }
+    let mut levels = 0;
+    for segment in path.split('/') {
+        if segment.is_empty() {
+            return Err(RecordError::EmptyCategorySegment);
+        }
+        levels += 1;
+    }
+    if levels > MAX_CATEGORY_LEVELS {
+        return Err(RecordError::CategoryTooDeep(levels));
+    }
+    Ok(())
+}
+
+/// The categories a purchase in `path` counts for: `path` itself, each ancestor, and the root
+/// `""`, deepest first.
+///
+/// ```
+/// let all: Vec<&str> = topsellers_model::ancestors("a/b/c").collect();
+/// assert_eq!(all, ["a/b/c", "a/b", "a", ""]);
+/// ```
+pub fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    let mut next = Some(path);
+    std::iter::from_fn(move || {
+        let current = next?;
+        next = if current.is_empty() {
+            None
+        } else {
+            Some(parent(current))
+        };
+        Some(current)
+    })
+}
+
+/// The parent of a category: `a/b` for `a/b/c`, `""` (the root) for `a`, and `""` for the root.
+pub fn parent(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(at) => &path[..at],
+        None => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ancestors_of_root_and_leaf() {
+        assert_eq!(ancestors("").collect::<Vec<_>>(), [""]);
+        assert_eq!(ancestors("x").collect::<Vec<_>>(), ["x", ""]);
+        assert_eq!(
+            ancestors("bücher/roman").collect::<Vec<_>>(),
+            ["bücher/roman", "bücher", ""]
+        );
+    }
+
+    #[test]
+    fn validation_rules() {
+        assert!(validate_category("books/fiction/scifi").is_ok());
+        assert!(validate_category("").is_err());
+        assert!(validate_category("/books").is_err());
+        assert!(validate_category("books/").is_err());
+        assert!(validate_category("books//x").is_err());
+        let deep = vec!["a"; 16].join("/");
+        assert!(validate_category(&deep).is_ok());
+        assert!(validate_category(&format!("{deep}/a")).is_err());
+        assert!(validate_category(&"x".repeat(1024)).is_ok());
+        assert!(validate_category(&"x".repeat(1025)).is_err());
+    }
+}

@@ -1,0 +1,16 @@
+//! The contract shared by every topsellers crate: purchases, validation, categories, decayed scores, top-k lists.
+#![warn(missing_docs)]
+
+pub mod category;
+pub mod duration;
+pub mod purchase;
+pub mod score;
+pub mod time;
+pub mod topk;
+
+pub use category::{ancestors, parent, validate_category};
+pub use duration::{format_duration, parse_duration_ms, DurationError};
+pub use purchase::{Purchase, RecordError, MAX_ITEM_ID_BYTES};
+pub use score::{DecayedSum, ScoreKey};
+pub use time::{format_rfc3339_ms, parse_time_ms, TimeError};
+pub use topk::{Profile, RankedItem, Snapshot, TopKList};

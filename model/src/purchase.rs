@@ -1,0 +1,168 @@
+//! A purchase event, its validation, and the reasons a record is bad.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::category::validate_category;
+
+/// Most bytes an `item_id` may have.
+pub const MAX_ITEM_ID_BYTES: usize = 256;
+
+/// One valid purchase (or, with a negative quantity, a return or cancellation).
+///
+/// Text fields are `Arc<str>` so that sources can intern them and the dataflow can clone them
+/// without allocating.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Purchase {
+    /// The item bought: 1..=256 bytes of UTF-8 (integer ids are kept as their decimal text).
+    pub item_id: Arc<str>,
+    /// The leaf category path, e.g. `books/fiction/scifi`.
+    pub category: Arc<str>,
+    /// Event time, Unix epoch milliseconds (not before 1970).
+    pub ts_ms: i64,
+    /// Units bought; negative for a return; never 0 (zero-quantity records are ignored).
+    pub quantity: i64,
+}
+
+/// What the dataflow counts: a purchase without its quantity, which travels as the update's
+/// (integer, exactly cancelling) difference.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Event {
+    /// The item bought.
+    pub item_id: Arc<str>,
+    /// The leaf category path.
+    pub category: Arc<str>,
+    /// Event time, Unix epoch milliseconds; it sets the weight, whatever the arrival time.
+    pub ts_ms: i64,
+}
+
+impl Purchase {
+    /// Builds a purchase from its fields, checking every rule of the data contract.
+    ///
+    /// Returns `Ok(None)` for a zero quantity, which the contract says to ignore.
+    pub fn from_fields(
+        item_id: &str,
+        category: &str,
+        ts_ms: i64,
+        quantity: i64,
+    ) -> Result<Option<Purchase>, RecordError> {
+        check_item_id(item_id)?;
+        validate_category(category)?;
+        check_ts(ts_ms)?;
+        if quantity == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Purchase {
+            item_id: item_id.into(),
+            category: category.into(),
+            ts_ms,
+            quantity,
+        }))
+    }
+
+    /// Splits into the dataflow's datum and its difference.
+    pub fn into_update(self) -> (Event, i64) {
+        let Purchase {
+            item_id,
+            category,
+            ts_ms,
+            quantity,
+        } = self;
+        (
+            Event {
+                item_id,
+                category,
+                ts_ms,
+            },
+            quantity,
+        )
+    }
+}
+
+/// Checks an `item_id`: 1..=256 bytes.
+pub fn check_item_id(item_id: &str) -> Result<(), RecordError> {
+    match item_id.len() {
+        0 => Err(RecordError::EmptyItemId),
+        n if n > MAX_ITEM_ID_BYTES => Err(RecordError::ItemIdTooLong(n)),
+        _ => Ok(()),
+    }
+}
+
+/// Checks an event time: not before 1970, since event time is the dataflow's (unsigned)
+/// logical time.
+pub fn check_ts(ts_ms: i64) -> Result<(), RecordError> {
+    if ts_ms < 0 {
+        return Err(RecordError::BadTimestamp(format!("{ts_ms} is before 1970")));
+    }
+    Ok(())
+}
+
+/// Why a record is bad. Bad records are counted, logged with their position and written to the
+/// dead-letter output; they never change a score.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RecordError {
+    /// The record is not valid JSON / CSV / Parquet, or not UTF-8.
+    #[error("malformed record: {0}")]
+    Malformed(String),
+    /// A required field is absent or null.
+    #[error("missing required field `{0}`")]
+    MissingField(&'static str),
+    /// A field has the wrong type (e.g. `quantity` is a string).
+    #[error("field `{field}` has the wrong type: {detail}")]
+    WrongType {
+        /// The field.
+        field: &'static str,
+        /// What was found instead.
+        detail: String,
+    },
+    /// `item_id` is the empty string.
+    #[error("item_id is empty")]
+    EmptyItemId,
+    /// `item_id` is longer than 256 bytes.
+    #[error("item_id has {0} bytes (at most 256)")]
+    ItemIdTooLong(usize),
+    /// The category has an empty segment (empty path, leading/trailing or doubled `/`).
+    #[error("category has an empty segment (no empty path, leading, trailing or doubled '/')")]
+    EmptyCategorySegment,
+    /// The category has more than 16 levels.
+    #[error("category has {0} levels (at most 16)")]
+    CategoryTooDeep(usize),
+    /// The category has more than 1024 bytes.
+    #[error("category has {0} bytes (at most 1024)")]
+    CategoryTooLong(usize),
+    /// `ts` is neither RFC 3339 nor integer epoch milliseconds.
+    #[error("bad ts {0:?}: use RFC 3339 or integer epoch milliseconds")]
+    BadTimestamp(String),
+    /// `quantity` is not an integer.
+    #[error("bad quantity {0:?}: must be an integer")]
+    BadQuantity(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules() {
+        assert!(Purchase::from_fields("i", "a/b", 0, 1).unwrap().is_some());
+        assert_eq!(Purchase::from_fields("i", "a/b", 0, 0), Ok(None));
+        assert_eq!(
+            Purchase::from_fields("", "a", 0, 1),
+            Err(RecordError::EmptyItemId)
+        );
+        assert_eq!(
+            Purchase::from_fields(&"x".repeat(257), "a", 0, 1),
+            Err(RecordError::ItemIdTooLong(257))
+        );
+        assert!(Purchase::from_fields(&"é".repeat(128), "a", 0, 1).is_ok());
+        assert_eq!(
+            Purchase::from_fields("i", "a//b", 0, 1),
+            Err(RecordError::EmptyCategorySegment)
+        );
+        assert!(matches!(
+            Purchase::from_fields("i", "a", -1, 1),
+            Err(RecordError::BadTimestamp(_))
+        ));
+    }
+}

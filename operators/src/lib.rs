@@ -1,0 +1,31 @@
+//! topsellers' own dataflow operators: retention, decayed per-category top-k, merge, snapshots.
+//!
+//! The pipeline they form (see `topsellers::render`):
+//!
+//! ```text
+//! purchases ─ retain_for(R) ─ decayed_local_topk (by item) ─ merge_topk (by category) ─ snapshots
+//! ```
+//!
+//! Logical time is event time in milliseconds (`u64`). A purchase is the update
+//! `(Event, t, q)` with `t = max(ts, input time)` and the integer quantity `q` as its
+//! difference, so returns and expiry cancel exactly.
+#![warn(missing_docs)]
+
+pub mod decayed_topk;
+pub mod merge_topk;
+pub mod retention;
+pub mod snapshots;
+pub mod stash;
+
+pub use decayed_topk::{DecayedLocalTopK, LocalChange, TopKConfig};
+pub use merge_topk::MergeTopK;
+pub use retention::RetainFor;
+pub use snapshots::Snapshots;
+
+/// The dataflow's logical time: event time in milliseconds since the Unix epoch.
+pub type Time = u64;
+
+/// Stable 64-bit hash used to route records to workers (the same in every process).
+pub fn route_hash(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}

@@ -1,0 +1,108 @@
+//! Every way an API request can fail, mapped in one place to a status and a JSON body.
+
+use bytes::Bytes;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+use crate::body::Body;
+use crate::json;
+
+/// A failed API request; [`ApiError::response`] turns it into `{"error":"…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// No snapshot has been published yet (503).
+    #[error("not ready: no snapshot published yet")]
+    NotReady,
+    /// The path matches no route (404).
+    #[error("no such route: {0}")]
+    NoSuchRoute(String),
+    /// A known route was asked with a method other than GET or HEAD (405).
+    #[error("method {0} not allowed: use GET or HEAD")]
+    MethodNotAllowed(String),
+    /// A malformed path or query parameter (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The category is not known to the table (404).
+    #[error("unknown category {0:?}")]
+    UnknownCategory(String),
+    /// No profile has this name (404).
+    #[error("unknown profile {0:?}")]
+    UnknownProfile(String),
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoSuchRoute(_)
+            | ApiError::UnknownCategory(_)
+            | ApiError::UnknownProfile(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The response: the status, `{"error":"<message>"}`, not cacheable; 405 also says
+    /// `Allow: GET, HEAD`.
+    pub fn response(&self) -> Response<Body> {
+        let mut body = Vec::with_capacity(64);
+        body.extend_from_slice(b"{\"error\":");
+        json::push_str(&mut body, &self.to_string());
+        body.push(b'}');
+        let mut response = Response::new(Body::one(Bytes::from(body)));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if matches!(self, ApiError::MethodNotAllowed(_)) {
+            headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_to_status_and_json() {
+        let cases = [
+            (
+                ApiError::NotReady,
+                503,
+                "not ready: no snapshot published yet",
+            ),
+            (ApiError::NoSuchRoute("/x".into()), 404, "no such route: /x"),
+            (
+                ApiError::MethodNotAllowed("POST".into()),
+                405,
+                "method POST not allowed: use GET or HEAD",
+            ),
+            (
+                ApiError::BadRequest("limit must be a positive integer".into()),
+                400,
+                "limit must be a positive integer",
+            ),
+            (
+                ApiError::UnknownCategory("bücher".into()),
+                404,
+                "unknown category \"bücher\"",
+            ),
+            (
+                ApiError::UnknownProfile("9d".into()),
+                404,
+                "unknown profile \"9d\"",
+            ),
+        ];
+        for (error, status, message) in cases {
+            let response = error.response();
+            assert_eq!(response.status().as_u16(), status);
+            let body: serde_json::Value =
+                serde_json::from_slice(&response.body().to_vec()).unwrap();
+            assert_eq!(body, serde_json::json!({ "error": message }));
+            assert_eq!(response.headers().contains_key(ALLOW), status == 405);
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! Tests of the HTTP API: [`handle`] called directly, and one real socket.
+
+use super::*;
+use crate::table::TableConfig;
+use crate::test_util::{list, profiles, snapshot, H};
+use http_body_util::{BodyExt, Empty};
+use serde_json::{json, Value};
+
+fn state() -> AppState {
+    let table = ServingTable::new(profiles(), 3, TableConfig::default()).unwrap();
+    AppState::new(
+        Arc::new(table),
+        Arc::new(Metrics::new()),
+        Arc::new(Readiness::default()),
+        &HttpConfig::default(),
+    )
+}
+
+fn published() -> AppState {
+    let state = state();
+    state.table.apply(&snapshot(
+        H,
+        vec![
+            list(
+                0,
+                "books/fiction",
+                &[("a", 8), ("b", 6), ("c", 4), ("d", 2)],
+            ),
+            list(1, "books/fiction", &[("z", 1)]),
+            list(0, "bücher/sci fi", &[("x\"y", 2)]),
+            list(0, "", &[("a", 8)]),
+        ],
+    ));
+    state
+}
+
+fn get(state: &AppState, uri: &str) -> Response<Body> {
+    request(state, Method::GET, uri, &[])
+}
+
+fn request(
+    state: &AppState,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> Response<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let req = builder.body(()).unwrap();
+    futures_lite_block_on(handle(state, req))
+}
+
+/// `handle` never awaits anything, so one poll finishes it.
+fn futures_lite_block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let waker = std::task::Waker::noop();
+    match future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(waker))
+    {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("handle awaited"),
+    }
+}
+
+fn json_body(response: &Response<Body>) -> Value {
+    serde_json::from_slice(&response.body().to_vec())
+        .unwrap_or_else(|e| panic!("{e}: {:?}", response.body().to_vec()))
+}
+
+fn header<'a>(response: &'a Response<Body>, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or("")
+}
+
+fn item_ids(doc: &Value) -> Vec<&str> {
+    doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["item_id"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn not_ready_before_the_first_snapshot() {
+    let state = state();
+    for uri in ["/v1/top", "/v1/top/books", "/v1/categories"] {
+        let response = get(&state, uri);
+        assert_eq!(response.status(), 503, "{uri}");
+        assert_eq!(
+            json_body(&response),
+            json!({"error": "not ready: no snapshot published yet"})
+        );
+    }
+    assert_eq!(get(&state, "/healthz").status(), 200);
+    let ready = get(&state, "/readyz");
+    assert_eq!(ready.status(), 503);
+    assert_eq!(json_body(&ready)["ready"], false);
+    assert_eq!(json_body(&ready)["reason"], "starting");
+    state.readiness.set_ready("caught up");
+    let ready = get(&state, "/readyz");
+    assert_eq!(ready.status(), 200);
+    assert_eq!(json_body(&ready)["ready"], true);
+}
+
+#[test]
+fn top_lists() {
+    let state = published();
+    let response = get(&state, "/v1/top/books/fiction");
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "content-type"), "application/json");
+    assert_eq!(header(&response, "cache-control"), "public, max-age=1");
+    assert!(header(&response, "etag").starts_with('"'));
+    let doc = json_body(&response);
+    assert_eq!(doc["category"], "books/fiction");
+    assert_eq!(doc["profile"], "1h");
+    assert_eq!(doc["as_of"], "1970-01-01T01:00:00.000Z");
+    assert_eq!(item_ids(&doc), ["a", "b", "c"]); // k = 3
+    assert_eq!(
+        doc["items"][0],
+        json!({"rank": 1, "item_id": "a", "score": 4.0})
+    );
+
+    // Root, both spellings, and a known ancestor without its own list.
+    for uri in ["/v1/top", "/v1/top/"] {
+        let doc = json_body(&get(&state, uri));
+        assert_eq!(doc["category"], "");
+        assert_eq!(item_ids(&doc), ["a"]);
+    }
+    let books = get(&state, "/v1/top/books");
+    assert_eq!(books.status(), 200);
+    assert_eq!(json_body(&books)["items"], json!([]));
+
+    // Profiles.
+    let doc = json_body(&get(&state, "/v1/top/books/fiction?profile=1d"));
+    assert_eq!(doc["profile"], "1d");
+    assert_eq!(item_ids(&doc), ["z"]);
+    let unknown = get(&state, "/v1/top/books/fiction?profile=9d");
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        json_body(&unknown),
+        json!({"error": "unknown profile \"9d\""})
+    );
+
+    // Percent-encoded unicode segments.
+    for uri in [
+        "/v1/top/b%C3%BCcher/sci%20fi",
+        "/v1/top/b%c3%bccher/sci%20fi?utm_source=x",
+    ] {
+        let doc = json_body(&get(&state, uri));
+        assert_eq!(doc["category"], "bücher/sci fi");
+        assert_eq!(item_ids(&doc), ["x\"y"]);
+    }
+
+    // Unknown category.
+    let missing = get(&state, "/v1/top/toys");
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        json_body(&missing),
+        json!({"error": "unknown category \"toys\""})
+    );
+}
+
+#[test]
+fn limits() {
+    let state = published();
+    let full_etag = header(&get(&state, "/v1/top/books/fiction"), "etag").to_owned();
+    for n in 1..=3 {
+        let response = get(&state, &format!("/v1/top/books/fiction?limit={n}"));
+        assert_eq!(response.status(), 200);
+        let doc = json_body(&response);
+        let items = doc["items"].as_array().unwrap();
+        assert_eq!(items.len(), n);
+        for (at, item) in items.iter().enumerate() {
+            assert_eq!(item["rank"], at + 1);
+        }
+        assert_eq!(header(&response, "etag") == full_etag, n == 3);
+    }
+    let clamped = get(&state, "/v1/top/books/fiction?limit=1000");
+    assert_eq!(item_ids(&json_body(&clamped)).len(), 3);
+    assert_eq!(header(&clamped, "etag"), full_etag);
+    for bad in ["limit=0", "limit=-1", "limit=2.5", "limit=abc", "limit="] {
+        let response = get(&state, &format!("/v1/top/books/fiction?{bad}"));
+        assert_eq!(response.status(), 400, "{bad}");
+        assert!(json_body(&response)["error"]
+            .as_str()
+            .unwrap()
+            .contains("limit"));
+    }
+    for bad in [
+        "/v1/top/books//fiction",
+        "/v1/top/books/",
+        "/v1/top/a%2Fb",
+        "/v1/top/%FF",
+    ] {
+        let response = get(&state, bad);
+        assert_eq!(response.status(), 400, "{bad}");
+        assert!(json_body(&response)["error"].is_string());
+    }
+}
+
+#[test]
+fn etags_and_not_modified() {
+    let state = published();
+    let first = get(&state, "/v1/top/books/fiction?limit=2");
+    let etag = header(&first, "etag").to_owned();
+    assert_eq!(
+        header(&get(&state, "/v1/top/books/fiction?limit=2"), "etag"),
+        etag,
+        "stable"
+    );
+    for value in [etag.as_str(), "*", &format!("\"other\", W/{etag}")] {
+        let response = request(
+            &state,
+            Method::GET,
+            "/v1/top/books/fiction?limit=2",
+            &[("if-none-match", value)],
+        );
+        assert_eq!(response.status(), 304, "{value}");
+        assert!(response.body().is_empty());
+        assert_eq!(header(&response, "etag"), etag);
+        assert_eq!(header(&response, "cache-control"), "public, max-age=1");
+    }
+    let other = request(
+        &state,
+        Method::GET,
+        "/v1/top/books/fiction?limit=2",
+        &[("if-none-match", "\"nope\"")],
+    );
+    assert_eq!(other.status(), 200);
+
+    // A new list under the same key changes the tag; the old tag no longer matches.
+    state.table.apply(&snapshot(
+        H + 1,
+        vec![list(0, "books/fiction", &[("q", 1)])],
+    ));
+    let changed = request(
+        &state,
+        Method::GET,
+        "/v1/top/books/fiction?limit=2",
+        &[("if-none-match", &etag)],
+    );
+    assert_eq!(changed.status(), 200);
+    assert_ne!(header(&changed, "etag"), etag);
+    assert_eq!(item_ids(&json_body(&changed)), ["q"]);
+
+    // Categories have tags too.
+    let categories = get(&state, "/v1/categories");
+    let tag = header(&categories, "etag").to_owned();
+    let again = request(
+        &state,
+        Method::GET,
+        "/v1/categories",
+        &[("if-none-match", &tag)],
+    );
+    assert_eq!(again.status(), 304);
+}
+
+#[test]
+fn categories_tree() {
+    let state = published();
+    let response = get(&state, "/v1/categories");
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "content-type"), "application/json");
+    assert_eq!(
+        json_body(&response),
+        json!({"categories": [
+            {"category": "", "parent": null, "children": ["books", "bücher"]},
+            {"category": "books", "parent": "", "children": ["books/fiction"]},
+            {"category": "books/fiction", "parent": "books", "children": []},
+            {"category": "bücher", "parent": "", "children": ["bücher/sci fi"]},
+            {"category": "bücher/sci fi", "parent": "bücher", "children": []},
+        ]})
+    );
+}
+
+#[test]
+fn methods_routes_and_head() {
+    let state = published();
+    for uri in [
+        "/v1/top/books",
+        "/v1/categories",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        let response = request(&state, Method::POST, uri, &[]);
+        assert_eq!(response.status(), 405, "{uri}");
+        assert_eq!(header(&response, "allow"), "GET, HEAD");
+        assert!(json_body(&response)["error"]
+            .as_str()
+            .unwrap()
+            .contains("POST"));
+    }
+    for uri in ["/x", "/v1/topx", "/v1", "/"] {
+        let response = get(&state, uri);
+        assert_eq!(response.status(), 404);
+        assert_eq!(
+            json_body(&response),
+            json!({"error": format!("no such route: {uri}")})
+        );
+    }
+    assert_eq!(request(&state, Method::DELETE, "/nope", &[]).status(), 404);
+
+    let full_len = get(&state, "/v1/top/books/fiction?limit=2").body().len();
+    let head = request(&state, Method::HEAD, "/v1/top/books/fiction?limit=2", &[]);
+    assert_eq!(head.status(), 200);
+    assert!(head.body().is_empty());
+    assert_eq!(header(&head, "content-length"), full_len.to_string());
+    assert!(!header(&head, "etag").is_empty());
+
+    let health = get(&state, "/healthz");
+    assert_eq!(json_body(&health), json!({"status": "ok"}));
+}
+
+#[test]
+fn metrics_count_requests() {
+    let state = published();
+    state.metrics.add_purchases(12);
+    get(&state, "/v1/top");
+    get(&state, "/v1/top");
+    get(&state, "/v1/top/nope");
+    get(&state, "/v1/top?limit=0");
+    get(&state, "/elsewhere");
+    get(&state, "/v1/categories");
+    request(&state, Method::PUT, "/healthz", &[]);
+    let response = get(&state, "/metrics");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "content-type"),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(response.body().to_vec()).unwrap();
+    for line in [
+        "topsellers_purchases_total 12",
+        "topsellers_http_requests_total{route=\"top\",status=\"200\"} 2",
+        "topsellers_http_requests_total{route=\"top\",status=\"404\"} 1",
+        "topsellers_http_requests_total{route=\"top\",status=\"400\"} 1",
+        "topsellers_http_requests_total{route=\"other\",status=\"404\"} 1",
+        "topsellers_http_requests_total{route=\"categories\",status=\"200\"} 1",
+        "topsellers_http_requests_total{route=\"healthz\",status=\"405\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from\n{text}"
+        );
+    }
+    assert_eq!(state.metrics.requests(Route::Metrics, 200), 1);
+}
+
+#[test]
+fn cache_max_age_is_configurable() {
+    let table = Arc::new(ServingTable::new(profiles(), 3, TableConfig::default()).unwrap());
+    table.apply(&snapshot(0, vec![]));
+    let config: HttpConfig = serde_json::from_str("{\"cache_max_age\": 30}").unwrap();
+    assert_eq!(config.listen, "127.0.0.1:8080");
+    assert!(serde_json::from_str::<HttpConfig>("{\"port\": 1}").is_err());
+    let state = AppState::new(
+        table,
+        Arc::new(Metrics::new()),
+        Arc::new(Readiness::default()),
+        &config,
+    );
+    let response = get(&state, "/v1/top");
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "cache-control"), "public, max-age=30");
+}
+
+#[tokio::test]
+async fn serves_a_real_socket_and_shuts_down_gracefully() {
+    let state = Arc::new(published());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_with_drain(
+        listener,
+        state.clone(),
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(2),
+    ));
+
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let client = tokio::spawn(connection);
+    for limit in [1, 2] {
+        let req = Request::get(format!("/v1/top/books/fiction?limit={limit}"))
+            .header("host", addr.to_string())
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(req).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().contains_key("etag"));
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let doc: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc["items"].as_array().unwrap().len(), limit);
+    }
+
+    // Shutdown closes the idle keep-alive connection and the server returns.
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), client)
+        .await
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    assert_eq!(state.metrics.requests(Route::Top, 200), 2);
+}

@@ -1,0 +1,30 @@
+//! The outputs of topsellers: serving table, HTTP API, top-k changelog, publisher, metrics.
+#![warn(missing_docs)]
+
+mod api_error;
+mod body;
+mod categories;
+pub mod changelog;
+mod etag;
+pub mod http;
+mod json;
+pub mod metrics;
+pub mod publisher;
+mod readiness;
+mod rendered;
+mod request;
+pub mod table;
+#[cfg(test)]
+mod test_util;
+
+pub use api_error::ApiError;
+pub use body::Body;
+pub use categories::CategoriesDoc;
+pub use changelog::{Changelog, ChangelogConfig};
+pub use etag::ETag;
+pub use http::{handle, serve, serve_with_drain, AppState, HttpConfig, DEFAULT_DRAIN};
+pub use metrics::{MetricKind, Metrics, Route, ValueFn};
+pub use publisher::{run_publisher, PublishSummary};
+pub use readiness::Readiness;
+pub use rendered::RenderedList;
+pub use table::{ServingTable, TableConfig, TableError};

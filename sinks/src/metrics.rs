@@ -1,0 +1,480 @@
+//! Process-wide counters and gauges, cheap to bump, rendered as Prometheus text.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+/// The routes HTTP requests are counted under (`route` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Route {
+    /// `/v1/top…`
+    Top,
+    /// `/v1/categories`
+    Categories,
+    /// `/healthz`
+    Healthz,
+    /// `/readyz`
+    Readyz,
+    /// `/metrics`
+    Metrics,
+    /// Anything else.
+    Other,
+}
+
+impl Route {
+    /// Every route, in label order.
+    pub const ALL: [Route; 6] = [
+        Route::Top,
+        Route::Categories,
+        Route::Healthz,
+        Route::Readyz,
+        Route::Metrics,
+        Route::Other,
+    ];
+
+    /// The `route` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Top => "top",
+            Route::Categories => "categories",
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+            Route::Other => "other",
+        }
+    }
+}
+
+/// Status codes counted in the lock-free table; others go to a small locked map.
+const COMMON_STATUSES: [u16; 7] = [200, 304, 400, 404, 405, 500, 503];
+
+/// Whether an extra metric is a counter or a gauge (`# TYPE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+impl MetricKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        }
+    }
+}
+
+/// The value of an extra metric, read at scrape time.
+pub type ValueFn = Box<dyn Fn() -> f64 + Send + Sync>;
+
+/// A metric registered by another part of the program.
+struct Extra {
+    name: String,
+    help: String,
+    kind: MetricKind,
+    value: ValueFn,
+}
+
+/// Everything `/metrics` reports. Share it with `Arc`; every update is an atomic operation.
+pub struct Metrics {
+    purchases_total: AtomicU64,
+    bad_records_total: AtomicU64,
+    ignored_records_total: AtomicU64,
+    snapshots_total: AtomicU64,
+    watermark_ms: AtomicI64,
+    last_publish_wall_ms: AtomicI64,
+    backfill_rows: AtomicU64,
+    backfill_total_rows: AtomicU64,
+    http: [[AtomicU64; COMMON_STATUSES.len()]; Route::ALL.len()],
+    http_uncommon: Mutex<BTreeMap<(Route, u16), u64>>,
+    extras: RwLock<Vec<Extra>>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("purchases_total", &self.purchases_total())
+            .field("bad_records_total", &self.bad_records_total())
+            .field("snapshots_total", &self.snapshots_total())
+            .field("watermark_ms", &self.watermark_ms())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// All counters at zero, no watermark, no publish yet.
+    pub fn new() -> Metrics {
+        Metrics {
+            purchases_total: AtomicU64::new(0),
+            bad_records_total: AtomicU64::new(0),
+            ignored_records_total: AtomicU64::new(0),
+            snapshots_total: AtomicU64::new(0),
+            watermark_ms: AtomicI64::new(i64::MIN),
+            last_publish_wall_ms: AtomicI64::new(i64::MIN),
+            backfill_rows: AtomicU64::new(0),
+            backfill_total_rows: AtomicU64::new(0),
+            http: Default::default(),
+            http_uncommon: Mutex::new(BTreeMap::new()),
+            extras: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Counts `n` valid purchases ingested.
+    pub fn add_purchases(&self, n: u64) {
+        self.purchases_total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts `n` bad records.
+    pub fn add_bad_records(&self, n: u64) {
+        self.bad_records_total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts `n` ignored records (e.g. quantity 0).
+    pub fn add_ignored_records(&self, n: u64) {
+        self.ignored_records_total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts one published snapshot.
+    pub fn inc_snapshots(&self) {
+        self.add_snapshots(1);
+    }
+
+    /// Counts `n` published snapshots.
+    pub fn add_snapshots(&self, n: u64) {
+        self.snapshots_total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets the event time the published snapshot is complete up to.
+    pub fn set_watermark_ms(&self, ms: i64) {
+        self.watermark_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Sets the wall-clock time of the last publish.
+    pub fn set_last_publish_wall_ms(&self, ms: i64) {
+        self.last_publish_wall_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Sets the backfill progress: rows read so far and rows in all (0 if unknown).
+    pub fn set_backfill_progress(&self, rows_read: u64, rows_total: u64) {
+        self.backfill_rows.store(rows_read, Ordering::Relaxed);
+        self.backfill_total_rows
+            .store(rows_total, Ordering::Relaxed);
+    }
+
+    /// Counts one HTTP request answered with `status` on `route`.
+    pub fn count_request(&self, route: Route, status: u16) {
+        match COMMON_STATUSES.iter().position(|&common| common == status) {
+            Some(at) => {
+                self.http[route as usize][at].fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                *self
+                    .http_uncommon
+                    .lock()
+                    .entry((route, status))
+                    .or_insert(0) += 1
+            }
+        }
+    }
+
+    /// Valid purchases ingested.
+    pub fn purchases_total(&self) -> u64 {
+        self.purchases_total.load(Ordering::Relaxed)
+    }
+
+    /// Bad records seen.
+    pub fn bad_records_total(&self) -> u64 {
+        self.bad_records_total.load(Ordering::Relaxed)
+    }
+
+    /// Ignored records seen.
+    pub fn ignored_records_total(&self) -> u64 {
+        self.ignored_records_total.load(Ordering::Relaxed)
+    }
+
+    /// Snapshots published.
+    pub fn snapshots_total(&self) -> u64 {
+        self.snapshots_total.load(Ordering::Relaxed)
+    }
+
+    /// The published watermark, if any.
+    pub fn watermark_ms(&self) -> Option<i64> {
+        Some(self.watermark_ms.load(Ordering::Relaxed)).filter(|&ms| ms != i64::MIN)
+    }
+
+    /// The wall-clock time of the last publish, if any.
+    pub fn last_publish_wall_ms(&self) -> Option<i64> {
+        Some(self.last_publish_wall_ms.load(Ordering::Relaxed)).filter(|&ms| ms != i64::MIN)
+    }
+
+    /// Backfill progress: (rows read, rows in all).
+    pub fn backfill_progress(&self) -> (u64, u64) {
+        (
+            self.backfill_rows.load(Ordering::Relaxed),
+            self.backfill_total_rows.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Requests answered with `status` on `route`.
+    pub fn requests(&self, route: Route, status: u16) -> u64 {
+        match COMMON_STATUSES.iter().position(|&common| common == status) {
+            Some(at) => self.http[route as usize][at].load(Ordering::Relaxed),
+            None => self
+                .http_uncommon
+                .lock()
+                .get(&(route, status))
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    /// Adds a metric computed at scrape time, e.g. a Kafka consumer lag. `name` should start
+    /// with `topsellers_` and be unique.
+    pub fn register_extra(&self, name: &str, help: &str, kind: MetricKind, value_fn: ValueFn) {
+        self.extras.write().push(Extra {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            kind,
+            value: value_fn,
+        });
+    }
+
+    /// Renders every metric in the Prometheus text format (version 0.0.4). Times are
+    /// seconds with a millisecond fraction; `now_wall_ms` is the wall clock for the lag.
+    pub fn render_prometheus(&self, now_wall_ms: i64) -> String {
+        let mut out = String::with_capacity(4096);
+        let counters = [
+            (
+                "topsellers_purchases_total",
+                "Valid purchases ingested.",
+                self.purchases_total(),
+            ),
+            (
+                "topsellers_bad_records_total",
+                "Records that broke the data contract.",
+                self.bad_records_total(),
+            ),
+            (
+                "topsellers_ignored_records_total",
+                "Valid records that change nothing (quantity 0).",
+                self.ignored_records_total(),
+            ),
+            (
+                "topsellers_snapshots_total",
+                "Snapshots published to the serving table.",
+                self.snapshots_total(),
+            ),
+        ];
+        for (name, help, value) in counters {
+            header(&mut out, name, help, "counter");
+            let _ = writeln!(out, "{name} {value}");
+        }
+        let seconds = |ms: i64| ms as f64 / 1000.0;
+        let watermark = self.watermark_ms().map(seconds);
+        let last_publish = self.last_publish_wall_ms();
+        let gauges = [
+            (
+                "topsellers_watermark_seconds",
+                "Event time the published snapshot is complete up to (Unix seconds).",
+                watermark,
+            ),
+            (
+                "topsellers_last_publish_timestamp_seconds",
+                "Wall-clock time of the last publish (Unix seconds).",
+                last_publish.map(seconds),
+            ),
+            (
+                "topsellers_publish_lag_seconds",
+                "Wall clock minus the time of the last publish.",
+                last_publish.map(|ms| seconds(now_wall_ms.saturating_sub(ms))),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            header(&mut out, name, help, "gauge");
+            if let Some(value) = value {
+                let _ = writeln!(out, "{name} {value}");
+            }
+        }
+        let (rows_read, rows_total) = self.backfill_progress();
+        header(
+            &mut out,
+            "topsellers_backfill_rows_read",
+            "Rows read by the backfill so far.",
+            "gauge",
+        );
+        let _ = writeln!(out, "topsellers_backfill_rows_read {rows_read}");
+        header(
+            &mut out,
+            "topsellers_backfill_rows_total",
+            "Rows the backfill will read in all (0 if unknown).",
+            "gauge",
+        );
+        let _ = writeln!(out, "topsellers_backfill_rows_total {rows_total}");
+
+        header(
+            &mut out,
+            "topsellers_http_requests_total",
+            "HTTP requests answered, by route and status.",
+            "counter",
+        );
+        let mut by_label: BTreeMap<(Route, u16), u64> = self.http_uncommon.lock().clone();
+        for route in Route::ALL {
+            for (at, status) in COMMON_STATUSES.iter().enumerate() {
+                let count = self.http[route as usize][at].load(Ordering::Relaxed);
+                if count > 0 {
+                    by_label.insert((route, *status), count);
+                }
+            }
+        }
+        for ((route, status), count) in by_label {
+            let _ = writeln!(
+                out,
+                "topsellers_http_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
+                route.as_str()
+            );
+        }
+
+        for extra in self.extras.read().iter() {
+            header(&mut out, &extra.name, &extra.help, extra.kind.as_str());
+            let value = (extra.value)();
+            let _ = match value {
+                v if v.is_nan() => writeln!(out, "{} NaN", extra.name),
+                v if v.is_infinite() => {
+                    writeln!(out, "{} {}Inf", extra.name, if v > 0.0 { "+" } else { "-" })
+                }
+                v => writeln!(out, "{} {v}", extra.name),
+            };
+        }
+        out
+    }
+}
+
+/// Writes the `# HELP` and `# TYPE` lines (help text escaped as the format asks).
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// The sample value of an unlabelled or labelled series, parsed from the text.
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn renders_counters_and_gauges() {
+        let metrics = Metrics::new();
+        let text = metrics.render_prometheus(0);
+        assert_eq!(sample(&text, "topsellers_purchases_total"), Some(0.0));
+        assert_eq!(sample(&text, "topsellers_watermark_seconds"), None);
+        assert!(text.contains("# TYPE topsellers_watermark_seconds gauge"));
+
+        metrics.add_purchases(5);
+        metrics.add_purchases(2);
+        metrics.add_bad_records(1);
+        metrics.add_ignored_records(3);
+        metrics.inc_snapshots();
+        metrics.set_watermark_ms(1_763_816_400_123);
+        metrics.set_last_publish_wall_ms(10_000);
+        metrics.set_backfill_progress(1_200_000, 10_000_000);
+        metrics.count_request(Route::Top, 200);
+        metrics.count_request(Route::Top, 200);
+        metrics.count_request(Route::Top, 304);
+        metrics.count_request(Route::Other, 418);
+        let text = metrics.render_prometheus(12_500);
+        assert_eq!(sample(&text, "topsellers_purchases_total"), Some(7.0));
+        assert_eq!(sample(&text, "topsellers_bad_records_total"), Some(1.0));
+        assert_eq!(sample(&text, "topsellers_ignored_records_total"), Some(3.0));
+        assert_eq!(sample(&text, "topsellers_snapshots_total"), Some(1.0));
+        assert!(
+            text.contains("topsellers_watermark_seconds 1763816400.123\n"),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "topsellers_last_publish_timestamp_seconds"),
+            Some(10.0)
+        );
+        assert_eq!(sample(&text, "topsellers_publish_lag_seconds"), Some(2.5));
+        assert_eq!(
+            sample(&text, "topsellers_backfill_rows_read"),
+            Some(1_200_000.0)
+        );
+        assert_eq!(
+            sample(&text, "topsellers_backfill_rows_total"),
+            Some(10_000_000.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "topsellers_http_requests_total{route=\"top\",status=\"200\"}"
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "topsellers_http_requests_total{route=\"top\",status=\"304\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "topsellers_http_requests_total{route=\"other\",status=\"418\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(metrics.requests(Route::Top, 200), 2);
+        assert_eq!(metrics.requests(Route::Other, 418), 1);
+        assert_eq!(metrics.requests(Route::Healthz, 200), 0);
+        // Every line is a comment or `name[{labels}] value`.
+        for line in text.lines() {
+            assert!(
+                line.starts_with("# ") || line.split(' ').count() == 2,
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn extras() {
+        let metrics = Metrics::new();
+        let lag = Arc::new(AtomicU64::new(42));
+        let read = lag.clone();
+        metrics.register_extra(
+            "topsellers_kafka_lag",
+            "Kafka consumer lag.",
+            MetricKind::Gauge,
+            Box::new(move || read.load(Ordering::Relaxed) as f64),
+        );
+        metrics.register_extra(
+            "topsellers_nan",
+            "Not a number.",
+            MetricKind::Counter,
+            Box::new(|| f64::NAN),
+        );
+        let text = metrics.render_prometheus(0);
+        assert!(text.contains("# TYPE topsellers_kafka_lag gauge\ntopsellers_kafka_lag 42\n"));
+        assert!(text.contains("topsellers_nan NaN\n"));
+        lag.store(7, Ordering::Relaxed);
+        assert_eq!(
+            sample(&metrics.render_prometheus(0), "topsellers_kafka_lag"),
+            Some(7.0)
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! The publisher thread: applies snapshots, in order, to the serving table and changelog.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Receiver;
+use topsellers_model::Snapshot;
+
+use crate::changelog::Changelog;
+use crate::metrics::Metrics;
+use crate::table::ServingTable;
+
+/// What a publisher did before its channel closed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PublishSummary {
+    /// Snapshots applied.
+    pub snapshots: u64,
+    /// Time of the last snapshot applied, epoch ms.
+    pub last_time_ms: Option<i64>,
+    /// Whether the changelog failed (it is closed at the first write error).
+    pub changelog_failed: bool,
+}
+
+/// Most queued snapshots applied to the table in one go.
+const MAX_BATCH: usize = 256;
+
+/// Applies snapshots from `rx` in order until every sender is gone; meant for a dedicated
+/// thread. Snapshots already queued when one arrives are taken along (up to 256) and applied
+/// to the table as one ([`ServingTable::apply_many`]); each is then written to the changelog
+/// (dropped at its first write error, which is logged); last, `snapshots_total`,
+/// `watermark_ms` and `last_publish_wall_ms` are updated.
+pub fn run_publisher(
+    rx: Receiver<Snapshot>,
+    table: Arc<ServingTable>,
+    mut changelog: Option<Changelog>,
+    metrics: Arc<Metrics>,
+) -> PublishSummary {
+    let mut summary = PublishSummary::default();
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter().take(MAX_BATCH - 1));
+        table.apply_many(&batch);
+        for snapshot in &batch {
+            if let Some(log) = changelog.as_mut() {
+                if let Err(error) = log.write_snapshot(snapshot, table.profiles()) {
+                    tracing::error!(%error, "writing the changelog failed; it is closed");
+                    changelog = None;
+                    summary.changelog_failed = true;
+                }
+            }
+        }
+        let last = batch.last().map_or(i64::MIN, |snapshot| snapshot.time_ms);
+        metrics.add_snapshots(batch.len() as u64);
+        metrics.set_watermark_ms(last);
+        metrics.set_last_publish_wall_ms(wall_clock_ms());
+        summary.snapshots += batch.len() as u64;
+        summary.last_time_ms = Some(last);
+        tracing::debug!(time_ms = last, snapshots = batch.len(), "published");
+    }
+    summary
+}
+
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::TableConfig;
+    use crate::test_util::{list, profiles, snapshot};
+    use std::io::{self, Write};
+
+    struct Broken;
+
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::new(io::ErrorKind::BrokenPipe, "gone"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Err(io::Error::new(io::ErrorKind::BrokenPipe, "gone"))
+        }
+    }
+
+    #[test]
+    fn applies_in_order_until_disconnected() {
+        let table = Arc::new(ServingTable::new(profiles(), 10, TableConfig::default()).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let thread = {
+            let (table, metrics) = (table.clone(), metrics.clone());
+            std::thread::spawn(move || {
+                run_publisher(rx, table, Some(Changelog::to_writer(Broken)), metrics)
+            })
+        };
+        for step in 0..10 {
+            tx.send(snapshot(
+                step * 1000,
+                vec![list(0, "a", &[(&format!("i{step}"), 1)])],
+            ))
+            .unwrap();
+        }
+        drop(tx);
+        let summary = thread.join().unwrap();
+        assert_eq!(
+            summary,
+            PublishSummary {
+                snapshots: 10,
+                last_time_ms: Some(9000),
+                changelog_failed: true
+            }
+        );
+        assert_eq!(table.published_time_ms(), Some(9000));
+        assert_eq!(&*table.current_items(0, "a").unwrap()[0].0, "i9");
+        assert_eq!(metrics.snapshots_total(), 10);
+        assert_eq!(metrics.watermark_ms(), Some(9000));
+        assert!(metrics.last_publish_wall_ms().unwrap() > 1_600_000_000_000);
+    }
+
+    #[test]
+    fn empty_channel() {
+        let table = Arc::new(ServingTable::new(profiles(), 10, TableConfig::default()).unwrap());
+        let (tx, rx) = crossbeam_channel::unbounded::<Snapshot>();
+        drop(tx);
+        let summary = run_publisher(rx, table, None, Arc::new(Metrics::new()));
+        assert_eq!(summary, PublishSummary::default());
+    }
+}

@@ -1,0 +1,157 @@
+//! Reading `/v1/top` requests: the percent-encoded category path and the query parameters.
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode_str;
+
+use crate::api_error::ApiError;
+
+/// Decodes the category from what follows `/v1/top` in the path: `""` or `"/"` is the root;
+/// otherwise `/seg/seg…`, each segment percent-decoded. An empty segment, a decoded segment
+/// containing `/`, or invalid UTF-8 is a bad request. Borrows when nothing is encoded.
+pub(crate) fn decode_category(rest: &str) -> Result<Cow<'_, str>, ApiError> {
+    let path = match rest {
+        "" | "/" => return Ok(Cow::Borrowed("")),
+        _ => rest.strip_prefix('/').unwrap_or(rest),
+    };
+    if path.split('/').any(str::is_empty) {
+        return Err(ApiError::BadRequest(format!(
+            "empty segment in category path {path:?}"
+        )));
+    }
+    if !path.contains('%') {
+        return Ok(Cow::Borrowed(path));
+    }
+    let mut category = String::with_capacity(path.len());
+    for (at, segment) in path.split('/').enumerate() {
+        let decoded = percent_decode_str(segment).decode_utf8().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "category segment {segment:?} is not UTF-8 once decoded"
+            ))
+        })?;
+        if decoded.contains('/') {
+            return Err(ApiError::BadRequest(format!(
+                "category segment {decoded:?} contains '/'"
+            )));
+        }
+        if at > 0 {
+            category.push('/');
+        }
+        category.push_str(&decoded);
+    }
+    Ok(Cow::Owned(category))
+}
+
+/// The query parameters `/v1/top` understands; others are ignored.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct TopQuery<'a> {
+    /// `limit`: a positive integer (clamped later to the list's length).
+    pub(crate) limit: Option<usize>,
+    /// `profile`: a profile name, percent-decoded.
+    pub(crate) profile: Option<Cow<'a, str>>,
+}
+
+impl<'a> TopQuery<'a> {
+    /// Reads the query string (without `?`); when a parameter repeats, the last one wins.
+    pub(crate) fn parse(query: Option<&'a str>) -> Result<TopQuery<'a>, ApiError> {
+        let mut parsed = TopQuery::default();
+        for pair in query.unwrap_or_default().split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "limit" => parsed.limit = Some(parse_limit(value)?),
+                "profile" => {
+                    let name = percent_decode_str(value).decode_utf8().map_err(|_| {
+                        ApiError::BadRequest("profile is not UTF-8 once decoded".to_owned())
+                    })?;
+                    parsed.profile = Some(name);
+                }
+                _ => {}
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// A positive decimal integer; values too large for `usize` saturate (they are clamped
+/// anyway).
+fn parse_limit(value: &str) -> Result<usize, ApiError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be a positive integer, not {value:?}"
+        )));
+    }
+    match value.parse::<usize>() {
+        Ok(0) => Err(ApiError::BadRequest(
+            "limit must be a positive integer, not 0".to_owned(),
+        )),
+        Ok(n) => Ok(n),
+        Err(_) => Ok(usize::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories() {
+        assert_eq!(decode_category("").unwrap(), "");
+        assert_eq!(decode_category("/").unwrap(), "");
+        assert!(matches!(
+            decode_category("/books/fiction").unwrap(),
+            Cow::Borrowed("books/fiction")
+        ));
+        assert_eq!(decode_category("/books/sci%20fi").unwrap(), "books/sci fi");
+        assert_eq!(
+            decode_category("/b%C3%BCcher/sci%20fi").unwrap(),
+            "bücher/sci fi"
+        );
+        for bad in ["//", "/books/", "/books//x", "/a%2Fb", "/%FF", "/a/%2f"] {
+            assert!(
+                matches!(decode_category(bad), Err(ApiError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn queries() {
+        assert_eq!(TopQuery::parse(None).unwrap(), TopQuery::default());
+        assert_eq!(TopQuery::parse(Some("")).unwrap(), TopQuery::default());
+        let q = TopQuery::parse(Some("limit=5&profile=7d&utm=x&flag")).unwrap();
+        assert_eq!(q.limit, Some(5));
+        assert_eq!(q.profile.as_deref(), Some("7d"));
+        assert_eq!(
+            TopQuery::parse(Some("profile=a%20b"))
+                .unwrap()
+                .profile
+                .as_deref(),
+            Some("a b")
+        );
+        assert_eq!(
+            TopQuery::parse(Some("limit=1&limit=3")).unwrap().limit,
+            Some(3)
+        );
+        assert_eq!(
+            TopQuery::parse(Some("limit=99999999999999999999999"))
+                .unwrap()
+                .limit,
+            Some(usize::MAX)
+        );
+        for bad in [
+            "limit=0",
+            "limit=-1",
+            "limit=1.5",
+            "limit=",
+            "limit",
+            "limit=+3",
+            "limit=abc",
+            "profile=%FF",
+        ] {
+            assert!(
+                matches!(TopQuery::parse(Some(bad)), Err(ApiError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+}

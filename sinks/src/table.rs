@@ -1,0 +1,504 @@
+//! The serving table: every (profile, category) list pre-rendered and swapped in atomically.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use topsellers_model::{parse_duration_ms, DurationError, Profile, Snapshot, TopKList};
+
+use crate::categories::{CategoriesDoc, CategoryTree};
+use crate::rendered::RenderedList;
+
+/// Serving table settings (`[table]` in the config).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// Scores decay as time passes although rankings do not: a list whose served scores are
+    /// older than this (relative to the newest snapshot) is re-rendered at the newest
+    /// snapshot's time, e.g. `5s`.
+    #[serde(default = "default_refresh")]
+    pub refresh: String,
+    /// Number of independently locked shards of the table.
+    #[serde(default = "default_shards")]
+    pub shards: usize,
+}
+
+fn default_refresh() -> String {
+    "5s".to_owned()
+}
+
+fn default_shards() -> usize {
+    16
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            refresh: default_refresh(),
+            shards: default_shards(),
+        }
+    }
+}
+
+/// A serving table that cannot be built from its settings.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TableError {
+    /// `refresh` is not a duration.
+    #[error("table.refresh: {0}")]
+    Refresh(#[from] DurationError),
+    /// No decay profile was given.
+    #[error("at least one decay profile is needed")]
+    NoProfiles,
+    /// A profile's half-life is not positive.
+    #[error("profile {0:?}: the half-life must be positive")]
+    HalfLife(String),
+    /// Two profiles share a name.
+    #[error("profile name {0:?} is used twice")]
+    DuplicateProfile(String),
+}
+
+/// Rendered lists of one category, one per profile.
+type Entry = Box<[Arc<RenderedList>]>;
+
+/// One independently locked part of the table.
+type Shard = RwLock<HashMap<Arc<str>, Entry>>;
+
+/// State only the publishing thread touches.
+#[derive(Debug, Default)]
+struct Writer {
+    tree: CategoryTree,
+    /// (rendered at, profile, category), earliest first; an entry is stale when the list has
+    /// been rendered again since.
+    due: BinaryHeap<Reverse<(i64, usize, Arc<str>)>>,
+}
+
+/// The lists the HTTP API serves, shared (via `Arc`) between the publisher thread, which
+/// [`apply`](Self::apply)s snapshots, and the HTTP tasks, which [`get`](Self::get) lists.
+///
+/// Reads take one shard's read lock just long enough to clone an `Arc`; the publisher renders
+/// outside any lock and takes a shard's write lock only to swap one `Arc`, so each list is
+/// replaced atomically.
+#[derive(Debug)]
+pub struct ServingTable {
+    profiles: Vec<Profile>,
+    k: usize,
+    refresh_ms: i64,
+    shards: Box<[Shard]>,
+    categories: RwLock<Arc<CategoriesDoc>>,
+    published_ms: AtomicI64,
+    writer: Mutex<Writer>,
+}
+
+impl ServingTable {
+    /// An empty table for `profiles` (the first is the API's default) serving lists of at
+    /// most `k` items.
+    pub fn new(
+        profiles: Vec<Profile>,
+        k: usize,
+        config: TableConfig,
+    ) -> Result<ServingTable, TableError> {
+        let refresh_ms = parse_duration_ms(&config.refresh)?;
+        if profiles.is_empty() {
+            return Err(TableError::NoProfiles);
+        }
+        for (at, profile) in profiles.iter().enumerate() {
+            if profile.half_life_ms <= 0 {
+                return Err(TableError::HalfLife(profile.name.clone()));
+            }
+            if profiles[..at]
+                .iter()
+                .any(|other| other.name == profile.name)
+            {
+                return Err(TableError::DuplicateProfile(profile.name.clone()));
+            }
+        }
+        let writer = Writer::default();
+        let categories = RwLock::new(Arc::new(writer.tree.render()));
+        Ok(ServingTable {
+            profiles,
+            k,
+            refresh_ms,
+            shards: (0..config.shards.max(1))
+                .map(|_| RwLock::new(HashMap::new()))
+                .collect(),
+            categories,
+            published_ms: AtomicI64::new(i64::MIN),
+            writer: Mutex::new(writer),
+        })
+    }
+
+    /// The decay profiles, in configuration order.
+    pub fn profiles(&self) -> &[Profile] {
+        &self.profiles
+    }
+
+    /// The most items a list holds (the default `limit`).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The index of the profile called `name`.
+    pub fn profile_index(&self, name: &str) -> Option<usize> {
+        self.profiles
+            .iter()
+            .position(|profile| profile.name == name)
+    }
+
+    /// The time of the last applied snapshot, if any.
+    pub fn published_time_ms(&self) -> Option<i64> {
+        let ms = self.published_ms.load(Ordering::Acquire);
+        (ms != i64::MIN).then_some(ms)
+    }
+
+    /// The current list of `category` under profile `profile`; `None` if the category is not
+    /// known or the profile index is out of range. A known category without ranked items
+    /// has an empty list.
+    pub fn get(&self, profile: usize, category: &str) -> Option<Arc<RenderedList>> {
+        self.shard(category)
+            .read()
+            .get(category)
+            .and_then(|entry| entry.get(profile))
+            .cloned()
+    }
+
+    /// Whether `category` has appeared in a snapshot (itself or as an ancestor of one that
+    /// did); the root `""` is known once the first snapshot has been applied.
+    pub fn is_known(&self, category: &str) -> bool {
+        self.shard(category).read().contains_key(category)
+    }
+
+    /// The served items of (profile, category) with their scores as rendered.
+    pub fn current_items(&self, profile: usize, category: &str) -> Option<Vec<(Arc<str>, f64)>> {
+        let list = self.get(profile, category)?;
+        Some(list.scores(self.profiles[profile].half_life_ms))
+    }
+
+    /// The `/v1/categories` document.
+    pub fn categories_json(&self) -> Bytes {
+        self.categories.read().json.clone()
+    }
+
+    /// The `/v1/categories` document with its entity tag.
+    pub fn categories_doc(&self) -> Arc<CategoriesDoc> {
+        self.categories.read().clone()
+    }
+
+    /// Applies a snapshot: renders each of its lists at `snapshot.time_ms` and swaps it in,
+    /// makes new categories (and their ancestors) known, then re-renders lists whose scores
+    /// are older than the refresh interval. Called by one thread at a time (the publisher).
+    pub fn apply(&self, snapshot: &Snapshot) {
+        self.apply_many(std::slice::from_ref(snapshot));
+    }
+
+    /// Applies several consecutive snapshots (oldest first) as one: for each (profile,
+    /// category) only the newest list is rendered, at the last snapshot's time. The table
+    /// ends up exactly as after applying them one by one (rankings do not depend on the
+    /// time), with less work when the publisher has fallen behind.
+    pub fn apply_many(&self, snapshots: &[Snapshot]) {
+        let Some(last) = snapshots.last() else { return };
+        let now = last.time_ms;
+        let mut newest: HashMap<(usize, &str), &TopKList> = HashMap::new();
+        let mut order = Vec::new();
+        for list in snapshots.iter().flat_map(|snapshot| &snapshot.lists) {
+            if newest
+                .insert((list.profile, &*list.category), list)
+                .is_none()
+            {
+                order.push((list.profile, &*list.category));
+            }
+        }
+        let mut writer = self.writer.lock();
+        let mut categories_changed = false;
+        if self.published_time_ms().is_none() {
+            categories_changed |= self.make_known(&mut writer, &Arc::from(""), now);
+        }
+        for key in order {
+            let list = newest[&key];
+            let Some(profile) = self.profiles.get(list.profile) else {
+                tracing::warn!(
+                    profile = list.profile,
+                    category = &*list.category,
+                    "snapshot list for an unknown profile index"
+                );
+                continue;
+            };
+            categories_changed |= self.make_known(&mut writer, &list.category, now);
+            let rendered = RenderedList::render(list, profile, now, self.k);
+            self.put(list.profile, &list.category, rendered);
+            writer
+                .due
+                .push(Reverse((now, list.profile, list.category.clone())));
+        }
+        self.refresh(&mut writer, now);
+        if categories_changed {
+            *self.categories.write() = Arc::new(writer.tree.render());
+        }
+        self.published_ms.store(now, Ordering::Release);
+    }
+
+    /// Re-renders every list rendered before `now − refresh`.
+    fn refresh(&self, writer: &mut Writer, now: i64) {
+        let threshold = now.saturating_sub(self.refresh_ms);
+        while let Some(Reverse((at, _, _))) = writer.due.peek() {
+            if *at >= threshold {
+                break;
+            }
+            let Some(Reverse((at, profile, category))) = writer.due.pop() else {
+                break;
+            };
+            let Some(current) = self.get(profile, &category) else {
+                continue;
+            };
+            if current.as_of_ms() != at {
+                continue; // rendered again since; that render has its own entry
+            }
+            let rendered =
+                RenderedList::render(current.list(), &self.profiles[profile], now, self.k);
+            drop(current);
+            self.put(profile, &category, rendered);
+            writer.due.push(Reverse((now, profile, category)));
+        }
+    }
+
+    /// Makes `category` and its ancestors known, with empty lists; whether any was new.
+    fn make_known(&self, writer: &mut Writer, category: &Arc<str>, now: i64) -> bool {
+        let added = writer.tree.insert(category);
+        for category in &added {
+            let entry: Entry = self
+                .profiles
+                .iter()
+                .enumerate()
+                .map(|(index, profile)| {
+                    Arc::new(RenderedList::empty(index, category.clone(), profile, now))
+                })
+                .collect();
+            self.shard(category).write().insert(category.clone(), entry);
+            for index in 0..self.profiles.len() {
+                writer.due.push(Reverse((now, index, category.clone())));
+            }
+        }
+        !added.is_empty()
+    }
+
+    /// Swaps in one list; the old one is dropped outside the lock.
+    fn put(&self, profile: usize, category: &Arc<str>, rendered: RenderedList) {
+        let rendered = Arc::new(rendered);
+        let old = {
+            let mut shard = self.shard(category).write();
+            match shard.get_mut(&**category) {
+                Some(entry) => Some(std::mem::replace(&mut entry[profile], rendered)),
+                None => {
+                    // Not reachable through `apply`, which makes categories known first.
+                    let mut entry: Vec<Arc<RenderedList>> = self
+                        .profiles
+                        .iter()
+                        .enumerate()
+                        .map(|(index, p)| {
+                            Arc::new(RenderedList::empty(
+                                index,
+                                category.clone(),
+                                p,
+                                rendered.as_of_ms(),
+                            ))
+                        })
+                        .collect();
+                    entry[profile] = rendered;
+                    shard.insert(category.clone(), entry.into_boxed_slice());
+                    None
+                }
+            }
+        };
+        drop(old);
+    }
+
+    fn shard(&self, category: &str) -> &Shard {
+        let hash = xxhash_rust::xxh3::xxh3_64(category.as_bytes());
+        &self.shards[(hash % self.shards.len() as u64) as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{list, profiles, snapshot, H};
+
+    fn table() -> ServingTable {
+        ServingTable::new(profiles(), 3, TableConfig::default()).unwrap()
+    }
+
+    fn ids(table: &ServingTable, profile: usize, category: &str) -> Vec<String> {
+        table
+            .current_items(profile, category)
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn config_errors() {
+        assert!(matches!(
+            ServingTable::new(
+                profiles(),
+                3,
+                TableConfig {
+                    refresh: "soon".into(),
+                    shards: 4
+                }
+            ),
+            Err(TableError::Refresh(_))
+        ));
+        assert_eq!(
+            ServingTable::new(vec![], 3, TableConfig::default()).err(),
+            Some(TableError::NoProfiles)
+        );
+        let mut twice = profiles();
+        twice[1].name = "1h".into();
+        assert!(matches!(
+            ServingTable::new(twice, 3, TableConfig::default()),
+            Err(TableError::DuplicateProfile(_))
+        ));
+        let mut zero = profiles();
+        zero[0].half_life_ms = 0;
+        assert!(matches!(
+            ServingTable::new(zero, 3, TableConfig::default()),
+            Err(TableError::HalfLife(_))
+        ));
+        let parsed: TableConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed, TableConfig::default());
+        assert!(serde_json::from_str::<TableConfig>("{\"nope\":1}").is_err());
+    }
+
+    #[test]
+    fn applies_snapshots() {
+        let table = table();
+        assert_eq!(table.published_time_ms(), None);
+        assert!(!table.is_known(""));
+        assert_eq!(table.profile_index("1d"), Some(1));
+        assert_eq!(table.profile_index("2d"), None);
+
+        table.apply(&snapshot(
+            H,
+            vec![list(
+                0,
+                "books/fiction",
+                &[("a", 1), ("b", 4), ("c", 2), ("d", 3)],
+            )],
+        ));
+        assert_eq!(table.published_time_ms(), Some(H));
+        assert_eq!(ids(&table, 0, "books/fiction"), ["b", "d", "c"]); // cut to k = 3
+        let scores = table.current_items(0, "books/fiction").unwrap();
+        assert!((scores[0].1 - 2.0).abs() < 1e-12); // 4 bought at 0, one half-life ago
+        for known in ["", "books", "books/fiction"] {
+            assert!(table.is_known(known));
+            assert!(table.get(1, known).unwrap().is_empty() || known == "books/fiction");
+        }
+        assert!(table.get(1, "books/fiction").unwrap().is_empty());
+        assert!(table.get(2, "books/fiction").is_none());
+        assert!(!table.is_known("toys"));
+        assert!(table.get(0, "toys").is_none());
+
+        let before = table.get(0, "books/fiction").unwrap();
+        table.apply(&snapshot(
+            H + 1,
+            vec![list(0, "books/fiction", &[("z", 9)]), list(1, "toys", &[])],
+        ));
+        assert_eq!(ids(&table, 0, "books/fiction"), ["z"]);
+        assert!(table.is_known("toys"));
+        assert!(table.get(1, "toys").unwrap().is_empty());
+        // Readers holding the old list keep a consistent copy.
+        assert_eq!(before.len(), 3);
+        assert_ne!(
+            before.etag(3),
+            table.get(0, "books/fiction").unwrap().etag(3)
+        );
+    }
+
+    #[test]
+    fn categories_document_changes_only_with_the_set() {
+        let table = table();
+        assert_eq!(table.categories_json(), &b"{\"categories\":[]}"[..]);
+        table.apply(&snapshot(0, vec![]));
+        let root_only = table.categories_doc();
+        assert!(table.is_known(""));
+        let doc: serde_json::Value = serde_json::from_slice(&root_only.json).unwrap();
+        assert_eq!(doc["categories"][0]["parent"], serde_json::Value::Null);
+        table.apply(&snapshot(1, vec![list(0, "a/b", &[("x", 1)])]));
+        let grown = table.categories_doc();
+        assert_ne!(grown.etag, root_only.etag);
+        table.apply(&snapshot(
+            2,
+            vec![list(0, "a/b", &[("y", 1)]), list(0, "a", &[("y", 1)])],
+        ));
+        assert!(Arc::ptr_eq(&grown, &table.categories_doc()));
+        let doc: serde_json::Value = serde_json::from_slice(&table.categories_json()).unwrap();
+        let names: Vec<&str> = doc["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["category"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["", "a", "a/b"]);
+    }
+
+    #[test]
+    fn applying_many_equals_applying_each() {
+        let snapshots = [
+            snapshot(
+                0,
+                vec![list(0, "a", &[("x", 1)]), list(1, "b/c", &[("y", 2)])],
+            ),
+            snapshot(
+                10,
+                vec![list(0, "a", &[("z", 3), ("x", 1)]), list(0, "d", &[])],
+            ),
+            snapshot(20, vec![list(1, "b/c", &[("w", 2)])]),
+        ];
+        let (each, batch) = (table(), table());
+        for snapshot in &snapshots {
+            each.apply(snapshot);
+        }
+        batch.apply_many(&snapshots);
+        batch.apply_many(&[]);
+        assert_eq!(batch.published_time_ms(), Some(20));
+        assert_eq!(batch.categories_json(), each.categories_json());
+        for category in ["", "a", "b", "b/c", "d"] {
+            for profile in 0..2 {
+                assert_eq!(
+                    ids(&batch, profile, category),
+                    ids(&each, profile, category)
+                );
+                assert_eq!(batch.get(profile, category).unwrap().as_of_ms(), 20);
+            }
+        }
+        assert_eq!(ids(&batch, 0, "a"), ["z", "x"]);
+    }
+
+    #[test]
+    fn refreshes_stale_scores_only() {
+        let table = table();
+        table.apply(&snapshot(
+            0,
+            vec![list(0, "a", &[("x", 8)]), list(0, "b", &[("y", 8)])],
+        ));
+        // 4 s later: nothing is older than 5 s, nothing is re-rendered.
+        table.apply(&snapshot(4_000, vec![list(0, "a", &[("x", 8)])]));
+        assert_eq!(table.get(0, "a").unwrap().as_of_ms(), 4_000);
+        assert_eq!(table.get(0, "b").unwrap().as_of_ms(), 0);
+        // An hour later with no change: both are re-rendered with decayed scores.
+        table.apply(&snapshot(H, vec![]));
+        for category in ["a", "b", "", ""] {
+            let list = table.get(0, category).unwrap();
+            assert_eq!(list.as_of_ms(), H);
+        }
+        assert_eq!(table.current_items(0, "b").unwrap()[0].1, 4.0);
+        assert_eq!(table.get(1, "b").unwrap().as_of_ms(), H);
+        // The queue holds one live entry per list plus nothing stale older than the window.
+        let queued = table.writer.lock().due.len();
+        assert_eq!(queued, 3 * 2);
+    }
+}

@@ -1,0 +1,192 @@
+//! The dead-letter output: bad records counted, logged (sparingly) and written as JSON Lines.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::bad::BadRecord;
+use crate::error::SourceError;
+
+/// Bad records logged one by one before logging turns sparse.
+const LOG_FIRST: u64 = 100;
+/// After the first [`LOG_FIRST`], one bad record in this many is logged.
+const LOG_EVERY: u64 = 1000;
+
+/// Where bad records go. Shared by all worker threads (`Arc<DeadLetter>`); every method takes
+/// `&self`.
+#[derive(Debug)]
+pub struct DeadLetter {
+    path: Option<PathBuf>,
+    file: Mutex<Option<BufWriter<File>>>,
+    count: AtomicU64,
+    write_failed: AtomicBool,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    position: &'a str,
+    error: String,
+    record: &'a str,
+}
+
+impl DeadLetter {
+    /// Opens the output: `None` only counts and logs; `Some(path)` also appends one JSON line
+    /// per bad record to `path`, creating it and its parent folders if needed.
+    pub fn open(path: Option<&Path>) -> Result<Self, SourceError> {
+        let file = match path {
+            None => None,
+            Some(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| SourceError::io(parent, e))?;
+                }
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| SourceError::io(path, e))?;
+                Some(BufWriter::with_capacity(64 * 1024, file))
+            }
+        };
+        Ok(DeadLetter {
+            path: path.map(Path::to_path_buf),
+            file: Mutex::new(file),
+            count: AtomicU64::new(0),
+            write_failed: AtomicBool::new(false),
+        })
+    }
+
+    /// Counts, logs and writes one bad record. Never fails: a write error is logged once.
+    pub fn record(&self, bad: &BadRecord) {
+        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= LOG_FIRST {
+            tracing::warn!(position = %bad.position, error = %bad.error, "bad record");
+        } else if n % LOG_EVERY == 0 {
+            tracing::warn!(
+                position = %bad.position,
+                error = %bad.error,
+                bad_records = n,
+                "bad record (logging one in {LOG_EVERY})"
+            );
+        }
+        let mut guard = self.file.lock();
+        if let Some(out) = guard.as_mut() {
+            let line = Line {
+                position: &bad.position,
+                error: bad.error.to_string(),
+                record: &bad.raw,
+            };
+            let written = serde_json::to_writer(&mut *out, &line)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"));
+            if let Err(error) = written {
+                self.report_write_error(&error);
+            }
+        }
+    }
+
+    /// Records every bad record of a batch.
+    pub fn record_all(&self, bad: &[BadRecord]) {
+        for record in bad {
+            self.record(record);
+        }
+    }
+
+    /// How many bad records were recorded.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Writes buffered lines to the file.
+    pub fn flush(&self) {
+        if let Some(out) = self.file.lock().as_mut() {
+            if let Err(error) = out.flush() {
+                self.report_write_error(&error);
+            }
+        }
+    }
+
+    fn report_write_error(&self, error: &std::io::Error) {
+        if !self.write_failed.swap(true, Ordering::Relaxed) {
+            let path = self.path.as_deref().map(Path::display);
+            tracing::error!(path = ?path, %error, "cannot write the dead-letter output");
+        }
+    }
+}
+
+impl Drop for DeadLetter {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use topsellers_model::RecordError;
+
+    fn bad(i: usize) -> BadRecord {
+        BadRecord {
+            position: format!("f.jsonl:{i}"),
+            error: RecordError::MissingField("ts"),
+            raw: format!("{{\"n\":{i},\"q\":\"\\\"\"}}"),
+        }
+    }
+
+    #[test]
+    fn counts_without_a_file() {
+        let dl = DeadLetter::open(None).unwrap();
+        dl.record(&bad(1));
+        dl.record(&bad(2));
+        assert_eq!(dl.count(), 2);
+    }
+
+    #[test]
+    fn writes_json_lines_from_many_threads_and_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/dir/dead.jsonl");
+        {
+            let dl = Arc::new(DeadLetter::open(Some(&path)).unwrap());
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let dl = dl.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..250 {
+                            dl.record(&bad(t * 1000 + i));
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(dl.count(), 1000);
+        } // dropped: flushed
+        {
+            let dl = DeadLetter::open(Some(&path)).unwrap();
+            dl.record(&bad(99_999));
+            dl.flush();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 1001);
+        let last = &lines[1000];
+        assert_eq!(last["position"], "f.jsonl:99999");
+        assert_eq!(last["error"], "missing required field `ts`");
+        assert_eq!(last["record"], "{\"n\":99999,\"q\":\"\\\"\"}");
+        let mut positions: Vec<&str> = lines
+            .iter()
+            .map(|l| l["position"].as_str().unwrap())
+            .collect();
+        positions.sort_unstable();
+        positions.dedup();
+        assert_eq!(positions.len(), 1001);
+    }
+}

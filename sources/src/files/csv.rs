@@ -1,0 +1,347 @@
+//! CSV reader: a header row names the columns (any order, extra columns ignored).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use csv::{ByteRecord, ReaderBuilder};
+use topsellers_model::{Purchase, RecordError};
+
+use super::fields::{self, Tally};
+use super::{RecordReader, MAX_LINE_BYTES};
+use crate::bad::{BadRecord, MAX_RAW_BYTES};
+use crate::error::SourceError;
+use crate::intern::Interner;
+use crate::position::{line_position, path_label};
+
+/// Where the columns are in each row.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    item_id: usize,
+    category: usize,
+    ts: usize,
+    quantity: Option<usize>,
+}
+
+/// Reads one CSV file.
+pub(crate) struct CsvReader {
+    label: String,
+    path: PathBuf,
+    reader: csv::Reader<File>,
+    record: ByteRecord,
+    columns: Columns,
+    width: usize,
+    interner: Interner,
+    tally: Tally,
+    done: bool,
+}
+
+fn csv_error(path: &Path, error: csv::Error) -> SourceError {
+    match error.into_kind() {
+        csv::ErrorKind::Io(e) => SourceError::io(path, e),
+        other => SourceError::io(path, std::io::Error::other(format!("{other:?}"))),
+    }
+}
+
+impl CsvReader {
+    pub(crate) fn open(path: &Path) -> Result<Self, SourceError> {
+        let file = File::open(path).map_err(|e| SourceError::io(path, e))?;
+        let mut reader = ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .buffer_capacity(1 << 20)
+            .from_reader(file);
+        let header = reader
+            .byte_headers()
+            .map_err(|e| csv_error(path, e))?
+            .clone();
+        let find = |name: &'static str| {
+            header.iter().position(|h| {
+                let h = h.strip_prefix(b"\xef\xbb\xbf").unwrap_or(h);
+                h.trim_ascii() == name.as_bytes()
+            })
+        };
+        let required = |name: &'static str| {
+            find(name).ok_or(SourceError::MissingColumn {
+                path: path.to_path_buf(),
+                column: name,
+            })
+        };
+        let columns = Columns {
+            item_id: required("item_id")?,
+            category: required("category")?,
+            ts: required("ts")?,
+            quantity: find("quantity"),
+        };
+        Ok(CsvReader {
+            label: path_label(path),
+            path: path.to_path_buf(),
+            reader,
+            record: ByteRecord::new(),
+            columns,
+            width: header.len(),
+            interner: Interner::new(),
+            tally: Tally::default(),
+            done: false,
+        })
+    }
+}
+
+fn field<'r>(record: &'r ByteRecord, index: usize, name: &str) -> Result<&'r str, RecordError> {
+    let bytes = record.get(index).unwrap_or_default();
+    std::str::from_utf8(bytes)
+        .map_err(|e| RecordError::Malformed(format!("invalid UTF-8 in column `{name}`: {e}")))
+}
+
+fn parse_row(
+    record: &ByteRecord,
+    columns: Columns,
+    width: usize,
+    interner: &mut Interner,
+) -> Result<Option<Purchase>, RecordError> {
+    if record.as_slice().len() > MAX_LINE_BYTES {
+        return Err(RecordError::Malformed(format!(
+            "record has {} bytes (at most {MAX_LINE_BYTES})",
+            record.as_slice().len()
+        )));
+    }
+    if record.len() != width {
+        return Err(RecordError::Malformed(format!(
+            "expected {width} fields (as in the header), found {}",
+            record.len()
+        )));
+    }
+    let item_id = field(record, columns.item_id, "item_id")?;
+    let category = field(record, columns.category, "category")?;
+    let ts_ms = fields::ts_from_text(field(record, columns.ts, "ts")?)?;
+    let quantity = match columns.quantity {
+        Some(index) => fields::quantity_from_text(field(record, index, "quantity")?)?,
+        None => 1,
+    };
+    fields::purchase(item_id, category, ts_ms, quantity, interner)
+}
+
+/// The row as CSV text again (for the dead-letter output).
+fn render(record: &ByteRecord) -> Vec<u8> {
+    let mut text = Vec::new();
+    for (i, value) in record.iter().enumerate() {
+        if i > 0 {
+            text.push(b',');
+        }
+        if value
+            .iter()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+        {
+            text.push(b'"');
+            for &b in value {
+                if b == b'"' {
+                    text.push(b'"');
+                }
+                text.push(b);
+            }
+            text.push(b'"');
+        } else {
+            text.extend_from_slice(value);
+        }
+        if text.len() > MAX_RAW_BYTES {
+            break;
+        }
+    }
+    text
+}
+
+impl RecordReader for CsvReader {
+    fn next_batch(
+        &mut self,
+        out: &mut Vec<Purchase>,
+        bad: &mut Vec<BadRecord>,
+        max: usize,
+    ) -> Result<bool, SourceError> {
+        let max = max.max(1);
+        let start = (out.len(), bad.len());
+        let mut examined = 0;
+        while examined < max && !self.done {
+            match self.reader.read_byte_record(&mut self.record) {
+                Ok(false) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(true) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Err(csv_error(&self.path, e));
+                }
+            }
+            examined += 1;
+            let record = &self.record;
+            let line = record.position().map_or(0, |p| p.line());
+            let outcome = parse_row(record, self.columns, self.width, &mut self.interner);
+            let label = &self.label;
+            fields::deliver(outcome, &mut self.tally, out, bad, |e| {
+                BadRecord::from_bytes(line_position(label, line), e, &render(record))
+            });
+        }
+        Ok(!(self.done && (out.len(), bad.len()) == start))
+    }
+
+    fn ignored(&self) -> u64 {
+        self.tally.ignored
+    }
+
+    fn rows_read(&self) -> u64 {
+        self.tally.rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::{read_unit_all, Format, ReadUnit};
+    use std::sync::Arc;
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> ReadUnit {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        ReadUnit::new(path, Format::Csv, None)
+    }
+
+    #[test]
+    fn good_rows_any_column_order_extra_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = concat!(
+            "note,ts,quantity,category,order_id,item_id\r\n",
+            "hi,2023-11-14T22:13:20.123Z,2,books/fiction,o1,sku-1\r\n",
+            "\"a, b\",1700000000123,,bücher/roman,o2,42\r\n",
+            "x,5,-1,本/漫画,,\"q\"\"uote\"\n",
+        );
+        let unit = write(dir.path(), "good.csv", text.as_bytes());
+        let (out, bad) = read_unit_all(&unit).unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        let got: Vec<_> = out
+            .iter()
+            .map(|p| (&*p.item_id, &*p.category, p.ts_ms, p.quantity))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("sku-1", "books/fiction", 1_700_000_000_123, 2),
+                ("42", "bücher/roman", 1_700_000_000_123, 1),
+                ("q\"uote", "本/漫画", 5, -1),
+            ]
+        );
+    }
+
+    #[test]
+    fn quantity_column_is_optional() {
+        let dir = tempfile::tempdir().unwrap();
+        let unit = write(dir.path(), "q.csv", b"item_id,category,ts\na,x,1\na,x,2\n");
+        let (out, _) = read_unit_all(&unit).unwrap();
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|p| p.quantity == 1));
+        assert!(Arc::ptr_eq(&out[0].category, &out[1].category));
+    }
+
+    #[test]
+    fn bad_rows_have_positions_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = b"item_id,category,ts,quantity\n".to_vec(); // line 1
+        text.extend_from_slice(b"a,x,1,1\n"); // 2 good
+        text.extend_from_slice(b"a,x,1\n"); // 3 too few fields
+        text.extend_from_slice(b"a,x,1,1,9\n"); // 4 too many
+        text.extend_from_slice(b",x,1,1\n"); // 5 empty item id
+        text.extend_from_slice(b"a,x//y,1,1\n"); // 6 bad category
+        text.extend_from_slice(b"a,x,soon,1\n"); // 7 bad ts
+        text.extend_from_slice(b"a,x,,1\n"); // 8 missing ts
+        text.extend_from_slice(b"a,x,1,1.5\n"); // 9 bad quantity
+        text.extend_from_slice(b"a,\xff\xfe,1,1\n"); // 10 bad UTF-8
+        text.extend_from_slice(b"\n"); // 11 blank: skipped
+        text.extend_from_slice(b"a,x,1,0\n"); // 12 ignored
+        text.extend_from_slice(b"\"multi\nline\",x,1,1\n"); // 13-14 good, quoted newline
+        text.extend_from_slice(b"b,x,1,\"two\"\n"); // 15 bad quantity
+        let unit = write(dir.path(), "bad.csv", &text);
+        let mut reader = crate::files::open_unit(&unit).unwrap();
+        let (mut out, mut bad) = (Vec::new(), Vec::new());
+        while reader.next_batch(&mut out, &mut bad, 2).unwrap() {}
+        assert_eq!(out.len(), 2);
+        assert_eq!(&*out[1].item_id, "multi\nline");
+        assert_eq!(reader.ignored(), 1);
+        assert_eq!(reader.rows_read(), 12); // data rows; the blank line 11 is not one
+        let label = unit.path.display().to_string();
+        let got: Vec<(String, RecordError)> = bad
+            .iter()
+            .map(|b| (b.position.clone(), b.error.clone()))
+            .collect();
+        let at = |n: u32| format!("{label}:{n}");
+        assert_eq!(got.len(), 9, "{got:?}");
+        assert!(matches!(&got[0], (p, RecordError::Malformed(_)) if *p == at(3)));
+        assert!(matches!(&got[1], (p, RecordError::Malformed(_)) if *p == at(4)));
+        assert_eq!(got[2], (at(5), RecordError::EmptyItemId));
+        assert_eq!(got[3], (at(6), RecordError::EmptyCategorySegment));
+        assert!(matches!(&got[4], (p, RecordError::BadTimestamp(_)) if *p == at(7)));
+        assert_eq!(got[5], (at(8), RecordError::MissingField("ts")));
+        assert!(matches!(&got[6], (p, RecordError::BadQuantity(_)) if *p == at(9)));
+        assert!(
+            matches!(&got[7], (p, RecordError::Malformed(m)) if *p == at(10) && m.contains("UTF-8"))
+        );
+        assert!(matches!(&got[8], (p, RecordError::BadQuantity(_)) if *p == at(15)));
+        assert_eq!(bad[0].raw, "a,x,1");
+        assert_eq!(bad[7].raw, "a,\u{fffd}\u{fffd},1,1");
+    }
+
+    #[test]
+    fn missing_header_column_is_an_error_naming_file_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let unit = write(dir.path(), "nocat.csv", b"item_id,ts,quantity\na,1,1\n");
+        let err = crate::files::open_unit(&unit).err().expect("must fail");
+        assert!(matches!(
+            err,
+            SourceError::MissingColumn {
+                column: "category",
+                ..
+            }
+        ));
+        let text = err.to_string();
+        assert!(
+            text.contains("nocat.csv") && text.contains("category"),
+            "{text}"
+        );
+        let empty = write(dir.path(), "empty.csv", b"");
+        assert!(matches!(
+            crate::files::open_unit(&empty).err(),
+            Some(SourceError::MissingColumn { .. })
+        ));
+    }
+
+    #[test]
+    fn random_garbage_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+        let alphabet = b"ab,\"\r\n0123456789-:TZ/ \xff\xc3\xa9";
+        for round in 0..200 {
+            let len = rng.random_range(0..400);
+            let mut bytes = b"item_id,category,ts,quantity\n".to_vec();
+            bytes.extend((0..len).map(|_| {
+                if rng.random_bool(0.8) {
+                    alphabet[rng.random_range(0..alphabet.len())]
+                } else {
+                    rng.random()
+                }
+            }));
+            let unit = write(dir.path(), &format!("g{round}.csv"), &bytes);
+            let (out, bad) = read_unit_all(&unit).unwrap();
+            for p in &out {
+                assert!(topsellers_model::validate_category(&p.category).is_ok());
+                assert_ne!(p.quantity, 0);
+            }
+            let _ = bad;
+        }
+        // Garbage in the header too.
+        for round in 0..50 {
+            let bytes: Vec<u8> = (0..rng.random_range(0..200))
+                .map(|_| rng.random())
+                .collect();
+            let unit = write(dir.path(), &format!("h{round}.csv"), &bytes);
+            let _ = read_unit_all(&unit);
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Listing input paths into read units (a text file, or one Parquet row group) and sharding them.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use parquet::file::metadata::ParquetMetaDataReader;
+use walkdir::WalkDir;
+
+use super::Format;
+use crate::error::SourceError;
+
+/// How big a unit is, for progress reporting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct UnitSize {
+    /// Bytes of the file (text formats) or compressed bytes of the row group (Parquet).
+    pub bytes: u64,
+    /// Rows, when known without reading (Parquet row groups).
+    pub rows: Option<u64>,
+}
+
+/// The smallest piece of input one worker reads: a JSON Lines or CSV file, or one row group of
+/// a Parquet file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReadUnit {
+    /// The file.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: Format,
+    /// The row group (Parquet only).
+    pub row_group: Option<usize>,
+    /// Its size, as far as known when listing.
+    pub size: UnitSize,
+}
+
+impl ReadUnit {
+    /// A unit of unknown size.
+    pub fn new(path: impl Into<PathBuf>, format: Format, row_group: Option<usize>) -> Self {
+        ReadUnit {
+            path: path.into(),
+            format,
+            row_group,
+            size: UnitSize::default(),
+        }
+    }
+
+    /// Its size, for progress bars.
+    pub fn size_hint(&self) -> UnitSize {
+        self.size
+    }
+}
+
+/// Lists the read units of `paths`, in order, each path a file or a folder walked recursively
+/// (sorted by name; entries whose name starts with `.` or `_`, like `_SUCCESS`, are skipped).
+///
+/// With `format` set, every file is read in that format. Without it, the extension tells: a
+/// file named explicitly with an unknown extension is an error, one found in a folder is
+/// skipped. Parquet files are split into one unit per row group (their footers are read here;
+/// a corrupt footer is an error naming the file).
+pub fn list_units(
+    paths: &[impl AsRef<Path>],
+    format: Option<Format>,
+) -> Result<Vec<ReadUnit>, SourceError> {
+    let mut units = Vec::new();
+    for path in paths {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => SourceError::NotFound {
+                path: path.to_path_buf(),
+            },
+            _ => SourceError::io(path, e),
+        })?;
+        if meta.is_dir() {
+            list_dir(path, format, &mut units)?;
+        } else {
+            let found = format.or_else(|| Format::from_path(path)).ok_or_else(|| {
+                SourceError::UnknownFormat {
+                    path: path.to_path_buf(),
+                }
+            })?;
+            push_file(path, found, meta.len(), &mut units)?;
+        }
+    }
+    Ok(units)
+}
+
+fn is_hidden(name: &OsStr) -> bool {
+    let bytes = name.as_encoded_bytes();
+    bytes.first().is_some_and(|b| *b == b'.' || *b == b'_')
+}
+
+fn list_dir(
+    dir: &Path,
+    format: Option<Format>,
+    units: &mut Vec<ReadUnit>,
+) -> Result<(), SourceError> {
+    let walk = WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !is_hidden(e.file_name()));
+    for entry in walk {
+        let entry = entry.map_err(|e| {
+            let at = e.path().unwrap_or(dir).to_path_buf();
+            SourceError::io(&at, std::io::Error::other(e))
+        })?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let path = entry.path();
+        let Some(found) = format.or_else(|| Format::from_path(path)) else {
+            tracing::debug!(path = %path.display(), "skipping a file of unknown format");
+            continue;
+        };
+        let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        push_file(path, found, len, units)?;
+    }
+    Ok(())
+}
+
+fn push_file(
+    path: &Path,
+    format: Format,
+    len: u64,
+    units: &mut Vec<ReadUnit>,
+) -> Result<(), SourceError> {
+    if format != Format::Parquet {
+        units.push(ReadUnit {
+            path: path.to_path_buf(),
+            format,
+            row_group: None,
+            size: UnitSize {
+                bytes: len,
+                rows: None,
+            },
+        });
+        return Ok(());
+    }
+    let file = File::open(path).map_err(|e| SourceError::io(path, e))?;
+    let meta = ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(|e| SourceError::parquet(path, e))?;
+    for (index, group) in meta.row_groups().iter().enumerate() {
+        let rows = u64::try_from(group.num_rows()).unwrap_or(0);
+        if rows == 0 {
+            continue;
+        }
+        units.push(ReadUnit {
+            path: path.to_path_buf(),
+            format,
+            row_group: Some(index),
+            size: UnitSize {
+                bytes: u64::try_from(group.compressed_size()).unwrap_or(0),
+                rows: Some(rows),
+            },
+        });
+    }
+    Ok(())
+}
+
+/// The units worker `index` of `peers` reads: unit `i` goes to worker `i % peers`, so every unit
+/// is read exactly once across the workers.
+pub fn units_for_worker(units: &[ReadUnit], index: usize, peers: usize) -> Vec<ReadUnit> {
+    let peers = peers.max(1);
+    units
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % peers == index)
+        .map(|(_, unit)| unit.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::fs;
+
+    fn touch(path: &Path, text: &str) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    fn names(units: &[ReadUnit], root: &Path) -> Vec<String> {
+        units
+            .iter()
+            .map(|u| {
+                u.path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn walks_folders_sorted_skipping_hidden_and_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        touch(&root.join("data/date=2026-01-02/b.jsonl"), "{}\n");
+        touch(
+            &root.join("data/date=2026-01-01/region=eu/a.csv"),
+            "item_id\n",
+        );
+        touch(&root.join("data/date=2026-01-01/z.ndjson"), "");
+        touch(&root.join("data/date=2026-01-01/_SUCCESS"), "");
+        touch(&root.join("data/date=2026-01-01/.a.jsonl.crc"), "");
+        touch(&root.join("data/.hidden/c.jsonl"), "");
+        touch(&root.join("data/_tmp/d.jsonl"), "");
+        touch(&root.join("data/readme.txt"), "");
+        let units = list_units(&[root.join("data")], None).unwrap();
+        assert_eq!(
+            names(&units, &root.join("data")),
+            [
+                "date=2026-01-01/region=eu/a.csv",
+                "date=2026-01-01/z.ndjson",
+                "date=2026-01-02/b.jsonl"
+            ]
+        );
+        assert_eq!(units[0].format, Format::Csv);
+        assert_eq!(units[1].format, Format::Jsonl);
+        assert_eq!(
+            units[2].size_hint(),
+            UnitSize {
+                bytes: 3,
+                rows: None
+            }
+        );
+        // With a format, every (non-hidden) file is taken in that format.
+        let units = list_units(&[root.join("data")], Some(Format::Jsonl)).unwrap();
+        assert_eq!(units.len(), 4);
+        assert!(units.iter().all(|u| u.format == Format::Jsonl));
+    }
+
+    #[test]
+    fn explicit_files_and_errors_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let txt = dir.path().join("events.txt");
+        touch(&txt, "");
+        let err = list_units(&[&txt], None).unwrap_err();
+        assert!(matches!(err, SourceError::UnknownFormat { .. }));
+        assert!(err.to_string().contains("events.txt"), "{err}");
+        let units = list_units(&[&txt], Some(Format::Csv)).unwrap();
+        assert_eq!(
+            units,
+            vec![ReadUnit {
+                path: txt.clone(),
+                format: Format::Csv,
+                row_group: None,
+                size: UnitSize {
+                    bytes: 0,
+                    rows: None
+                }
+            }]
+        );
+        let missing = dir.path().join("nope/x.jsonl");
+        let err = list_units(&[&missing], None).unwrap_err();
+        assert!(matches!(err, SourceError::NotFound { .. }));
+        assert!(err.to_string().contains("nope/x.jsonl") || err.to_string().contains("x.jsonl"));
+        // A hidden file named explicitly is read.
+        let hidden = dir.path().join(".h.jsonl");
+        touch(&hidden, "");
+        assert_eq!(list_units(&[&hidden], None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn corrupt_parquet_footer_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.parquet");
+        touch(&path, "this is not parquet at all, no PAR1 footer here");
+        let err = list_units(&[&path], None).unwrap_err();
+        assert!(matches!(err, SourceError::Parquet { .. }));
+        assert!(err.to_string().contains("broken.parquet"), "{err}");
+    }
+
+    #[test]
+    fn sharding_reads_every_unit_exactly_once() {
+        let units: Vec<ReadUnit> = (0..11)
+            .map(|i| ReadUnit::new(format!("f{i}.parquet"), Format::Parquet, Some(i % 3)))
+            .collect();
+        for peers in [1, 2, 3, 4, 16] {
+            let mut seen: HashMap<ReadUnit, usize> = HashMap::new();
+            let mut sizes = Vec::new();
+            for index in 0..peers {
+                let mine = units_for_worker(&units, index, peers);
+                sizes.push(mine.len());
+                for u in mine {
+                    *seen.entry(u).or_default() += 1;
+                }
+            }
+            assert_eq!(seen.len(), units.len(), "peers {peers}");
+            assert!(seen.values().all(|&n| n == 1), "peers {peers}");
+            let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(hi - lo <= 1, "balanced: {sizes:?}");
+        }
+    }
+}

@@ -1,0 +1,602 @@
+//! Parquet reader: one row group, only the needed columns, by name.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use topsellers_model::{Purchase, RecordError};
+
+use super::fields::{self, Tally};
+use super::parquet_columns::{
+    is_int, is_text, is_time, BatchColumns, IntCol, ItemCol, TextCol, TsCol,
+};
+use super::RecordReader;
+use crate::bad::{truncate_at_char, BadRecord, MAX_RAW_BYTES};
+use crate::error::SourceError;
+use crate::intern::Interner;
+use crate::position::{path_label, row_position};
+
+/// Rows per Arrow record batch decoded.
+const BATCH_ROWS: usize = 8192;
+
+/// Whether a column type is accepted.
+type TypeRule = fn(&DataType) -> bool;
+
+/// The columns read: name, whether required, and the type rule each must meet.
+const COLUMNS: [(&str, bool, TypeRule); 4] = [
+    ("item_id", true, |dt| is_text(dt) || is_int(dt)),
+    ("category", true, is_text),
+    ("ts", true, is_time),
+    ("quantity", false, is_int),
+];
+
+/// A decoded record batch and the next row to take from it.
+struct Current {
+    columns: BatchColumns,
+    len: usize,
+    next: usize,
+    /// File row index of the batch's first row.
+    first_row: u64,
+}
+
+/// Reads one row group of a Parquet file.
+pub(crate) struct ParquetReader {
+    label: String,
+    path: PathBuf,
+    batches: ParquetRecordBatchReader,
+    current: Option<Current>,
+    next_row: u64,
+    interner: Interner,
+    number: String,
+    tally: Tally,
+    done: bool,
+}
+
+impl ParquetReader {
+    pub(crate) fn open(path: &Path, row_group: usize) -> Result<Self, SourceError> {
+        let file = File::open(path).map_err(|e| SourceError::io(path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| SourceError::parquet(path, e))?;
+        let groups = builder.metadata().row_groups();
+        if row_group >= groups.len() {
+            return Err(SourceError::parquet(
+                path,
+                format!(
+                    "row group {row_group} does not exist (the file has {})",
+                    groups.len()
+                ),
+            ));
+        }
+        let first_row: u64 = groups[..row_group]
+            .iter()
+            .map(|g| u64::try_from(g.num_rows()).unwrap_or(0))
+            .sum();
+        let schema = builder.schema().clone();
+        let mut roots = Vec::new();
+        for (name, required, accepts) in COLUMNS {
+            match schema.fields().iter().position(|f| f.name() == name) {
+                None if required => {
+                    return Err(SourceError::MissingColumn {
+                        path: path.to_path_buf(),
+                        column: name,
+                    })
+                }
+                None => {}
+                Some(index) => {
+                    let found = schema.field(index).data_type();
+                    if !accepts(found) {
+                        return Err(SourceError::UnsupportedColumnType {
+                            path: path.to_path_buf(),
+                            column: name,
+                            found: found.to_string(),
+                        });
+                    }
+                    roots.push(index);
+                }
+            }
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let batches = builder
+            .with_row_groups(vec![row_group])
+            .with_projection(mask)
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|e| SourceError::parquet(path, e))?;
+        Ok(ParquetReader {
+            label: path_label(path),
+            path: path.to_path_buf(),
+            batches,
+            current: None,
+            next_row: first_row,
+            interner: Interner::new(),
+            number: String::new(),
+            tally: Tally::default(),
+            done: false,
+        })
+    }
+
+    fn columns(&self, batch: &RecordBatch) -> Result<BatchColumns, SourceError> {
+        let unsupported = |column: &'static str| {
+            let found = batch
+                .column_by_name(column)
+                .map(|c| c.data_type().to_string());
+            SourceError::UnsupportedColumnType {
+                path: self.path.clone(),
+                column,
+                found: found.unwrap_or_else(|| "nothing".to_owned()),
+            }
+        };
+        let get = |column: &'static str| {
+            batch
+                .column_by_name(column)
+                .ok_or_else(|| unsupported(column))
+        };
+        Ok(BatchColumns {
+            item_id: ItemCol::new(get("item_id")?).ok_or_else(|| unsupported("item_id"))?,
+            category: TextCol::new(get("category")?).ok_or_else(|| unsupported("category"))?,
+            ts: TsCol::new(get("ts")?).ok_or_else(|| unsupported("ts"))?,
+            quantity: match batch.column_by_name("quantity") {
+                None => None,
+                Some(array) => Some(IntCol::new(array).ok_or_else(|| unsupported("quantity"))?),
+            },
+        })
+    }
+
+    /// Makes sure there is a batch with rows left; false at the end of the row group.
+    fn ensure_batch(&mut self) -> Result<bool, SourceError> {
+        loop {
+            if self.current.as_ref().is_some_and(|c| c.next < c.len) {
+                return Ok(true);
+            }
+            match self.batches.next() {
+                None => return Ok(false),
+                Some(Err(e)) => return Err(SourceError::parquet(&self.path, e)),
+                Some(Ok(batch)) => {
+                    let columns = self.columns(&batch)?;
+                    let len = batch.num_rows();
+                    self.current = Some(Current {
+                        columns,
+                        len,
+                        next: 0,
+                        first_row: self.next_row,
+                    });
+                    self.next_row += len as u64;
+                }
+            }
+        }
+    }
+}
+
+fn parse_row(
+    columns: &BatchColumns,
+    row: usize,
+    interner: &mut Interner,
+    number: &mut String,
+) -> Result<Option<Purchase>, RecordError> {
+    let item_id: &str = match &columns.item_id {
+        ItemCol::Text(c) => c.get(row).ok_or(RecordError::MissingField("item_id"))?,
+        ItemCol::Int(c) => fields::int_text(
+            number,
+            c.get(row).ok_or(RecordError::MissingField("item_id"))?,
+        ),
+    };
+    let category = columns
+        .category
+        .get(row)
+        .ok_or(RecordError::MissingField("category"))?;
+    let ts_ms = columns.ts.get(row)?;
+    let quantity = match columns.quantity.as_ref().and_then(|c| c.get(row)) {
+        None => 1,
+        Some(v) => i64::try_from(v).map_err(|_| RecordError::BadQuantity(v.to_string()))?,
+    };
+    fields::purchase(item_id, category, ts_ms, quantity, interner)
+}
+
+impl RecordReader for ParquetReader {
+    fn next_batch(
+        &mut self,
+        out: &mut Vec<Purchase>,
+        bad: &mut Vec<BadRecord>,
+        max: usize,
+    ) -> Result<bool, SourceError> {
+        let max = max.max(1);
+        let start = (out.len(), bad.len());
+        let mut examined = 0;
+        while examined < max && !self.done {
+            if !self.ensure_batch().inspect_err(|_| self.done = true)? {
+                self.done = true;
+                break;
+            }
+            let Some(current) = self.current.as_mut() else {
+                break;
+            };
+            let label = &self.label;
+            while current.next < current.len && examined < max {
+                let row = current.next;
+                current.next += 1;
+                examined += 1;
+                let outcome =
+                    parse_row(&current.columns, row, &mut self.interner, &mut self.number);
+                let columns = &current.columns;
+                let file_row = current.first_row + row as u64;
+                fields::deliver(outcome, &mut self.tally, out, bad, |error| {
+                    let mut raw = columns.render(row);
+                    truncate_at_char(&mut raw, MAX_RAW_BYTES);
+                    BadRecord {
+                        position: row_position(label, file_row),
+                        error,
+                        raw,
+                    }
+                });
+            }
+        }
+        Ok(!(self.done && (out.len(), bad.len()) == start))
+    }
+
+    fn ignored(&self) -> u64 {
+        self.tally.ignored
+    }
+
+    fn rows_read(&self) -> u64 {
+        self.tally.rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::{list_units, open_unit, read_unit_all, Format, ReadUnit};
+    use arrow_array::types::Int32Type;
+    use arrow_array::{
+        ArrayRef, DictionaryArray, Int16Array, Int32Array, Int64Array, LargeStringArray,
+        StringArray, StringViewArray, TimestampMicrosecondArray, TimestampNanosecondArray,
+        TimestampSecondArray, UInt64Array, UInt8Array,
+    };
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+    use std::sync::Arc;
+
+    fn write(path: &Path, columns: Vec<(&str, ArrayRef)>, row_group_rows: usize) {
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(row_group_rows))
+            .build();
+        let file = File::create(path).unwrap();
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+
+    fn strings(values: &[Option<&str>]) -> ArrayRef {
+        Arc::new(StringArray::from(values.to_vec()))
+    }
+
+    fn read_all(path: &Path) -> (Vec<Purchase>, Vec<BadRecord>, usize) {
+        let units = list_units(&[path], None).unwrap();
+        let (mut out, mut bad) = (Vec::new(), Vec::new());
+        for unit in &units {
+            let (o, b) = read_unit_all(unit).unwrap();
+            out.extend(o);
+            bad.extend(b);
+        }
+        (out, bad, units.len())
+    }
+
+    #[test]
+    fn plain_columns_row_groups_and_extra_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.parquet");
+        let n = 25;
+        let ids: Vec<String> = (0..n).map(|i| format!("item-{i}")).collect();
+        let cats: Vec<&str> = (0..n)
+            .map(|i| {
+                if i % 2 == 0 {
+                    "books/fiction"
+                } else {
+                    "本/漫画"
+                }
+            })
+            .collect();
+        write(
+            &path,
+            vec![
+                (
+                    "extra",
+                    Arc::new(Int32Array::from((0..n).collect::<Vec<i32>>())) as ArrayRef,
+                ),
+                (
+                    "quantity",
+                    Arc::new(Int16Array::from(
+                        (0..n).map(|i| (i % 3) as i16 - 1).collect::<Vec<_>>(),
+                    )),
+                ),
+                (
+                    "ts",
+                    Arc::new(Int64Array::from(
+                        (0..n).map(|i| 1000 + i as i64).collect::<Vec<_>>(),
+                    )),
+                ),
+                ("category", Arc::new(StringArray::from(cats.clone()))),
+                ("item_id", Arc::new(StringArray::from(ids.clone()))),
+            ],
+            10,
+        );
+        let units = list_units(&[&path], None).unwrap();
+        assert_eq!(units.len(), 3);
+        assert_eq!(
+            units.iter().map(|u| u.row_group).collect::<Vec<_>>(),
+            [Some(0), Some(1), Some(2)]
+        );
+        assert_eq!(
+            units.iter().map(|u| u.size_hint().rows).collect::<Vec<_>>(),
+            [Some(10), Some(10), Some(5)]
+        );
+        let (out, bad, _) = read_all(&path);
+        assert!(bad.is_empty());
+        // quantity (i % 3) - 1: i % 3 == 1 gives 0, ignored.
+        let expect: Vec<_> = (0..n as usize)
+            .filter(|i| i % 3 != 1)
+            .map(|i| {
+                (
+                    ids[i].clone(),
+                    cats[i].to_owned(),
+                    1000 + i as i64,
+                    (i % 3) as i64 - 1,
+                )
+            })
+            .collect();
+        let got: Vec<_> = out
+            .iter()
+            .map(|p| {
+                (
+                    p.item_id.to_string(),
+                    p.category.to_string(),
+                    p.ts_ms,
+                    p.quantity,
+                )
+            })
+            .collect();
+        assert_eq!(got, expect);
+        let mut reader = open_unit(&units[0]).unwrap();
+        let (mut o, mut b) = (Vec::new(), Vec::new());
+        while reader.next_batch(&mut o, &mut b, 3).unwrap() {}
+        assert_eq!(reader.rows_read(), 10);
+        assert_eq!(reader.ignored(), 3); // rows 1, 4, 7
+    }
+
+    #[test]
+    fn timestamps_of_every_unit_integer_ids_dictionaries_and_views() {
+        let dir = tempfile::tempdir().unwrap();
+        let base_ms: i64 = 1_700_000_000_123;
+        let cases: Vec<(&str, ArrayRef)> = vec![
+            (
+                "s",
+                Arc::new(TimestampSecondArray::from(vec![base_ms / 1000]).with_timezone("UTC")),
+            ),
+            (
+                "us",
+                Arc::new(TimestampMicrosecondArray::from(vec![base_ms * 1000 + 999])),
+            ),
+            (
+                "ns",
+                Arc::new(TimestampNanosecondArray::from(vec![-1_500_000]).with_timezone("+02:00")),
+            ),
+            ("i32", Arc::new(Int32Array::from(vec![123]))),
+            ("text", strings(&[Some("2023-11-14T22:13:20.123Z")])),
+            (
+                "large",
+                Arc::new(LargeStringArray::from(vec!["1700000000123"])),
+            ),
+        ];
+        let expect = [base_ms / 1000 * 1000, base_ms, -2, 123, base_ms, base_ms];
+        for ((name, ts), want) in cases.into_iter().zip(expect) {
+            let path = dir.path().join(format!("{name}.parquet"));
+            let dict: DictionaryArray<Int32Type> = vec!["home/garden"].into_iter().collect();
+            write(
+                &path,
+                vec![
+                    (
+                        "item_id",
+                        Arc::new(UInt64Array::from(vec![u64::MAX])) as ArrayRef,
+                    ),
+                    ("category", Arc::new(dict)),
+                    ("ts", ts),
+                ],
+                100,
+            );
+            let (out, bad, _) = read_all(&path);
+            assert!(bad.is_empty(), "{name}: {bad:?}");
+            assert_eq!(out.len(), 1, "{name}");
+            assert_eq!(out[0].ts_ms, want, "{name}");
+            assert_eq!(&*out[0].item_id, "18446744073709551615");
+            assert_eq!(&*out[0].category, "home/garden");
+            assert_eq!(out[0].quantity, 1);
+        }
+        let path = dir.path().join("view.parquet");
+        write(
+            &path,
+            vec![
+                (
+                    "item_id",
+                    Arc::new(StringViewArray::from(vec!["v"])) as ArrayRef,
+                ),
+                ("category", Arc::new(StringViewArray::from(vec!["a/b"]))),
+                ("ts", Arc::new(Int64Array::from(vec![7]))),
+                ("quantity", Arc::new(UInt8Array::from(vec![3]))),
+            ],
+            100,
+        );
+        let (out, _, _) = read_all(&path);
+        assert_eq!(
+            (
+                &*out[0].item_id,
+                &*out[0].category,
+                out[0].ts_ms,
+                out[0].quantity
+            ),
+            ("v", "a/b", 7, 3)
+        );
+    }
+
+    #[test]
+    fn nulls_and_bad_values_are_bad_records_with_row_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nulls.parquet");
+        write(
+            &path,
+            vec![
+                (
+                    "item_id",
+                    strings(&[
+                        Some("a"),
+                        None,
+                        Some("c"),
+                        Some("d"),
+                        Some(""),
+                        Some("f"),
+                        Some("g"),
+                    ]),
+                ),
+                (
+                    "category",
+                    strings(&[
+                        Some("x"),
+                        Some("x"),
+                        None,
+                        Some("x"),
+                        Some("x"),
+                        Some("x//y"),
+                        Some("x"),
+                    ]),
+                ),
+                (
+                    "ts",
+                    strings(&[
+                        Some("1"),
+                        Some("2"),
+                        Some("3"),
+                        None,
+                        Some("5"),
+                        Some("6"),
+                        Some("later"),
+                    ]),
+                ),
+                (
+                    "quantity",
+                    Arc::new(Int64Array::from(vec![
+                        None,
+                        Some(1),
+                        Some(1),
+                        Some(1),
+                        Some(1),
+                        Some(1),
+                        Some(2),
+                    ])),
+                ),
+            ],
+            4,
+        );
+        let (out, bad, units) = read_all(&path);
+        assert_eq!(units, 2);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].quantity, 1, "null quantity is 1");
+        let label = path.display().to_string();
+        let got: Vec<_> = bad
+            .iter()
+            .map(|b| (b.position.clone(), b.error.clone()))
+            .collect();
+        assert_eq!(
+            got[0],
+            (
+                format!("{label}:row 1"),
+                RecordError::MissingField("item_id")
+            )
+        );
+        assert_eq!(
+            got[1],
+            (
+                format!("{label}:row 2"),
+                RecordError::MissingField("category")
+            )
+        );
+        assert_eq!(
+            got[2],
+            (format!("{label}:row 3"), RecordError::MissingField("ts"))
+        );
+        assert_eq!(got[3], (format!("{label}:row 4"), RecordError::EmptyItemId));
+        assert_eq!(
+            got[4],
+            (format!("{label}:row 5"), RecordError::EmptyCategorySegment)
+        );
+        assert!(
+            matches!(&got[5], (p, RecordError::BadTimestamp(_)) if *p == format!("{label}:row 6"))
+        );
+        let raw: serde_json::Value = serde_json::from_str(&bad[5].raw).unwrap();
+        assert_eq!(
+            raw,
+            serde_json::json!({"item_id":"g","category":"x","ts":"later","quantity":2})
+        );
+        let raw: serde_json::Value = serde_json::from_str(&bad[0].raw).unwrap();
+        assert_eq!(raw["item_id"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn schema_errors_name_file_column_and_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nots.parquet");
+        write(
+            &path,
+            vec![
+                ("item_id", strings(&[Some("a")])),
+                ("category", strings(&[Some("x")])),
+            ],
+            10,
+        );
+        let err = open_unit(&ReadUnit::new(&path, Format::Parquet, Some(0)))
+            .err()
+            .unwrap();
+        assert!(matches!(
+            err,
+            SourceError::MissingColumn { column: "ts", .. }
+        ));
+        assert!(err.to_string().contains("nots.parquet"));
+        let path = dir.path().join("floatq.parquet");
+        write(
+            &path,
+            vec![
+                ("item_id", strings(&[Some("a")])),
+                ("category", strings(&[Some("x")])),
+                ("ts", Arc::new(Int64Array::from(vec![1]))),
+                (
+                    "quantity",
+                    Arc::new(arrow_array::Float64Array::from(vec![1.5])),
+                ),
+            ],
+            10,
+        );
+        let err = open_unit(&ReadUnit::new(&path, Format::Parquet, Some(0)))
+            .err()
+            .unwrap();
+        let text = err.to_string();
+        assert!(matches!(
+            err,
+            SourceError::UnsupportedColumnType {
+                column: "quantity",
+                ..
+            }
+        ));
+        assert!(
+            text.contains("floatq.parquet")
+                && text.contains("quantity")
+                && text.contains("Float64"),
+            "{text}"
+        );
+        let err = open_unit(&ReadUnit::new(&path, Format::Parquet, Some(5)))
+            .err()
+            .unwrap();
+        assert!(matches!(err, SourceError::Parquet { .. }));
+    }
+}
