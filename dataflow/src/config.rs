@@ -266,6 +266,7 @@ impl Config {
         let lateness_ms = duration("scoring.allowed_lateness", &s.allowed_lateness)?;
         duration("runtime.epoch", &self.runtime.epoch)?;
         duration("table.refresh", &self.table.refresh)?;
+        duration("table.publish_interval", &self.table.publish_interval)?;
         if self.runtime.workers == 0 || self.runtime.workers > 1024 {
             return Err(invalid(
                 "runtime.workers",

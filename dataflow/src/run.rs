@@ -34,7 +34,7 @@ pub struct Service {
     pub readiness: Arc<Readiness>,
     stop: Arc<AtomicBool>,
     shared: Arc<Shared>,
-    backfill_until: Option<i64>,
+    watcher: JoinHandle<()>,
     workers: timely::communication::WorkerGuards<()>,
     publisher: JoinHandle<topsellers_sinks::PublishSummary>,
     progress: Option<JoinHandle<()>>,
@@ -164,6 +164,22 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
         move |worker| run_worker(worker, &job, &worker_shared),
     )
     .map_err(|e| anyhow!("cannot start the workers: {e}"))?;
+    let watcher = {
+        let (table, readiness, shared, stop) = (
+            table.clone(),
+            readiness.clone(),
+            shared.clone(),
+            stop.clone(),
+        );
+        std::thread::Builder::new()
+            .name("readiness".into())
+            .spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    track_readiness(&table, &readiness, &shared, backfill_until, addr);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })?
+    };
     Ok(Service {
         addr,
         table,
@@ -171,7 +187,7 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
         readiness,
         stop,
         shared,
-        backfill_until,
+        watcher,
         workers,
         publisher,
         progress,
@@ -191,30 +207,9 @@ impl Service {
         self.readiness.is_ready()
     }
 
-    /// Updates readiness; returns whether the service should keep running.
-    fn tick(&self) -> bool {
-        if !self.readiness.is_ready() {
-            let published = self.table.published_time_ms();
-            let caught_up = self.shared.backfill_done.load(Ordering::SeqCst)
-                && match self.backfill_until {
-                    Some(until) => published.is_some_and(|p| p >= until),
-                    None => published.is_some(),
-                };
-            if caught_up {
-                self.readiness.set_ready("backfill done, live");
-                tracing::info!("ready: serving on http://{}/v1/top", self.addr);
-            } else if self.backfill_until.is_some() {
-                let rows = self.shared.rows_read.load(Ordering::Relaxed);
-                self.readiness
-                    .set_progress(format!("backfill: {rows} rows read"));
-            }
-        }
-        !self.stop.load(Ordering::SeqCst)
-    }
-
     /// Waits until stopped, then shuts down in order: workers, publisher, HTTP (bounded drain).
     pub fn wait(self) -> Result<()> {
-        while self.tick() {
+        while !self.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.shutdown()
@@ -225,6 +220,7 @@ impl Service {
         self.stop();
         let Service {
             shared,
+            watcher,
             workers,
             publisher,
             progress,
@@ -233,6 +229,7 @@ impl Service {
             ..
         } = self;
         let results = workers.join();
+        let _ = watcher.join();
         let error = shared.error.lock().take();
         shared.dead_letter.flush();
         // The last sender goes with `shared`: the publisher then drains and ends.
@@ -254,6 +251,32 @@ impl Service {
             Some(error) => Err(anyhow!(error)),
             None => Ok(()),
         }
+    }
+}
+
+/// Turns `/readyz` ready once the backfill's snapshot is served (and live input runs).
+fn track_readiness(
+    table: &ServingTable,
+    readiness: &Readiness,
+    shared: &Shared,
+    backfill_until: Option<i64>,
+    addr: SocketAddr,
+) {
+    if readiness.is_ready() {
+        return;
+    }
+    let published = table.published_time_ms();
+    let caught_up = shared.backfill_done.load(Ordering::SeqCst)
+        && match backfill_until {
+            Some(until) => published.is_some_and(|p| p >= until),
+            None => published.is_some(),
+        };
+    if caught_up {
+        readiness.set_ready("backfill done, live");
+        tracing::info!("ready: serving on http://{addr}/v1/top");
+    } else if backfill_until.is_some() {
+        let rows = shared.rows_read.load(Ordering::Relaxed);
+        readiness.set_progress(format!("backfill: {rows} rows read"));
     }
 }
 

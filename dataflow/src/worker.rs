@@ -244,8 +244,11 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
                 }
                 shared.metrics.add_purchases(count);
                 // The generator never emits an event time after the wall clock: that is its
-                // watermark, so time moves even when no purchase arrives.
-                let next = ((now_ms - lateness).max(0) as Time + 1).max(current);
+                // watermark, so time moves even when no purchase arrives. Rounding it down to
+                // the epoch makes every worker advance to the same times, so the frontier (and
+                // a snapshot) moves once per epoch rather than once per worker.
+                let next =
+                    (align((now_ms - lateness).max(0) as Time, job.epoch_ms) + 1).max(current);
                 graph.purchases.advance_to(next);
                 graph.purchases.flush();
                 // Let the dataflow finish the previous epoch before starting another.
@@ -280,6 +283,11 @@ fn enter(graph: &mut render::Graph, purchase: Purchase, current: Time) {
     let time = (purchase.ts_ms.max(0) as Time).max(current);
     let (event, quantity) = purchase.into_update();
     graph.purchases.update_at(event, time, quantity);
+}
+
+/// `time` rounded down to a multiple of `epoch_ms`.
+fn align(time: Time, epoch_ms: u64) -> Time {
+    time - time % epoch_ms.max(1)
 }
 
 /// Milliseconds since the Unix epoch.

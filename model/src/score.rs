@@ -27,6 +27,24 @@ fn forward_weight(ts_ms: i64, half_life_ms: i64) -> (i64, f64) {
     (whole, (rest as f64 / half_life_ms as f64).exp2())
 }
 
+/// The forward weight `q·2^(t/h)` of one update, as `value · 2^exp`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Weight {
+    exp: i64,
+    value: f64,
+}
+
+impl Weight {
+    /// The weight of `quantity` purchases at `ts_ms` under half-life `half_life_ms` (> 0).
+    pub fn of(ts_ms: i64, quantity: i64, half_life_ms: i64) -> Weight {
+        let (exp, mantissa) = forward_weight(ts_ms, half_life_ms);
+        Weight {
+            exp,
+            value: quantity as f64 * mantissa,
+        }
+    }
+}
+
 /// A forward-decayed sum `Σ q·2^(t/h)` for one (category, item) and one half-life.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DecayedSum {
@@ -38,8 +56,12 @@ pub struct DecayedSum {
 impl DecayedSum {
     /// Adds `quantity` purchases at `ts_ms` under half-life `half_life_ms` (> 0).
     pub fn add(&mut self, ts_ms: i64, quantity: i64, half_life_ms: i64) {
-        let (whole, mantissa) = forward_weight(ts_ms, half_life_ms);
-        self.add_scaled(whole, quantity as f64 * mantissa);
+        self.add_weight(Weight::of(ts_ms, quantity, half_life_ms));
+    }
+
+    /// Adds a precomputed weight (one purchase counts in several categories: compute once).
+    pub fn add_weight(&mut self, weight: Weight) {
+        self.add_scaled(weight.exp, weight.value);
     }
 
     /// Adds another sum of the same half-life (pre-aggregation).

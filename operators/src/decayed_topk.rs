@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -14,15 +14,18 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
 use topsellers_model::purchase::Event;
-use topsellers_model::{ancestors, DecayedSum, RankedItem, ScoreKey};
+use topsellers_model::{ancestors, DecayedSum, RankedItem, ScoreKey, Weight};
 
 use crate::stash::{frontier_time, TimeStash};
 use crate::{route_hash, Time};
 
+/// Most decay profiles one dataflow runs side by side.
+pub const MAX_PROFILES: usize = 16;
+
 /// What the top-k stages compute.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TopKConfig {
-    /// Half-life of each decay profile, in milliseconds (each > 0).
+    /// Half-life of each decay profile, in milliseconds (each > 0; at most [`MAX_PROFILES`]).
     pub half_lives_ms: Vec<i64>,
     /// List length per category.
     pub k: usize,
@@ -142,12 +145,23 @@ type RankKey = (Reverse<ScoreKey>, Arc<str>);
 
 /// One category's rankings and last emitted top-k, per profile.
 struct CategoryState {
+    /// Every item with a positive score, in ranking order.
     ranking: Vec<BTreeSet<RankKey>>,
-    shown: Vec<Vec<RankedItem>>,
-    dirty: Vec<bool>,
+    /// The first `k` entries of `ranking`, as last emitted.
+    shown: Vec<BTreeSet<RankKey>>,
+    /// Per profile, set while the current round changes the top k: the last shown entry
+    /// before the round (`None` if nothing was shown) and the new keys at or above it.
+    round: Vec<Option<RoundState>>,
+}
+
+/// What a round needs to refill one top-k list: see [`LocalTopK::refill`].
+struct RoundState {
+    boundary: Option<RankKey>,
+    entering: Vec<RankKey>,
 }
 
 /// A (category, item) touched in the current round, with its keys before the round.
+#[derive(Clone, Copy)]
 struct Touched {
     slot: u32,
     category: u32,
@@ -173,15 +187,22 @@ struct LocalTopK {
     states: Vec<CategoryState>,
     /// Slots touched this round, and their keys before it (flattened, `profiles` per slot).
     touched: Vec<Touched>,
-    touched_slots: FxHashSet<u32>,
+    /// Per slot, the round that last touched it (so a slot is noted once per round).
+    touched_in: Vec<u32>,
+    round: u32,
     old_keys: Vec<Option<ScoreKey>>,
-    touched_categories: Vec<u32>,
+    /// (category, profile) pairs whose top k the round changes.
+    dirty: Vec<(u32, u32)>,
     announced: Vec<u32>,
 }
 
 impl LocalTopK {
     fn new(config: TopKConfig) -> Self {
         let profiles = config.half_lives_ms.len();
+        assert!(
+            (1..=MAX_PROFILES).contains(&profiles),
+            "1..={MAX_PROFILES} profiles are supported"
+        );
         LocalTopK {
             config,
             profiles,
@@ -194,9 +215,10 @@ impl LocalTopK {
             free: Vec::new(),
             states: Vec::new(),
             touched: Vec::new(),
-            touched_slots: FxHashSet::default(),
+            touched_in: Vec::new(),
+            round: 1,
             old_keys: Vec::new(),
-            touched_categories: Vec::new(),
+            dirty: Vec::new(),
             announced: Vec::new(),
         }
     }
@@ -211,8 +233,8 @@ impl LocalTopK {
             if new {
                 self.states.push(CategoryState {
                     ranking: vec![BTreeSet::new(); self.profiles],
-                    shown: vec![Vec::new(); self.profiles],
-                    dirty: vec![false; self.profiles],
+                    shown: vec![BTreeSet::new(); self.profiles],
+                    round: (0..self.profiles).map(|_| None).collect(),
                 });
                 self.announced.push(id);
             }
@@ -228,11 +250,19 @@ impl LocalTopK {
         let retraction = time as i64 >= event.ts_ms.saturating_add(self.config.retention_ms);
         let item = self.items.intern_arc(&event.item_id);
         let lineage = self.lineage(&event.category);
+        // The same weight counts in every ancestor: compute it once per profile.
+        let mut weights = [Weight::of(0, 0, 1); MAX_PROFILES];
+        for (weight, &half_life) in weights.iter_mut().zip(&self.config.half_lives_ms) {
+            *weight = Weight::of(event.ts_ms, quantity, half_life);
+        }
         for &category in lineage.iter() {
             let slot = self.slot(category, item);
             let base = slot as usize * self.profiles;
-            for (profile, &half_life) in self.config.half_lives_ms.iter().enumerate() {
-                self.sums[base + profile].add(event.ts_ms, quantity, half_life);
+            for (sum, weight) in self.sums[base..base + self.profiles]
+                .iter_mut()
+                .zip(&weights)
+            {
+                sum.add_weight(*weight);
             }
             self.live[slot as usize] += if retraction { -1 } else { 1 };
         }
@@ -247,6 +277,7 @@ impl LocalTopK {
                     Some(slot) => slot,
                     None => {
                         self.live.push(0);
+                        self.touched_in.push(0);
                         self.sums
                             .extend(std::iter::repeat_n(DecayedSum::default(), self.profiles));
                         (self.live.len() - 1) as u32
@@ -256,7 +287,8 @@ impl LocalTopK {
                 slot
             }
         };
-        if self.touched_slots.insert(slot) {
+        if self.touched_in[slot as usize] != self.round {
+            self.touched_in[slot as usize] = self.round;
             let base = slot as usize * self.profiles;
             let old_keys_at = self.old_keys.len();
             self.old_keys.extend(
@@ -275,6 +307,8 @@ impl LocalTopK {
     }
 
     /// Re-ranks what the round touched and emits the changes to every local top-k.
+    ///
+    /// Work is proportional to what changed (times `log k`), not to `k` per category.
     fn finish_round(&mut self, out: &mut Vec<LocalChange>) {
         for category in self.announced.drain(..) {
             for profile in 0..self.profiles {
@@ -287,38 +321,58 @@ impl LocalTopK {
             }
         }
         let k = self.config.k;
-        for touched in self.touched.drain(..) {
+        for touched in std::mem::take(&mut self.touched) {
             let base = touched.slot as usize * self.profiles;
-            let item_name = self.items.name(touched.item);
+            let item = self.items.name(touched.item).clone();
+            let category = self.categories.name(touched.category).clone();
             let state = &mut self.states[touched.category as usize];
-            let mut any_dirty = false;
             for profile in 0..self.profiles {
                 let old = self.old_keys[touched.old_keys_at + profile];
                 let new = self.sums[base + profile].key();
                 if old == new {
                     continue;
                 }
-                let ranking = &mut state.ranking[profile];
-                let shown = &state.shown[profile];
-                // The top k changes only if the item was in it, enters it, or it is not full.
-                let boundary = shown.last().map(RankedItem::rank_key);
-                let in_top = |key: &Option<ScoreKey>| match (key, &boundary) {
-                    (Some(key), Some(boundary)) => (Reverse(*key), item_name.clone()) <= *boundary,
-                    _ => false,
-                };
-                if shown.len() < k || in_top(&old) || in_top(&new) {
-                    state.dirty[profile] = true;
-                    any_dirty = true;
+                let old = old.map(|key| (Reverse(key), item.clone()));
+                let new = new.map(|key| (Reverse(key), item.clone()));
+                if let Some(old) = &old {
+                    state.ranking[profile].remove(old);
                 }
+                if let Some(new) = &new {
+                    state.ranking[profile].insert(new.clone());
+                }
+                let shown = &mut state.shown[profile];
+                let round = &mut state.round[profile];
+                if round.is_none() {
+                    // The boundary before this round changes anything of this list.
+                    let full = shown.len() >= k;
+                    let leaves = old.as_ref().is_some_and(|old| shown.contains(old));
+                    let enters = new
+                        .as_ref()
+                        .is_some_and(|new| !full || shown.last().is_some_and(|last| new <= last));
+                    if !leaves && !enters {
+                        continue;
+                    }
+                    *round = Some(RoundState {
+                        boundary: if full { shown.last().cloned() } else { None },
+                        entering: Vec::new(),
+                    });
+                    self.dirty.push((touched.category, profile as u32));
+                }
+                let round = round.as_mut().expect("set above");
                 if let Some(old) = old {
-                    ranking.remove(&(Reverse(old), item_name.clone()));
+                    if shown.remove(&old) {
+                        out.push(change(profile, &category, &old, -1));
+                    }
                 }
                 if let Some(new) = new {
-                    ranking.insert((Reverse(new), item_name.clone()));
+                    if round
+                        .boundary
+                        .as_ref()
+                        .is_none_or(|boundary| &new <= boundary)
+                    {
+                        round.entering.push(new);
+                    }
                 }
-            }
-            if any_dirty {
-                self.touched_categories.push(touched.category);
             }
             if self.live[touched.slot as usize] == 0 {
                 // Every purchase of this (category, item) has expired: forget it exactly.
@@ -329,69 +383,96 @@ impl LocalTopK {
                 self.free.push(touched.slot);
             }
         }
-        self.touched_slots.clear();
         self.old_keys.clear();
+        self.round = self.round.wrapping_add(1).max(1);
 
-        self.touched_categories.sort_unstable();
-        self.touched_categories.dedup();
-        for &category in &self.touched_categories {
-            let name = self.categories.name(category);
+        for (category, profile) in std::mem::take(&mut self.dirty) {
+            let name = self.categories.name(category).clone();
             let state = &mut self.states[category as usize];
-            for profile in 0..self.profiles {
-                if !std::mem::take(&mut state.dirty[profile]) {
-                    continue;
-                }
-                let fresh: Vec<RankedItem> = state.ranking[profile]
-                    .iter()
-                    .take(k)
-                    .map(|(Reverse(score), item_id)| RankedItem {
-                        item_id: item_id.clone(),
-                        score: *score,
-                    })
-                    .collect();
-                emit_difference(profile as u32, name, &state.shown[profile], &fresh, out);
-                state.shown[profile] = fresh;
-            }
+            let round = state.round[profile as usize]
+                .take()
+                .expect("dirty lists have a round");
+            refill(
+                &state.ranking[profile as usize],
+                &mut state.shown[profile as usize],
+                round,
+                k,
+                profile,
+                &name,
+                out,
+            );
         }
-        self.touched_categories.clear();
     }
 }
 
-/// Emits `−1` for entries of `old` missing from `new` and `+1` for entries of `new` missing
-/// from `old`; both lists are in ranking order.
-fn emit_difference(
+/// A local change of one entry.
+fn change(profile: usize, category: &Arc<str>, key: &RankKey, diff: i64) -> LocalChange {
+    LocalChange {
+        profile: profile as u32,
+        category: category.clone(),
+        entry: Some(RankedItem {
+            item_id: key.1.clone(),
+            score: key.0 .0,
+        }),
+        diff,
+    }
+}
+
+/// Restores `shown` to the first `k` entries of `ranking` after a round removed the entries
+/// of touched items from it, emitting the entries that enter (+1) and leave (−1).
+///
+/// ## Correctness
+/// Before the round, `shown` held exactly the entries of `ranking` up to `boundary` (all of
+/// them when the list was not full, `boundary = None`). Untouched entries up to the boundary
+/// are still in `shown`; touched items' new keys up to the boundary are in `entering`. Any
+/// entry of the new top k past the boundary comes after all of those, so it is among the first
+/// `k − shown.len()` entries of `ranking` past the boundary. The best `k` of these three sets
+/// are the new top k.
+fn refill(
+    ranking: &BTreeSet<RankKey>,
+    shown: &mut BTreeSet<RankKey>,
+    round: RoundState,
+    k: usize,
     profile: u32,
     category: &Arc<str>,
-    old: &[RankedItem],
-    new: &[RankedItem],
     out: &mut Vec<LocalChange>,
 ) {
-    let change = |entry: &RankedItem, diff| LocalChange {
-        profile,
-        category: category.clone(),
-        entry: Some(entry.clone()),
-        diff,
-    };
-    let (mut i, mut j) = (0, 0);
-    while i < old.len() || j < new.len() {
-        let order = match (old.get(i), new.get(j)) {
-            (Some(a), Some(b)) => a.rank_key().cmp(&b.rank_key()),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, _) => std::cmp::Ordering::Greater,
-        };
-        match order {
-            std::cmp::Ordering::Equal => {
-                i += 1;
-                j += 1;
-            }
-            std::cmp::Ordering::Less => {
-                out.push(change(&old[i], -1));
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                out.push(change(&new[j], 1));
-                j += 1;
-            }
+    let RoundState {
+        boundary,
+        mut entering,
+    } = round;
+    let need = k.saturating_sub(shown.len());
+    match &boundary {
+        Some(boundary) => entering.extend(
+            ranking
+                .range((
+                    std::ops::Bound::Excluded(boundary),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take(need)
+                .cloned(),
+        ),
+        None => {
+            // Not full before: every touched key was noted, and nothing else lies past it.
+        }
+    }
+    entering.sort_unstable();
+    entering.dedup();
+    for key in &entering {
+        shown.insert(key.clone());
+    }
+    let mut left = Vec::new();
+    while shown.len() > k {
+        left.push(shown.pop_last().expect("longer than k"));
+    }
+    for key in &left {
+        if entering.binary_search(key).is_err() {
+            out.push(change(profile as usize, category, key, -1));
+        }
+    }
+    for key in &entering {
+        if shown.contains(key) {
+            out.push(change(profile as usize, category, key, 1));
         }
     }
 }
@@ -479,6 +560,78 @@ mod tests {
         replay(&mut lists, &out);
         assert!(lists.values().all(BTreeSet::is_empty));
         assert!(state.slots.is_empty());
+    }
+
+    /// The top k of every (profile, category), computed from the raw sums.
+    fn brute_force(state: &LocalTopK) -> FxHashMap<(u32, Arc<str>), Vec<RankKey>> {
+        let mut all: FxHashMap<(u32, Arc<str>), Vec<RankKey>> = FxHashMap::default();
+        for (&(category, item), &slot) in &state.slots {
+            for profile in 0..state.profiles {
+                if let Some(key) = state.sums[slot as usize * state.profiles + profile].key() {
+                    all.entry((profile as u32, state.categories.name(category).clone()))
+                        .or_default()
+                        .push((Reverse(key), state.items.name(item).clone()));
+                }
+            }
+        }
+        for list in all.values_mut() {
+            list.sort();
+            list.truncate(state.config.k);
+        }
+        all
+    }
+
+    #[test]
+    fn incremental_top_k_matches_brute_force_on_random_rounds() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..20u64 {
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+            let k = rng.random_range(1..5);
+            let mut state = LocalTopK::new(TopKConfig {
+                half_lives_ms: vec![1000, 100_000],
+                k,
+                retention_ms: 50_000,
+            });
+            let mut lists = FxHashMap::default();
+            let mut live: Vec<(Event, i64)> = Vec::new();
+            for round in 0..60i64 {
+                let mut out = Vec::new();
+                for _ in 0..rng.random_range(0..12) {
+                    if !live.is_empty() && rng.random_bool(0.2) {
+                        // Retention retraction of an earlier purchase.
+                        let (event, quantity) = live.swap_remove(rng.random_range(0..live.len()));
+                        let time = (event.ts_ms + 50_000) as Time;
+                        state.apply(&event, time.max(round as Time * 1000), -quantity);
+                    } else {
+                        let item = format!("i{}", rng.random_range(0..9));
+                        let category = ["a/b", "a/c", "d"][rng.random_range(0..3)];
+                        let ts = round * 1000 - rng.random_range(0..3000).min(round * 1000);
+                        let quantity = if rng.random_bool(0.15) {
+                            -1
+                        } else {
+                            rng.random_range(1..3)
+                        };
+                        let event = event(&item, category, ts);
+                        state.apply(&event, round as Time * 1000, quantity);
+                        live.push((event, quantity));
+                    }
+                }
+                state.finish_round(&mut out);
+                replay(&mut lists, &out);
+                let expected = brute_force(&state);
+                for (key, list) in &lists {
+                    let want = expected.get(key).cloned().unwrap_or_default();
+                    let got: Vec<RankKey> = list.iter().cloned().collect();
+                    assert_eq!(got, want, "seed {seed} round {round} list {key:?}");
+                }
+                for (key, want) in &expected {
+                    assert!(
+                        lists.contains_key(key) || want.is_empty(),
+                        "seed {seed}: {key:?} never emitted"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The publisher thread: applies snapshots, in order, to the serving table and changelog.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
 use topsellers_model::Snapshot;
@@ -25,7 +25,8 @@ pub struct PublishSummary {
 const MAX_BATCH: usize = 256;
 
 /// Applies snapshots from `rx` in order until every sender is gone; meant for a dedicated
-/// thread. Snapshots already queued when one arrives are taken along (up to 256) and applied
+/// thread. Snapshots arriving within the table's publish interval of the last publish, and
+/// those already queued, are taken along (up to 256) and applied
 /// to the table as one ([`ServingTable::apply_many`]); each is then written to the changelog
 /// (dropped at its first write error, which is logged); last, `snapshots_total`,
 /// `watermark_ms` and `last_publish_wall_ms` are updated.
@@ -36,9 +37,22 @@ pub fn run_publisher(
     metrics: Arc<Metrics>,
 ) -> PublishSummary {
     let mut summary = PublishSummary::default();
+    let interval = table.publish_interval();
+    let mut last_publish: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
-        batch.extend(rx.try_iter().take(MAX_BATCH - 1));
+        // Gather what arrives until the publish interval is over, so each list is rendered
+        // once per interval however many snapshots changed it.
+        if let Some(deadline) = last_publish.map(|at| at + interval) {
+            while batch.len() < MAX_BATCH {
+                match rx.recv_deadline(deadline) {
+                    Ok(snapshot) => batch.push(snapshot),
+                    Err(_) => break,
+                }
+            }
+        }
+        batch.extend(rx.try_iter().take(MAX_BATCH.saturating_sub(batch.len())));
+        last_publish = Some(Instant::now());
         table.apply_many(&batch);
         for snapshot in &batch {
             if let Some(log) = changelog.as_mut() {

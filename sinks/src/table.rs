@@ -25,6 +25,15 @@ pub struct TableConfig {
     /// Number of independently locked shards of the table.
     #[serde(default = "default_shards")]
     pub shards: usize,
+    /// Least time between two publishes: snapshots arriving meanwhile are applied together
+    /// (each list rendered once), which bounds the rendering work on busy stores. `0s` applies
+    /// every snapshot as soon as it arrives.
+    #[serde(default = "default_publish_interval")]
+    pub publish_interval: String,
+}
+
+fn default_publish_interval() -> String {
+    "200ms".to_owned()
 }
 
 fn default_refresh() -> String {
@@ -40,6 +49,7 @@ impl Default for TableConfig {
         TableConfig {
             refresh: default_refresh(),
             shards: default_shards(),
+            publish_interval: default_publish_interval(),
         }
     }
 }
@@ -87,6 +97,7 @@ pub struct ServingTable {
     profiles: Vec<Profile>,
     k: usize,
     refresh_ms: i64,
+    publish_interval_ms: i64,
     shards: Box<[Shard]>,
     categories: RwLock<Arc<CategoriesDoc>>,
     published_ms: AtomicI64,
@@ -102,6 +113,7 @@ impl ServingTable {
         config: TableConfig,
     ) -> Result<ServingTable, TableError> {
         let refresh_ms = parse_duration_ms(&config.refresh)?;
+        let publish_interval_ms = parse_duration_ms(&config.publish_interval)?;
         if profiles.is_empty() {
             return Err(TableError::NoProfiles);
         }
@@ -122,6 +134,7 @@ impl ServingTable {
             profiles,
             k,
             refresh_ms,
+            publish_interval_ms,
             shards: (0..config.shards.max(1))
                 .map(|_| RwLock::new(HashMap::new()))
                 .collect(),
@@ -129,6 +142,11 @@ impl ServingTable {
             published_ms: AtomicI64::new(i64::MIN),
             writer: Mutex::new(writer),
         })
+    }
+
+    /// Least time between two publishes (see [`TableConfig::publish_interval`]).
+    pub fn publish_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.publish_interval_ms.max(0) as u64)
     }
 
     /// The decay profiles, in configuration order.
@@ -347,7 +365,8 @@ mod tests {
                 3,
                 TableConfig {
                     refresh: "soon".into(),
-                    shards: 4
+                    shards: 4,
+                    ..TableConfig::default()
                 }
             ),
             Err(TableError::Refresh(_))
