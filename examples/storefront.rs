@@ -15,8 +15,10 @@ use topsellers_sources::generator::GeneratorConfig;
 use topsellers_sources::SourceConfig;
 
 fn main() -> Result<()> {
-    let mut config = Config::default();
-    config.sources = vec![SourceConfig::Generator(GeneratorConfig::default())];
+    let mut config = Config {
+        sources: vec![SourceConfig::Generator(GeneratorConfig::default())],
+        ..Config::default()
+    };
     config.http.listen = "127.0.0.1:0".into(); // any free port
     config.dead_letter.path = String::new();
     let service = topsellers::run::start(&config)?;
