@@ -30,11 +30,14 @@ fn main() -> Result<()> {
     }
     println!("wrote {} purchases to {}", writer.finish()?, path.display());
 
-    let mut config = Config::default();
-    config.sources = vec![SourceConfig::Files(FilesConfig {
+    let files = FilesConfig {
         paths: vec![path.display().to_string()],
         format: None,
-    })];
+    };
+    let mut config = Config {
+        sources: vec![SourceConfig::Files(files)],
+        ..Config::default()
+    };
     config.http.listen = "127.0.0.1:0".into();
     config.dead_letter.path = String::new();
 
