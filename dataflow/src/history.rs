@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 
-use topsellers_sources::files::{open_unit, FilesConfig, ReadUnit};
+use topsellers_sources::files::{self, FilesConfig, ReadUnit};
 use topsellers_sources::SourceConfig;
 
 use crate::progress::Workload;
@@ -38,8 +38,9 @@ pub fn workload(units: &[ReadUnit]) -> Workload {
     }
 }
 
-/// The largest valid event time in `units` (`None` if they hold no valid purchase), read on
-/// `threads` threads. Bad records are not reported here: the real read reports them once.
+/// The largest event time in `units` (`None` if they hold none), read on `threads` threads
+/// (see [`topsellers_sources::files::max_event_time`]). Bad records are not reported here: the
+/// real read reports them once.
 pub fn max_event_time(units: &[ReadUnit], threads: usize) -> Result<Option<i64>> {
     let next = AtomicUsize::new(0);
     let max = AtomicI64::new(i64::MIN);
@@ -47,23 +48,11 @@ pub fn max_event_time(units: &[ReadUnit], threads: usize) -> Result<Option<i64>>
         let readers: Vec<_> = (0..threads.max(1))
             .map(|_| {
                 scope.spawn(|| -> Result<()> {
-                    let mut purchases = Vec::new();
-                    let mut bad = Vec::new();
                     while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let mut reader = open_unit(unit)
+                        let latest = files::max_event_time(unit)
                             .with_context(|| format!("cannot read {}", unit.path.display()))?;
-                        loop {
-                            let more = reader
-                                .next_batch(&mut purchases, &mut bad, 65_536)
-                                .with_context(|| format!("cannot read {}", unit.path.display()))?;
-                            if let Some(latest) = purchases.iter().map(|p| p.ts_ms).max() {
-                                max.fetch_max(latest, Ordering::Relaxed);
-                            }
-                            purchases.clear();
-                            bad.clear();
-                            if !more {
-                                break;
-                            }
+                        if let Some(latest) = latest {
+                            max.fetch_max(latest, Ordering::Relaxed);
                         }
                     }
                     Ok(())

@@ -8,7 +8,9 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use timely::worker::Worker;
 
-use topsellers_model::{Purchase, Snapshot};
+use rustc_hash::FxHashMap;
+use topsellers_model::purchase::Event;
+use topsellers_model::{DecayedSum, Purchase, Snapshot, TopKList};
 use topsellers_operators::Time;
 use topsellers_sinks::Metrics;
 use topsellers_sources::files::{open_unit, units_for_worker, ReadUnit};
@@ -136,15 +138,35 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
     let index = worker.index();
     let peers = worker.peers();
     let leader = job.leaders.contains(&index);
+    // Snapshots of the backfill's internal rounds (their times count batches, not events) are
+    // merged and handed on as one, at the backfill's own time: a reader never sees them.
+    let hold_until = job.backfill.as_ref().map(|b| b.until_ms.max(0));
+    let mut held: FxHashMap<(usize, Arc<str>), TopKList> = FxHashMap::default();
     let sink = {
         let shared = Arc::clone(shared);
-        move |snapshot: Snapshot| {
-            if leader {
-                let time = snapshot.time_ms;
-                // Blocks when the serving side is behind: backpressure, not unbounded memory.
-                if shared.snapshots.send(snapshot).is_ok() {
-                    shared.published.store(time, Ordering::SeqCst);
+        move |mut snapshot: Snapshot| {
+            if !leader {
+                return;
+            }
+            if hold_until.is_some_and(|until| snapshot.time_ms < until) {
+                for list in snapshot.lists {
+                    held.insert((list.profile, list.category.clone()), list);
                 }
+                return;
+            }
+            if !held.is_empty() {
+                for list in snapshot.lists.drain(..) {
+                    held.insert((list.profile, list.category.clone()), list);
+                }
+                snapshot.lists = held.drain().map(|(_, list)| list).collect();
+                snapshot
+                    .lists
+                    .sort_by(|a, b| (a.profile, &a.category).cmp(&(b.profile, &b.category)));
+            }
+            let time = snapshot.time_ms;
+            // Blocks when the serving side is behind: backpressure, not unbounded memory.
+            if shared.snapshots.send(snapshot).is_ok() {
+                shared.published.store(time, Ordering::SeqCst);
             }
         }
     };
@@ -156,11 +178,18 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
     // digests the history as it streams in; every purchase keeps its own event time.
     let mut clock: Time = 0;
     if let Some(backfill) = &job.backfill {
+        // With the input cut to a fixed window (batch), nothing ever expires: sum each
+        // (item, category) here and hand the dataflow one exact update per pair.
+        let mut aggregates =
+            (job.expiry == Expiry::PreFiltered).then(|| Aggregates::new(&job.scoring));
         let until = backfill.until_ms.max(0) as Time;
         for unit in units_for_worker(&backfill.units, index, peers) {
             let mut reader = match open_unit(&unit) {
                 Ok(reader) => reader,
-                Err(e) => return shared.fail(format!("cannot read {}: {e}", unit.path.display())),
+                Err(e) => {
+                    shared.fail(format!("cannot read {}: {e}", unit.path.display()));
+                    return worker.drop_dataflow(graph.id);
+                }
             };
             let mut rows_before = 0;
             loop {
@@ -170,7 +199,8 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
                 let more = match reader.next_batch(&mut purchases, &mut bad, job.batch_size) {
                     Ok(more) => more,
                     Err(e) => {
-                        return shared.fail(format!("cannot read {}: {e}", unit.path.display()))
+                        shared.fail(format!("cannot read {}: {e}", unit.path.display()));
+                        return worker.drop_dataflow(graph.id);
                     }
                 };
                 shared.bad(&mut bad);
@@ -178,12 +208,15 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
                 for purchase in purchases.drain(..) {
                     let inside = purchase.ts_ms <= backfill.until_ms
                         && backfill.after_ms.is_none_or(|after| purchase.ts_ms > after);
-                    if inside {
+                    if !inside {
+                        shared.skipped.fetch_add(1, Ordering::Relaxed);
+                    } else if let Some(sums) = &mut aggregates {
+                        sums.add(purchase);
+                        accepted += 1;
+                    } else {
                         let (event, quantity) = purchase.into_update();
                         graph.purchases.update(event, quantity);
                         accepted += 1;
-                    } else {
-                        shared.skipped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 shared.metrics.add_purchases(accepted);
@@ -192,6 +225,13 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
                     .rows_read
                     .fetch_add(rows - rows_before, Ordering::Relaxed);
                 rows_before = rows;
+                if aggregates.is_some() {
+                    // Nothing entered the dataflow yet: read on.
+                    if !more {
+                        break;
+                    }
+                    continue;
+                }
                 clock = (clock + 1).min(until);
                 graph.purchases.advance_to(clock);
                 graph.purchases.flush();
@@ -206,6 +246,11 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
             }
             shared.metrics.add_ignored_records(reader.ignored());
             shared.units_read.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(sums) = aggregates.take() {
+            for (event, count) in sums.into_updates() {
+                graph.purchases.update(event, count);
+            }
         }
         // Complete the backfill's snapshot before anything live enters.
         graph.purchases.advance_to(until + 1);
@@ -276,6 +321,58 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
     }
     // Stop without draining: closing the input would retract everything still retained.
     worker.drop_dataflow(graph.id);
+}
+
+/// Purchases summed per (item, leaf category): exact forward sums per profile.
+struct Aggregates {
+    half_lives: Vec<i64>,
+    sums: FxHashMap<(Arc<str>, Arc<str>), Aggregate>,
+}
+
+/// The purchases of one item in one leaf category.
+struct Aggregate {
+    sums: Box<[DecayedSum]>,
+    count: i64,
+    latest_ms: i64,
+}
+
+impl Aggregates {
+    fn new(scoring: &Scoring) -> Self {
+        Aggregates {
+            half_lives: scoring.profiles.iter().map(|p| p.half_life_ms).collect(),
+            sums: FxHashMap::default(),
+        }
+    }
+
+    fn add(&mut self, purchase: Purchase) {
+        let entry = self
+            .sums
+            .entry((purchase.item_id, purchase.category))
+            .or_insert_with(|| Aggregate {
+                sums: vec![DecayedSum::default(); self.half_lives.len()].into(),
+                count: 0,
+                latest_ms: purchase.ts_ms,
+            });
+        for (sum, &half_life) in entry.sums.iter_mut().zip(&self.half_lives) {
+            sum.add(purchase.ts_ms, purchase.quantity, half_life);
+        }
+        entry.count += 1;
+        entry.latest_ms = entry.latest_ms.max(purchase.ts_ms);
+    }
+
+    fn into_updates(self) -> impl Iterator<Item = (Event, i64)> {
+        self.sums
+            .into_iter()
+            .map(|((item_id, category), aggregate)| {
+                let event = Event {
+                    item_id,
+                    category,
+                    ts_ms: aggregate.latest_ms,
+                    aggregate: Some(aggregate.sums),
+                };
+                (event, aggregate.count)
+            })
+    }
 }
 
 /// Enters a live purchase at its own event time, or at the current input time if it is late.

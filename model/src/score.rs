@@ -46,7 +46,9 @@ impl Weight {
 }
 
 /// A forward-decayed sum `Σ q·2^(t/h)` for one (category, item) and one half-life.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Equality, order and hash are by bits (a total order, so sums can travel in dataflow data).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct DecayedSum {
     exp: i64,
     hi: f64,
@@ -125,6 +127,34 @@ impl DecayedSum {
         }
         ScoreKey::from_scaled(self.exp, value.abs()).score_at(as_of_ms, half_life_ms)
             * value.signum()
+    }
+}
+
+impl DecayedSum {
+    fn bits(&self) -> (i64, u64, u64) {
+        (self.exp, self.hi.to_bits(), self.lo.to_bits())
+    }
+}
+
+impl PartialEq for DecayedSum {
+    fn eq(&self, other: &Self) -> bool {
+        self.bits() == other.bits()
+    }
+}
+impl Eq for DecayedSum {}
+impl PartialOrd for DecayedSum {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for DecayedSum {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.bits().cmp(&other.bits())
+    }
+}
+impl std::hash::Hash for DecayedSum {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bits().hash(state);
     }
 }
 

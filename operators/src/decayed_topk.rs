@@ -250,6 +250,21 @@ impl LocalTopK {
         let retraction = time as i64 >= event.ts_ms.saturating_add(self.config.retention_ms);
         let item = self.items.intern_arc(&event.item_id);
         let lineage = self.lineage(&event.category);
+        if let Some(aggregate) = &event.aggregate {
+            // Many purchases, already summed: `quantity` counts them.
+            for &category in lineage.iter() {
+                let slot = self.slot(category, item);
+                let base = slot as usize * self.profiles;
+                for (sum, part) in self.sums[base..base + self.profiles]
+                    .iter_mut()
+                    .zip(aggregate.iter())
+                {
+                    sum.merge(part);
+                }
+                self.live[slot as usize] += quantity;
+            }
+            return;
+        }
         // The same weight counts in every ancestor: compute it once per profile.
         let mut weights = [Weight::of(0, 0, 1); MAX_PROFILES];
         for (weight, &half_life) in weights.iter_mut().zip(&self.config.half_lives_ms) {
@@ -486,6 +501,7 @@ mod tests {
             item_id: item.into(),
             category: category.into(),
             ts_ms,
+            aggregate: None,
         }
     }
 

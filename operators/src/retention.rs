@@ -10,7 +10,8 @@ use crate::Time;
 /// Adds, for every purchase, its retraction at `ts + retention` (DESIGN.md, "Retention").
 pub trait RetainFor<'scope> {
     /// Pairs each update `(e, t, q)` with `(e, e.ts + R, −q)`; drops updates already expired on
-    /// arrival (`e.ts + R <= t`), which would cancel within one time anyway.
+    /// arrival (`e.ts + R <= t`), which would cancel within one time anyway. Pre-aggregated
+    /// updates ([`Event::aggregate`]) pass through unchanged.
     ///
     /// A score as of `T` then counts exactly the purchases with `T − R < ts ≤ T`.
     ///
@@ -33,10 +34,13 @@ impl<'scope> RetainFor<'scope> for VecCollection<'scope, Time, Event, i64> {
         self.inner
             .flat_map(move |(event, time, quantity): (Event, Time, i64)| {
                 let expires = event.ts_ms.saturating_add(retention).max(0) as Time;
-                (expires > time)
-                    .then(|| [(event.clone(), time, quantity), (event, expires, -quantity)])
+                let retraction = (event.aggregate.is_none() && expires > time)
+                    .then(|| (event.clone(), expires, -quantity));
+                let counts = event.aggregate.is_some() || expires > time;
+                counts
+                    .then_some((event, time, quantity))
                     .into_iter()
-                    .flatten()
+                    .chain(retraction)
             })
             .as_collection()
     }

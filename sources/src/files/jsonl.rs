@@ -143,6 +143,12 @@ fn wrong_type(field: &'static str, found: &Scalar<'_>, expected: &str) -> Record
     }
 }
 
+/// Whether a JSON token is an integer literal (`-?(0|[1-9][0-9]*)`).
+fn is_json_integer(token: &str) -> bool {
+    let digits = token.strip_prefix('-').unwrap_or(token);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// The fields of a record that matter, borrowed from the line where possible.
 #[derive(Default)]
 struct RawRecord<'a> {
@@ -237,6 +243,7 @@ impl<'de> Visitor<'de> for ScalarVisitor {
 }
 
 /// The keys the reader looks at; every other key is skipped.
+#[derive(PartialEq, Eq)]
 enum Key {
     ItemId,
     Category,
@@ -288,7 +295,19 @@ impl<'de> Deserialize<'de> for RawRecord<'de> {
                             continue;
                         }
                     };
-                    *slot = Some(map.next_value::<Scalar<'de>>()?);
+                    *slot = Some(if key == Key::ItemId {
+                        // Integer ids are kept as their decimal text, however long: read the
+                        // raw token so that ids beyond 64 bits are not rounded through f64.
+                        let raw = map.next_value::<&'de serde_json::value::RawValue>()?;
+                        let text = raw.get();
+                        if is_json_integer(text) {
+                            Scalar::Str(Cow::Borrowed(text))
+                        } else {
+                            serde_json::from_str::<Scalar<'de>>(text).map_err(de::Error::custom)?
+                        }
+                    } else {
+                        map.next_value::<Scalar<'de>>()?
+                    });
                 }
                 Ok(record)
             }

@@ -129,6 +129,28 @@ pub fn open_unit(unit: &ReadUnit) -> Result<Box<dyn RecordReader + Send>, Source
     })
 }
 
+/// The largest event time in a unit (`None` if it has none): for Parquet from the `ts`
+/// column alone (any row whose `ts` is valid, whatever its other fields), for text formats
+/// from its valid purchases.
+pub fn max_event_time(unit: &ReadUnit) -> Result<Option<i64>, SourceError> {
+    if let (Format::Parquet, Some(row_group)) = (unit.format, unit.row_group) {
+        return parquet::max_ts(&unit.path, row_group);
+    }
+    let mut reader = open_unit(unit)?;
+    let (mut purchases, mut bad, mut max) = (Vec::new(), Vec::new(), None);
+    loop {
+        let more = reader.next_batch(&mut purchases, &mut bad, 65_536)?;
+        if let Some(latest) = purchases.iter().map(|p| p.ts_ms).max() {
+            max = max.max(Some(latest));
+        }
+        purchases.clear();
+        bad.clear();
+        if !more {
+            return Ok(max);
+        }
+    }
+}
+
 /// Reads a whole unit into memory (tests, small files).
 pub fn read_unit_all(unit: &ReadUnit) -> Result<(Vec<Purchase>, Vec<BadRecord>), SourceError> {
     let mut reader = open_unit(unit)?;

