@@ -324,53 +324,79 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
 }
 
 /// Purchases summed per (item, leaf category): exact forward sums per profile.
+///
+/// Pairs are found by a 128-bit hash of their text (no string comparison on the hot path; a
+/// collision among even billions of pairs has probability below 1e-20), with the values in
+/// flat arrays.
 struct Aggregates {
     half_lives: Vec<i64>,
-    sums: FxHashMap<(Arc<str>, Arc<str>), Aggregate>,
-}
-
-/// The purchases of one item in one leaf category.
-struct Aggregate {
-    sums: Box<[DecayedSum]>,
-    count: i64,
-    latest_ms: i64,
+    index: FxHashMap<u128, u32>,
+    pairs: Vec<(Arc<str>, Arc<str>)>,
+    counts: Vec<i64>,
+    latest_ms: Vec<i64>,
+    /// `half_lives.len()` sums per pair.
+    sums: Vec<DecayedSum>,
 }
 
 impl Aggregates {
     fn new(scoring: &Scoring) -> Self {
         Aggregates {
             half_lives: scoring.profiles.iter().map(|p| p.half_life_ms).collect(),
-            sums: FxHashMap::default(),
+            index: FxHashMap::default(),
+            pairs: Vec::new(),
+            counts: Vec::new(),
+            latest_ms: Vec::new(),
+            sums: Vec::new(),
         }
     }
 
     fn add(&mut self, purchase: Purchase) {
-        let entry = self
-            .sums
-            .entry((purchase.item_id, purchase.category))
-            .or_insert_with(|| Aggregate {
-                sums: vec![DecayedSum::default(); self.half_lives.len()].into(),
-                count: 0,
-                latest_ms: purchase.ts_ms,
-            });
-        for (sum, &half_life) in entry.sums.iter_mut().zip(&self.half_lives) {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(purchase.item_id.as_bytes());
+        hasher.update(&[0xff]); // not UTF-8: separates the two texts unambiguously
+        hasher.update(purchase.category.as_bytes());
+        let key = hasher.digest128();
+        let profiles = self.half_lives.len();
+        let at = *self.index.entry(key).or_insert_with(|| {
+            self.pairs
+                .push((purchase.item_id.clone(), purchase.category.clone()));
+            self.counts.push(0);
+            self.latest_ms.push(purchase.ts_ms);
+            self.sums
+                .extend(std::iter::repeat_n(DecayedSum::default(), profiles));
+            (self.pairs.len() - 1) as u32
+        }) as usize;
+        for (sum, &half_life) in self.sums[at * profiles..(at + 1) * profiles]
+            .iter_mut()
+            .zip(&self.half_lives)
+        {
             sum.add(purchase.ts_ms, purchase.quantity, half_life);
         }
-        entry.count += 1;
-        entry.latest_ms = entry.latest_ms.max(purchase.ts_ms);
+        self.counts[at] += 1;
+        self.latest_ms[at] = self.latest_ms[at].max(purchase.ts_ms);
     }
 
     fn into_updates(self) -> impl Iterator<Item = (Event, i64)> {
-        self.sums
+        let profiles = self.half_lives.len();
+        let Aggregates {
+            pairs,
+            counts,
+            latest_ms,
+            sums,
+            ..
+        } = self;
+        pairs
             .into_iter()
-            .map(|((item_id, category), aggregate)| {
+            .enumerate()
+            .map(move |(at, (item_id, category))| {
+                let parts: Box<[DecayedSum]> = sums[at * profiles..(at + 1) * profiles].into();
                 let event = Event {
                     item_id,
                     category,
-                    ts_ms: aggregate.latest_ms,
-                    aggregate: Some(aggregate.sums),
+                    ts_ms: latest_ms[at],
+                    aggregate: Some(parts),
                 };
-                (event, aggregate.count)
+                (event, counts[at])
             })
     }
 }

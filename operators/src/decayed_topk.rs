@@ -193,6 +193,8 @@ struct LocalTopK {
     old_keys: Vec<Option<ScoreKey>>,
     /// (category, profile) pairs whose top k the round changes.
     dirty: Vec<(u32, u32)>,
+    /// New ranking keys of the round, inserted after its removals.
+    inserts: Vec<(u32, u32, RankKey)>,
     announced: Vec<u32>,
 }
 
@@ -219,6 +221,7 @@ impl LocalTopK {
             round: 1,
             old_keys: Vec::new(),
             dirty: Vec::new(),
+            inserts: Vec::new(),
             announced: Vec::new(),
         }
     }
@@ -353,7 +356,10 @@ impl LocalTopK {
                     state.ranking[profile].remove(old);
                 }
                 if let Some(new) = &new {
-                    state.ranking[profile].insert(new.clone());
+                    // Inserted below, in bulk: a first round of a big category (a backfill)
+                    // builds its ranking from sorted keys instead of key by key.
+                    self.inserts
+                        .push((touched.category, profile as u32, new.clone()));
                 }
                 let shown = &mut state.shown[profile];
                 let round = &mut state.round[profile];
@@ -400,6 +406,7 @@ impl LocalTopK {
         }
         self.old_keys.clear();
         self.round = self.round.wrapping_add(1).max(1);
+        self.insert_ranked();
 
         for (category, profile) in std::mem::take(&mut self.dirty) {
             let name = self.categories.name(category).clone();
@@ -417,6 +424,37 @@ impl LocalTopK {
                 out,
             );
         }
+    }
+}
+
+impl LocalTopK {
+    /// Adds the round's new keys to the rankings: one by one where few, as a bulk rebuild from
+    /// sorted keys where many.
+    fn insert_ranked(&mut self) {
+        let mut inserts = std::mem::take(&mut self.inserts);
+        inserts.sort_unstable();
+        let mut rest = &inserts[..];
+        while let Some(&(category, profile, _)) = rest.first() {
+            let group = rest
+                .iter()
+                .take_while(|(c, p, _)| (*c, *p) == (category, profile))
+                .count();
+            let (keys, tail) = rest.split_at(group);
+            rest = tail;
+            let ranking = &mut self.states[category as usize].ranking[profile as usize];
+            if keys.len() * 4 > ranking.len() {
+                let old = std::mem::take(ranking);
+                // Both sides are sorted: from_iter sorts (cheaply, runs) and builds in bulk.
+                *ranking = old
+                    .into_iter()
+                    .chain(keys.iter().map(|(_, _, key)| key.clone()))
+                    .collect();
+            } else {
+                ranking.extend(keys.iter().map(|(_, _, key)| key.clone()));
+            }
+        }
+        inserts.clear();
+        self.inserts = inserts;
     }
 }
 
