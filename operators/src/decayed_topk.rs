@@ -19,6 +19,9 @@ use topsellers_model::{ancestors, DecayedSum, RankedItem, ScoreKey, Weight};
 use crate::stash::{frontier_time, TimeStash};
 use crate::{route_hash, Time};
 
+/// New keys of one ranking in one round from which it is rebuilt in bulk rather than key by key.
+const BULK_INSERTS: usize = 4096;
+
 /// Most decay profiles one dataflow runs side by side.
 pub const MAX_PROFILES: usize = 16;
 
@@ -432,7 +435,7 @@ impl LocalTopK {
     /// sorted keys where many.
     fn insert_ranked(&mut self) {
         let mut inserts = std::mem::take(&mut self.inserts);
-        inserts.sort_unstable();
+        inserts.sort_unstable_by_key(|(category, profile, _)| (*category, *profile));
         let mut rest = &inserts[..];
         while let Some(&(category, profile, _)) = rest.first() {
             let group = rest
@@ -442,9 +445,9 @@ impl LocalTopK {
             let (keys, tail) = rest.split_at(group);
             rest = tail;
             let ranking = &mut self.states[category as usize].ranking[profile as usize];
-            if keys.len() * 4 > ranking.len() {
+            if ranking.is_empty() || (keys.len() >= BULK_INSERTS && keys.len() > ranking.len()) {
                 let old = std::mem::take(ranking);
-                // Both sides are sorted: from_iter sorts (cheaply, runs) and builds in bulk.
+                // from_iter sorts the keys and builds the tree in bulk.
                 *ranking = old
                     .into_iter()
                     .chain(keys.iter().map(|(_, _, key)| key.clone()))
