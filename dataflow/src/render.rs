@@ -7,7 +7,7 @@ use timely::worker::Worker;
 
 use topsellers_model::purchase::Event;
 use topsellers_model::Snapshot;
-use topsellers_operators::{DecayedLocalTopK, MergeTopK, RetainFor, Snapshots, Time, TopKConfig};
+use topsellers_operators::{DecayedLocalTopK, MergeTopK, Snapshots, Time, TopKConfig};
 
 use crate::config::Scoring;
 
@@ -24,13 +24,13 @@ pub struct Graph {
 /// What the graph does with retention.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expiry {
-    /// Retract each purchase at `ts + retention` (live service).
+    /// Retract each purchase at `ts + retention` (live service, backfill).
     Retract,
     /// The input is already cut to the retention window of a fixed as-of time (batch).
     PreFiltered,
 }
 
-/// Builds `purchases → retain_for → decayed_local_topk → merge_topk → snapshots` on `worker`.
+/// Builds `purchases → decayed_local_topk → merge_topk → snapshots` on `worker`.
 /// `sink` gets the snapshots on the workers listed in `leaders`.
 pub fn build(
     worker: &mut Worker,
@@ -45,18 +45,13 @@ pub fn build(
         half_lives_ms: scoring.profiles.iter().map(|p| p.half_life_ms).collect(),
         k: scoring.k,
         retention_ms: match expiry {
-            Expiry::Retract => scoring.retention_ms,
-            // Nothing is retracted, so no update may be taken for a retraction.
-            Expiry::PreFiltered => i64::MAX / 4,
+            Expiry::Retract => Some(scoring.retention_ms),
+            Expiry::PreFiltered => None,
         },
     };
     let purchases = worker.dataflow::<Time, _, _>(|scope| {
         let (input, purchases) = scope.new_collection::<Event, i64>();
-        let counted = match expiry {
-            Expiry::Retract => purchases.retain_for(scoring.retention_ms),
-            Expiry::PreFiltered => purchases,
-        };
-        counted
+        purchases
             .decayed_local_topk(&topk)
             .merge_topk(scoring.k)
             .probe_with(&probe)

@@ -2,7 +2,7 @@
 //! local top-k, per decay profile, on the worker that owns the item; emits only changes.
 
 use std::cmp::Reverse;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use topsellers_model::purchase::Event;
@@ -32,8 +33,9 @@ pub struct TopKConfig {
     pub half_lives_ms: Vec<i64>,
     /// List length per category.
     pub k: usize,
-    /// Retention in milliseconds: a purchase stops counting at `ts + retention`.
-    pub retention_ms: i64,
+    /// Retention in milliseconds: a purchase stops counting at `ts + retention`. `None` when
+    /// the input is already cut to a fixed window and nothing ever expires (batch).
+    pub retention_ms: Option<i64>,
 }
 
 /// A change to one worker's local top-k of one (profile, category).
@@ -59,9 +61,11 @@ pub trait DecayedLocalTopK<'scope> {
     ///
     /// ## Correctness
     /// Updates are applied only once the input frontier has passed their time, so the output
-    /// at time `T` reflects exactly the updates at times `≤ T`. An update at a time
-    /// `≥ ts + retention` is a retention retraction (see [`crate::RetainFor`]): when the last
-    /// live purchase of a (category, item) has been retracted its sum is reset to exactly zero.
+    /// at time `T` reflects exactly the updates at times `≤ T`. Each purchase is retracted at
+    /// `ts + retention` (kept here as a compact entry, under a capability held only at the
+    /// earliest pending expiry), so the output at `T` counts exactly the purchases with
+    /// `T − retention < ts ≤ T`; when the last live purchase of a (category, item) has expired
+    /// its sum is reset to exactly zero.
     /// Every category keeps its full ranking (not only the top k), because returns and expiry
     /// pull lower items back into the top k.
     fn decayed_local_topk(self, config: &TopKConfig) -> StreamVec<'scope, Time, LocalChange>;
@@ -81,6 +85,7 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                     let mut stash = TimeStash::default();
                     let mut complete = Vec::new();
                     let mut changes = Vec::new();
+                    let mut expiry_capability: Option<Capability<Time>> = None;
                     move |(input, frontier), output| {
                         input.for_each_stamp(|capability, batches| {
                             if let Some(capability) = capability.retain_least(0) {
@@ -94,15 +99,28 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                                 }
                             }
                         });
-                        if let Some(emit_at) =
-                            stash.drain_complete(frontier_time(frontier), &mut complete)
-                        {
-                            for ((event, diff), time) in complete.drain(..) {
-                                state.apply(&event, time, diff);
+                        let frontier = frontier_time(frontier);
+                        let from_input = stash.drain_complete(frontier, &mut complete);
+                        // Expiries take effect at their own time, once the frontier passes it.
+                        let due =
+                            frontier.is_some_and(|f| state.next_expiry().is_some_and(|at| at < f));
+                        let emit_at = match (from_input, &expiry_capability) {
+                            (Some(emit_at), _) => emit_at,
+                            (None, Some(held)) if due => {
+                                held.delayed(&(frontier.expect("due needs a frontier") - 1))
                             }
-                            state.finish_round(&mut changes);
-                            output.session(&emit_at).give_iterator(changes.drain(..));
+                            _ => return,
+                        };
+                        for ((event, diff), time) in complete.drain(..) {
+                            state.apply(&event, time, diff);
                         }
+                        if let Some(f) = frontier {
+                            state.expire_before(f);
+                        }
+                        state.finish_round(&mut changes);
+                        output.session(&emit_at).give_iterator(changes.drain(..));
+                        // Hold a capability only at the earliest pending expiry.
+                        expiry_capability = state.next_expiry().map(|at| emit_at.delayed(&at));
                     }
                 },
             )
@@ -163,6 +181,16 @@ struct RoundState {
     entering: Vec<RankKey>,
 }
 
+/// A purchase that stops counting at `at` (compact: ids, not text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Expiry {
+    at: Time,
+    item: u32,
+    leaf: u32,
+    ts_ms: i64,
+    quantity: i64,
+}
+
 /// A (category, item) touched in the current round, with its keys before the round.
 #[derive(Clone, Copy)]
 struct Touched {
@@ -180,6 +208,10 @@ struct LocalTopK {
     categories: Interner,
     /// Leaf category → ids of itself, its ancestors and the root.
     lineage: FxHashMap<Arc<str>, Box<[u32]>>,
+    /// The same, by the leaf's id (for expiries).
+    lineage_by_id: FxHashMap<u32, Box<[u32]>>,
+    /// Purchases still counted, by the time they stop counting (`ts + retention`).
+    expiries: BinaryHeap<Reverse<Expiry>>,
     /// (category, item) → slot in `live` / `sums`.
     slots: FxHashMap<(u32, u32), u32>,
     /// Live purchases counted in each slot (insertions minus retention retractions).
@@ -214,6 +246,8 @@ impl LocalTopK {
             items: Interner::default(),
             categories: Interner::default(),
             lineage: FxHashMap::default(),
+            lineage_by_id: FxHashMap::default(),
+            expiries: BinaryHeap::new(),
             slots: FxHashMap::default(),
             live: Vec::new(),
             sums: Vec::new(),
@@ -248,16 +282,16 @@ impl LocalTopK {
         }
         let ids: Box<[u32]> = ids.into();
         self.lineage.insert(leaf.clone(), ids.clone());
+        self.lineage_by_id.insert(ids[0], ids.clone());
         ids
     }
 
-    /// Applies one update (a purchase, a return, or a retention retraction).
+    /// Applies one update: a purchase (or return) at `time`, or a pre-aggregated batch of them.
     fn apply(&mut self, event: &Event, time: Time, quantity: i64) {
-        let retraction = time as i64 >= event.ts_ms.saturating_add(self.config.retention_ms);
         let item = self.items.intern_arc(&event.item_id);
         let lineage = self.lineage(&event.category);
         if let Some(aggregate) = &event.aggregate {
-            // Many purchases, already summed: `quantity` counts them.
+            // Many purchases, already summed: `quantity` counts them. Never expire.
             for &category in lineage.iter() {
                 let slot = self.slot(category, item);
                 let base = slot as usize * self.profiles;
@@ -271,12 +305,32 @@ impl LocalTopK {
             }
             return;
         }
+        if let Some(retention) = self.config.retention_ms {
+            let at = event.ts_ms.saturating_add(retention).max(0) as Time;
+            if at <= time {
+                // Already expired on arrival: it never counts.
+                return;
+            }
+            self.expiries.push(Reverse(Expiry {
+                at,
+                item,
+                leaf: lineage[0],
+                ts_ms: event.ts_ms,
+                quantity,
+            }));
+        }
+        self.add(&lineage, item, event.ts_ms, quantity, 1);
+    }
+
+    /// Adds `quantity` purchases at `ts_ms` of `item` to every category of `lineage`, and
+    /// `live` to their live counts.
+    fn add(&mut self, lineage: &[u32], item: u32, ts_ms: i64, quantity: i64, live: i64) {
         // The same weight counts in every ancestor: compute it once per profile.
         let mut weights = [Weight::of(0, 0, 1); MAX_PROFILES];
         for (weight, &half_life) in weights.iter_mut().zip(&self.config.half_lives_ms) {
-            *weight = Weight::of(event.ts_ms, quantity, half_life);
+            *weight = Weight::of(ts_ms, quantity, half_life);
         }
-        for &category in lineage.iter() {
+        for &category in lineage {
             let slot = self.slot(category, item);
             let base = slot as usize * self.profiles;
             for (sum, weight) in self.sums[base..base + self.profiles]
@@ -285,7 +339,24 @@ impl LocalTopK {
             {
                 sum.add_weight(*weight);
             }
-            self.live[slot as usize] += if retraction { -1 } else { 1 };
+            self.live[slot as usize] += live;
+        }
+    }
+
+    /// The time of the next pending expiry.
+    fn next_expiry(&self) -> Option<Time> {
+        self.expiries.peek().map(|Reverse(expiry)| expiry.at)
+    }
+
+    /// Retracts every purchase whose expiry time is before `frontier`.
+    fn expire_before(&mut self, frontier: Time) {
+        while let Some(Reverse(expiry)) = self.expiries.peek() {
+            if expiry.at >= frontier {
+                break;
+            }
+            let Reverse(expiry) = self.expiries.pop().expect("peeked");
+            let lineage = self.lineage_by_id[&expiry.leaf].clone();
+            self.add(&lineage, expiry.item, expiry.ts_ms, -expiry.quantity, -1);
         }
     }
 
@@ -550,7 +621,7 @@ mod tests {
         TopKConfig {
             half_lives_ms: vec![1000, 5000],
             k,
-            retention_ms: 10_000,
+            retention_ms: Some(10_000),
         }
     }
 
@@ -605,14 +676,12 @@ mod tests {
 
         // Everything expires: all lists empty, all slots freed.
         out.clear();
-        for (item, category, quantity) in [
-            ("a", "x/y", 1),
-            ("b", "x/y", 2),
-            ("c", "x/z", 3),
-            ("c", "x/z", -3),
-        ] {
-            state.apply(&event(item, category, 0), 10_000, -quantity);
-        }
+        // Nothing expires before ts + retention ...
+        state.expire_before(10_000);
+        state.finish_round(&mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // ... and everything at it (the return's expiry cancels its own effect too).
+        state.expire_before(10_001);
         state.finish_round(&mut out);
         replay(&mut lists, &out);
         assert!(lists.values().all(BTreeSet::is_empty));
@@ -647,32 +716,25 @@ mod tests {
             let mut state = LocalTopK::new(TopKConfig {
                 half_lives_ms: vec![1000, 100_000],
                 k,
-                retention_ms: 50_000,
+                retention_ms: Some(5_000),
             });
             let mut lists = FxHashMap::default();
-            let mut live: Vec<(Event, i64)> = Vec::new();
             for round in 0..60i64 {
                 let mut out = Vec::new();
+                let now = round as Time * 1000;
                 for _ in 0..rng.random_range(0..12) {
-                    if !live.is_empty() && rng.random_bool(0.2) {
-                        // Retention retraction of an earlier purchase.
-                        let (event, quantity) = live.swap_remove(rng.random_range(0..live.len()));
-                        let time = (event.ts_ms + 50_000) as Time;
-                        state.apply(&event, time.max(round as Time * 1000), -quantity);
+                    let item = format!("i{}", rng.random_range(0..9));
+                    let category = ["a/b", "a/c", "d"][rng.random_range(0..3)];
+                    // Some arrive late; some already expired on arrival.
+                    let ts = round * 1000 - rng.random_range(0..6000).min(round * 1000);
+                    let quantity = if rng.random_bool(0.15) {
+                        -1
                     } else {
-                        let item = format!("i{}", rng.random_range(0..9));
-                        let category = ["a/b", "a/c", "d"][rng.random_range(0..3)];
-                        let ts = round * 1000 - rng.random_range(0..3000).min(round * 1000);
-                        let quantity = if rng.random_bool(0.15) {
-                            -1
-                        } else {
-                            rng.random_range(1..3)
-                        };
-                        let event = event(&item, category, ts);
-                        state.apply(&event, round as Time * 1000, quantity);
-                        live.push((event, quantity));
-                    }
+                        rng.random_range(1..3)
+                    };
+                    state.apply(&event(&item, category, ts), now, quantity);
                 }
+                state.expire_before(now + 1);
                 state.finish_round(&mut out);
                 replay(&mut lists, &out);
                 let expected = brute_force(&state);

@@ -3,23 +3,21 @@
 //! The pipeline they form (see `topsellers::render`):
 //!
 //! ```text
-//! purchases ─ retain_for(R) ─ decayed_local_topk (by item) ─ merge_topk (by category) ─ snapshots
+//! purchases ─ decayed_local_topk (by item; retention inside) ─ merge_topk (by category) ─ snapshots
 //! ```
 //!
 //! Logical time is event time in milliseconds (`u64`). A purchase is the update
 //! `(Event, t, q)` with `t = max(ts, input time)` and the integer quantity `q` as its
-//! difference, so returns and expiry cancel exactly.
+//! difference, so returns cancel exactly; each purchase is retracted at `ts + retention`.
 #![warn(missing_docs)]
 
 pub mod decayed_topk;
 pub mod merge_topk;
-pub mod retention;
 pub mod snapshots;
 pub mod stash;
 
 pub use decayed_topk::{DecayedLocalTopK, LocalChange, TopKConfig};
 pub use merge_topk::MergeTopK;
-pub use retention::RetainFor;
 pub use snapshots::Snapshots;
 
 /// The dataflow's logical time: event time in milliseconds since the Unix epoch.
