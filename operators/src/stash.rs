@@ -1,53 +1,30 @@
 //! Updates held by their data time until the input frontier passes it, under one capability.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 
 use timely::dataflow::operators::Capability;
 
 use crate::Time;
 
-/// An update and the logical time at which it takes effect.
-struct Timed<D> {
-    time: Time,
-    data: D,
-}
-
-impl<D> PartialEq for Timed<D> {
-    fn eq(&self, other: &Self) -> bool {
-        self.time == other.time
-    }
-}
-impl<D> Eq for Timed<D> {}
-impl<D> PartialOrd for Timed<D> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<D> Ord for Timed<D> {
-    // Reversed: the heap pops the earliest time first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.time.cmp(&self.time)
-    }
-}
-
-/// Pending updates, keyed by the time they take effect (which may lie far ahead of the
-/// message's capability: retention retractions sit here until their time comes).
+/// Pending updates, grouped by the time they take effect (which may lie ahead of the
+/// message's capability: a purchase whose event time is ahead of the input time).
 ///
 /// ## Correctness
 /// The stash holds exactly one capability, at a time no later than its earliest pending update,
 /// so it can always emit the result of a round; it downgrades that capability to the next
-/// pending time after each round, so a far-future retraction holds the output frontier only at
-/// its own time, never earlier.
+/// pending time after each round, so an update far ahead holds the output frontier only at its
+/// own time, never earlier.
 pub struct TimeStash<D> {
-    pending: BinaryHeap<Timed<D>>,
+    pending: BTreeMap<Time, Vec<D>>,
+    len: usize,
     capability: Option<Capability<Time>>,
 }
 
 impl<D> Default for TimeStash<D> {
     fn default() -> Self {
         TimeStash {
-            pending: BinaryHeap::new(),
+            pending: BTreeMap::new(),
+            len: 0,
             capability: None,
         }
     }
@@ -60,10 +37,23 @@ impl<D> TimeStash<D> {
         capability: Capability<Time>,
         updates: impl IntoIterator<Item = (D, Time)>,
     ) {
-        let before = self.pending.len();
-        self.pending
-            .extend(updates.into_iter().map(|(data, time)| Timed { time, data }));
-        if self.pending.len() == before {
+        let before = self.len;
+        // Updates of one batch mostly share a time: keep the last bucket at hand.
+        let mut bucket: Option<(Time, &mut Vec<D>)> = None;
+        let mut added = 0;
+        for (data, time) in updates {
+            match &mut bucket {
+                Some((at, list)) if *at == time => list.push(data),
+                _ => {
+                    let list = self.pending.entry(time).or_default();
+                    list.push(data);
+                    bucket = Some((time, list));
+                }
+            }
+            added += 1;
+        }
+        self.len += added;
+        if self.len == before {
             return;
         }
         match &self.capability {
@@ -74,12 +64,12 @@ impl<D> TimeStash<D> {
 
     /// Number of pending updates.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.len
     }
 
     /// Whether nothing is pending.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.len == 0
     }
 
     /// Removes every update whose time the frontier has passed (`frontier` is the input
@@ -92,24 +82,26 @@ impl<D> TimeStash<D> {
         frontier: Option<Time>,
         out: &mut Vec<(D, Time)>,
     ) -> Option<Capability<Time>> {
-        let mut latest = None;
-        while let Some(next) = self.pending.peek() {
-            if frontier.is_some_and(|f| next.time >= f) {
-                break;
+        let complete = match frontier {
+            Some(f) => {
+                let later = self.pending.split_off(&f);
+                std::mem::replace(&mut self.pending, later)
             }
-            let Timed { time, data } = self.pending.pop().expect("peeked");
-            latest = Some(time);
-            out.push((data, time));
+            None => std::mem::take(&mut self.pending),
+        };
+        let latest = *complete.last_key_value()?.0;
+        for (time, updates) in complete {
+            self.len -= updates.len();
+            out.extend(updates.into_iter().map(|data| (data, time)));
         }
-        let latest = latest?;
         let held = self
             .capability
             .as_mut()
             .expect("pending updates hold a capability");
         let emit_at = frontier.map_or(latest, |f| f - 1).max(*held.time());
         let emit = held.delayed(&emit_at);
-        match self.pending.peek() {
-            Some(next) => held.downgrade(&next.time),
+        match self.pending.first_key_value() {
+            Some((&next, _)) => held.downgrade(&next),
             None => self.capability = None,
         }
         Some(emit)

@@ -21,6 +21,9 @@ pub struct PublishSummary {
     pub changelog_failed: bool,
 }
 
+/// The publisher waits at least this many times its last rendering time between publishes.
+const MAX_DUTY_INVERSE: u32 = 5;
+
 /// Most queued snapshots applied to the table in one go.
 const MAX_BATCH: usize = 256;
 
@@ -37,7 +40,7 @@ pub fn run_publisher(
     metrics: Arc<Metrics>,
 ) -> PublishSummary {
     let mut summary = PublishSummary::default();
-    let interval = table.publish_interval();
+    let mut interval = table.publish_interval();
     let mut last_publish: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -52,8 +55,14 @@ pub fn run_publisher(
             }
         }
         batch.extend(rx.try_iter().take(MAX_BATCH.saturating_sub(batch.len())));
-        last_publish = Some(Instant::now());
+        let started = Instant::now();
         table.apply_many(&batch);
+        // Rendering never takes more than a fifth of a core: on a busy store the interval
+        // grows with the rendering time, so the publisher cannot starve the workers.
+        interval = table
+            .publish_interval()
+            .max(started.elapsed() * MAX_DUTY_INVERSE);
+        last_publish = Some(started);
         for snapshot in &batch {
             if let Some(log) = changelog.as_mut() {
                 if let Err(error) = log.write_snapshot(snapshot, table.profiles()) {
