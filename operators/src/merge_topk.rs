@@ -35,6 +35,8 @@ struct CategoryState {
     entries: BTreeMap<(Reverse<ScoreKey>, Arc<str>), i64>,
     shown: Vec<RankedItem>,
     announced: bool,
+    /// Changed in the current round (and so listed in `touched`).
+    dirty: bool,
 }
 
 impl<'scope> MergeTopK<'scope> for StreamVec<'scope, Time, LocalChange> {
@@ -81,13 +83,15 @@ impl<'scope> MergeTopK<'scope> for StreamVec<'scope, Time, LocalChange> {
                                 state.entries.remove(&entry.rank_key());
                             }
                         }
-                        touched.push(key);
+                        if !state.dirty {
+                            state.dirty = true;
+                            touched.push(key);
+                        }
                     }
-                    touched.sort_unstable();
-                    touched.dedup();
                     let mut session = output.session(&emit_at);
                     for key in touched.drain(..) {
                         let state = categories.get_mut(&key).expect("touched categories exist");
+                        state.dirty = false;
                         let fresh: Vec<RankedItem> = state
                             .entries
                             .iter()
