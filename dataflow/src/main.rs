@@ -6,6 +6,11 @@ use tracing_subscriber::EnvFilter;
 
 use topsellers::cli::{Cli, Command};
 
+// Purchases and lists allocate many small strings and vectors across threads: mimalloc's
+// thread-local free lists measured clearly faster here than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(

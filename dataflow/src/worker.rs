@@ -351,11 +351,10 @@ impl Aggregates {
     }
 
     fn add(&mut self, purchase: Purchase) {
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        hasher.update(purchase.item_id.as_bytes());
-        hasher.update(&[0xff]); // not UTF-8: separates the two texts unambiguously
-        hasher.update(purchase.category.as_bytes());
-        let key = hasher.digest128();
+        // One-shot hashes (the streaming hasher copies its input): the category's 64-bit hash
+        // seeds the item's 128-bit one.
+        let seed = xxhash_rust::xxh3::xxh3_64(purchase.category.as_bytes());
+        let key = xxhash_rust::xxh3::xxh3_128_with_seed(purchase.item_id.as_bytes(), seed);
         let profiles = self.half_lives.len();
         let at = *self.index.entry(key).or_insert_with(|| {
             self.pairs
