@@ -8,9 +8,9 @@
 //! the same top 3 for the home page.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use topsellers::Config;
 use topsellers_examples::get;
 use topsellers_sources::files::{FilesConfig, Format};
@@ -58,13 +58,7 @@ fn main() -> Result<()> {
     }
 
     let service = topsellers::run::start(&config)?;
-    let started = Instant::now();
-    while !service.is_ready() {
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("the backfill did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    service.wait_ready(Duration::from_secs(60))?;
     let (status, body) = get(service.addr, "/v1/top?limit=3")?;
     println!("\nlive, after the backfill: GET /v1/top?limit=3 → {status}\n{body}");
     service.shutdown()

@@ -6,9 +6,9 @@
 //! tree), waits until it serves, then reads the home page, a department and a leaf category
 //! over HTTP three times, a second apart, so you can see the lists move.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use topsellers::Config;
 use topsellers_examples::get;
 use topsellers_sources::generator::GeneratorConfig;
@@ -22,13 +22,7 @@ fn main() -> Result<()> {
     config.http.listen = "127.0.0.1:0".into(); // any free port
     config.dead_letter.path = String::new();
     let service = topsellers::run::start(&config)?;
-    let started = Instant::now();
-    while !service.is_ready() {
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("topsellers did not become ready");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    service.wait_ready(Duration::from_secs(30))?;
     println!("topsellers serves on http://{}\n", service.addr);
 
     for round in 1..=3 {

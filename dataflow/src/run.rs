@@ -207,6 +207,24 @@ impl Service {
         self.readiness.is_ready()
     }
 
+    /// Waits until the service is ready (backfill served), at most `timeout`.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let started = std::time::Instant::now();
+        while !self.is_ready() {
+            if let Some(error) = self.shared.error.lock().clone() {
+                bail!("topsellers failed before it was ready: {error}");
+            }
+            if started.elapsed() > timeout {
+                bail!(
+                    "topsellers was not ready within {timeout:?}: {}",
+                    self.readiness.reason()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// Waits until stopped, then shuts down in order: workers, publisher, HTTP (bounded drain).
     pub fn wait(self) -> Result<()> {
         while !self.stop.load(Ordering::SeqCst) {

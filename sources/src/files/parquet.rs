@@ -98,13 +98,7 @@ impl ParquetReader {
                 }
             }
         }
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-        let batches = builder
-            .with_row_groups(vec![row_group])
-            .with_projection(mask)
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(|e| SourceError::parquet(path, e))?;
+        let batches = read_columns(builder, path, row_group, roots)?;
         Ok(ParquetReader {
             label: path_label(path),
             path: path.to_path_buf(),
@@ -170,6 +164,22 @@ impl ParquetReader {
     }
 }
 
+/// Batches of one row group, decoding only the given top-level columns.
+fn read_columns(
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    path: &Path,
+    row_group: usize,
+    columns: impl IntoIterator<Item = usize>,
+) -> Result<ParquetRecordBatchReader, SourceError> {
+    let mask = ProjectionMask::roots(builder.parquet_schema(), columns);
+    builder
+        .with_row_groups(vec![row_group])
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| SourceError::parquet(path, e))
+}
+
 /// The largest valid `ts` in one row group, reading only that column.
 pub(crate) fn max_ts(path: &Path, row_group: usize) -> Result<Option<i64>, SourceError> {
     let file = File::open(path).map_err(|e| SourceError::io(path, e))?;
@@ -186,13 +196,7 @@ pub(crate) fn max_ts(path: &Path, row_group: usize) -> Result<Option<i64>, Sourc
             column: "ts",
         });
     };
-    let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
-    let batches = builder
-        .with_row_groups(vec![row_group])
-        .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| SourceError::parquet(path, e))?;
+    let batches = read_columns(builder, path, row_group, [index])?;
     let mut max = None;
     for batch in batches {
         let batch = batch.map_err(|e| SourceError::parquet(path, e))?;
