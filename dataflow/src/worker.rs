@@ -176,8 +176,8 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
 
     // Backfill: the logical clock counts batches (capped at the cut-off), so the dataflow
     // digests the history as it streams in; every purchase keeps its own event time.
-    let mut clock: Time = 0;
     if let Some(backfill) = &job.backfill {
+        let mut clock: Time = 0;
         // With the input cut to a fixed window (batch), nothing ever expires: sum each
         // (item, category) here and hand the dataflow one exact update per pair.
         let mut aggregates =
@@ -255,7 +255,6 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
         // Complete the backfill's snapshot before anything live enters.
         graph.purchases.advance_to(until + 1);
         graph.purchases.flush();
-        clock = until + 1;
         while shared.published.load(Ordering::SeqCst) < backfill.until_ms.max(0)
             && !shared.stopped()
         {
@@ -313,7 +312,6 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
             }
         }
         None => {
-            let _ = clock;
             while !shared.stopped() {
                 worker.step_or_park(Some(Duration::from_millis(50)));
             }
