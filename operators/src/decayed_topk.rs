@@ -20,6 +20,10 @@ use topsellers_model::{ancestors, DecayedSum, RankedItem, ScoreKey, Weight};
 use crate::stash::{frontier_time, TimeStash};
 use crate::{route_hash, Time};
 
+/// Entries the ranking of a big category keeps in order (at least; between this and twice
+/// this): the rest of its items are kept as sums only, see [`CategoryState::floor`].
+const RANKING_PREFIX: usize = 4096;
+
 /// New keys of one ranking in one round from which it is rebuilt in bulk rather than key by key.
 const BULK_INSERTS: usize = 4096;
 
@@ -166,8 +170,15 @@ type RankKey = (Reverse<ScoreKey>, Arc<str>);
 
 /// One category's rankings and last emitted top-k, per profile.
 struct CategoryState {
-    /// Every item with a positive score, in ranking order.
+    /// A prefix of the ranking: every item with a positive score whose key is at or before
+    /// `floor` (all of them while `floor` is `None`), in ranking order.
     ranking: Vec<BTreeSet<RankKey>>,
+    /// Where `ranking` is cut: items ranked after it are kept only as sums, so that updates of
+    /// the long tail of a big category cost no tree work.
+    floor: Vec<Option<RankKey>>,
+    /// Every item that has had a slot in this category (may hold stale or repeated ids:
+    /// cleaned when the ranking is rebuilt from it).
+    members: Vec<u32>,
     /// The first `k` entries of `ranking`, as last emitted.
     shown: Vec<BTreeSet<RankKey>>,
     /// Per profile, set while the current round changes the top k: the last shown entry
@@ -230,6 +241,10 @@ struct LocalTopK {
     dirty: Vec<(u32, u32)>,
     /// New ranking keys of the round, inserted after its removals.
     inserts: Vec<(u32, u32, RankKey)>,
+    /// (category, profile) rankings that lost or gained keys this round.
+    resized: Vec<(u32, u32)>,
+    /// Entries a ranking prefix keeps at least (beyond `2k`), see [`CategoryState::floor`].
+    prefix: usize,
     announced: Vec<u32>,
 }
 
@@ -259,6 +274,8 @@ impl LocalTopK {
             old_keys: Vec::new(),
             dirty: Vec::new(),
             inserts: Vec::new(),
+            resized: Vec::new(),
+            prefix: RANKING_PREFIX,
             announced: Vec::new(),
         }
     }
@@ -273,6 +290,8 @@ impl LocalTopK {
             if new {
                 self.states.push(CategoryState {
                     ranking: vec![BTreeSet::new(); self.profiles],
+                    floor: vec![None; self.profiles],
+                    members: Vec::new(),
                     shown: vec![BTreeSet::new(); self.profiles],
                     round: (0..self.profiles).map(|_| None).collect(),
                 });
@@ -376,6 +395,7 @@ impl LocalTopK {
                     }
                 };
                 self.slots.insert((category, item), slot);
+                self.states[category as usize].members.push(item);
                 slot
             }
         };
@@ -426,10 +446,14 @@ impl LocalTopK {
                 }
                 let old = old.map(|key| (Reverse(key), item.clone()));
                 let new = new.map(|key| (Reverse(key), item.clone()));
-                if let Some(old) = &old {
+                // Only keys at or before the floor are in the (prefix) ranking.
+                let floor = &state.floor[profile];
+                let ranked = |key: &RankKey| floor.as_ref().is_none_or(|floor| key <= floor);
+                if let Some(old) = old.as_ref().filter(|old| ranked(old)) {
                     state.ranking[profile].remove(old);
+                    self.resized.push((touched.category, profile as u32));
                 }
-                if let Some(new) = &new {
+                if let Some(new) = new.as_ref().filter(|new| ranked(new)) {
                     // Inserted below, in bulk: a first round of a big category (a backfill)
                     // builds its ranking from sorted keys instead of key by key.
                     self.inserts
@@ -481,6 +505,7 @@ impl LocalTopK {
         self.old_keys.clear();
         self.round = self.round.wrapping_add(1).max(1);
         self.insert_ranked();
+        self.resize_rankings();
 
         for (category, profile) in std::mem::take(&mut self.dirty) {
             let name = self.categories.name(category).clone();
@@ -515,6 +540,7 @@ impl LocalTopK {
                 .count();
             let (keys, tail) = rest.split_at(group);
             rest = tail;
+            self.resized.push((category, profile));
             let ranking = &mut self.states[category as usize].ranking[profile as usize];
             if ranking.is_empty() || (keys.len() >= BULK_INSERTS && keys.len() > ranking.len()) {
                 let old = std::mem::take(ranking);
@@ -529,6 +555,66 @@ impl LocalTopK {
         }
         inserts.clear();
         self.inserts = inserts;
+    }
+
+    /// Keeps each ranking prefix between `cap` and `2·cap` entries (`cap = max(prefix, 2k)`):
+    /// cuts a grown one back (raising its floor), rebuilds a short one from the category's
+    /// members.
+    ///
+    /// ## Correctness
+    /// The prefix holds every positive item at or before the floor, so its first entries are
+    /// the category's first entries; a list needs at most `k` of them past its old boundary,
+    /// and a prefix of at least `2k` entries (or the whole category) always has them.
+    fn resize_rankings(&mut self) {
+        let cap = self.prefix.max(2 * self.config.k);
+        let mut resized = std::mem::take(&mut self.resized);
+        resized.sort_unstable();
+        resized.dedup();
+        for &(category, profile) in &resized {
+            let state = &mut self.states[category as usize];
+            let (ranking, floor) = (
+                &mut state.ranking[profile as usize],
+                &mut state.floor[profile as usize],
+            );
+            if ranking.len() > 2 * cap {
+                let cut = ranking.iter().nth(cap).expect("longer than cap").clone();
+                ranking.split_off(&cut);
+                *floor = ranking.last().cloned();
+            } else if floor.is_some() && ranking.len() < 2 * self.config.k {
+                self.rebuild_ranking(category, profile as usize, cap);
+            }
+        }
+        resized.clear();
+        self.resized = resized;
+    }
+
+    /// Rebuilds one ranking prefix from every member of the category.
+    fn rebuild_ranking(&mut self, category: u32, profile: usize, cap: usize) {
+        let state = &mut self.states[category as usize];
+        state.members.sort_unstable();
+        state.members.dedup();
+        let slots = &self.slots;
+        state
+            .members
+            .retain(|item| slots.contains_key(&(category, *item)));
+        let mut keys: Vec<RankKey> = state
+            .members
+            .iter()
+            .filter_map(|&item| {
+                let slot = slots[&(category, item)] as usize;
+                let key = self.sums[slot * self.profiles + profile].key()?;
+                Some((Reverse(key), self.items.name(item).clone()))
+            })
+            .collect();
+        let floor = if keys.len() > cap {
+            keys.select_nth_unstable(cap - 1);
+            keys.truncate(cap);
+            keys.iter().max().cloned()
+        } else {
+            None
+        };
+        state.ranking[profile] = keys.into_iter().collect();
+        state.floor[profile] = floor;
     }
 }
 
@@ -710,7 +796,7 @@ mod tests {
     #[test]
     fn incremental_top_k_matches_brute_force_on_random_rounds() {
         use rand::{Rng, SeedableRng};
-        for seed in 0..20u64 {
+        for seed in 0..60u64 {
             let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
             let k = rng.random_range(1..5);
             let mut state = LocalTopK::new(TopKConfig {
@@ -718,12 +804,14 @@ mod tests {
                 k,
                 retention_ms: Some(5_000),
             });
+            // A tiny ranking prefix, so that cutting and rebuilding happen all the time.
+            state.prefix = 1;
             let mut lists = FxHashMap::default();
             for round in 0..60i64 {
                 let mut out = Vec::new();
                 let now = round as Time * 1000;
-                for _ in 0..rng.random_range(0..12) {
-                    let item = format!("i{}", rng.random_range(0..9));
+                for _ in 0..rng.random_range(0..30) {
+                    let item = format!("i{}", rng.random_range(0..25));
                     let category = ["a/b", "a/c", "d"][rng.random_range(0..3)];
                     // Some arrive late; some already expired on arrival.
                     let ts = round * 1000 - rng.random_range(0..6000).min(round * 1000);
