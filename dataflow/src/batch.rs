@@ -1,6 +1,5 @@
 //! `topsellers batch`: the lists as of one time, from files, written as JSON Lines.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -12,7 +11,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use timely::WorkerConfig;
 
-use topsellers_model::{format_rfc3339_ms, parse_time_ms, Profile, Snapshot, TopKList};
+use topsellers_model::{
+    format_rfc3339_ms, parse_time_ms, LatestLists, Profile, Snapshot, TopKList,
+};
 use topsellers_sinks::Metrics;
 use topsellers_sources::files::FilesConfig;
 use topsellers_sources::{DeadLetter, SourceConfig};
@@ -117,11 +118,9 @@ pub fn compute(
     let (snapshots, received) =
         crossbeam_channel::bounded::<Snapshot>(config.runtime.snapshot_queue);
     let collector = std::thread::spawn(move || {
-        let mut latest: HashMap<(usize, Arc<str>), TopKList> = HashMap::new();
+        let mut latest = LatestLists::default();
         for snapshot in received {
-            for list in snapshot.lists {
-                latest.insert((list.profile, list.category.clone()), list);
-            }
+            latest.extend(snapshot.lists);
         }
         latest
     });
@@ -167,11 +166,10 @@ pub fn compute(
     let skipped = shared.skipped.load(Ordering::Relaxed);
     drop(shared);
     dead_letter.flush();
-    let latest = collector
+    let lists = collector
         .join()
-        .map_err(|_| anyhow!("the collector thread panicked"))?;
-    let mut lists: Vec<TopKList> = latest.into_values().collect();
-    lists.sort_by(|a, b| (a.profile, &a.category).cmp(&(b.profile, &b.category)));
+        .map_err(|_| anyhow!("the collector thread panicked"))?
+        .take_sorted();
     let summary = BatchSummary {
         as_of_ms,
         purchases: metrics.purchases_total(),

@@ -10,7 +10,7 @@ use timely::worker::Worker;
 
 use rustc_hash::FxHashMap;
 use topsellers_model::purchase::Event;
-use topsellers_model::{DecayedSum, Purchase, Snapshot, TopKList};
+use topsellers_model::{DecayedSum, LatestLists, Purchase, Snapshot};
 use topsellers_operators::Time;
 use topsellers_sinks::Metrics;
 use topsellers_sources::files::{open_unit, units_for_worker, ReadUnit};
@@ -141,7 +141,7 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
     // Snapshots of the backfill's internal rounds (their times count batches, not events) are
     // merged and handed on as one, at the backfill's own time: a reader never sees them.
     let hold_until = job.backfill.as_ref().map(|b| b.until_ms.max(0));
-    let mut held: FxHashMap<(usize, Arc<str>), TopKList> = FxHashMap::default();
+    let mut held = LatestLists::default();
     let sink = {
         let shared = Arc::clone(shared);
         move |mut snapshot: Snapshot| {
@@ -149,19 +149,12 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
                 return;
             }
             if hold_until.is_some_and(|until| snapshot.time_ms < until) {
-                for list in snapshot.lists {
-                    held.insert((list.profile, list.category.clone()), list);
-                }
+                held.extend(snapshot.lists);
                 return;
             }
             if !held.is_empty() {
-                for list in snapshot.lists.drain(..) {
-                    held.insert((list.profile, list.category.clone()), list);
-                }
-                snapshot.lists = held.drain().map(|(_, list)| list).collect();
-                snapshot
-                    .lists
-                    .sort_by(|a, b| (a.profile, &a.category).cmp(&(b.profile, &b.category)));
+                held.extend(snapshot.lists.drain(..));
+                snapshot.lists = held.take_sorted();
             }
             let time = snapshot.time_ms;
             // Blocks when the serving side is behind: backpressure, not unbounded memory.

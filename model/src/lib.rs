@@ -13,4 +13,4 @@ pub use duration::{format_duration, parse_duration_ms, DurationError};
 pub use purchase::{Purchase, RecordError, MAX_ITEM_ID_BYTES};
 pub use score::{DecayedSum, ScoreKey, Weight};
 pub use time::{format_rfc3339_ms, parse_time_ms, TimeError};
-pub use topk::{Profile, RankedItem, Snapshot, TopKList};
+pub use topk::{LatestLists, Profile, RankedItem, Snapshot, TopKList};

@@ -1,6 +1,7 @@
 //! Decay profiles, ranked items, per-category top-k lists and the snapshots that carry them.
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,35 @@ pub struct TopKList {
     pub items: Vec<RankedItem>,
 }
 
+/// The newest list of each (profile, category) seen so far: how snapshots are coalesced
+/// (a later list of a key replaces the earlier one).
+#[derive(Clone, Debug, Default)]
+pub struct LatestLists {
+    lists: HashMap<(usize, Arc<str>), TopKList>,
+}
+
+impl LatestLists {
+    /// Keeps `lists`, replacing earlier lists of the same (profile, category).
+    pub fn extend(&mut self, lists: impl IntoIterator<Item = TopKList>) {
+        for list in lists {
+            self.lists
+                .insert((list.profile, list.category.clone()), list);
+        }
+    }
+
+    /// Whether no list is held.
+    pub fn is_empty(&self) -> bool {
+        self.lists.is_empty()
+    }
+
+    /// Takes every list held, ordered by profile, then category.
+    pub fn take_sorted(&mut self) -> Vec<TopKList> {
+        let mut lists: Vec<TopKList> = self.lists.drain().map(|(_, list)| list).collect();
+        lists.sort_by(|a, b| (a.profile, &a.category).cmp(&(b.profile, &b.category)));
+        lists
+    }
+}
+
 /// Everything that changed up to and including event time `time_ms`; published only once the
 /// dataflow's output frontier has passed `time_ms`, so a reader never sees half an update.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -51,4 +81,38 @@ pub struct Snapshot {
     pub time_ms: i64,
     /// New lists for the (profile, category) pairs that changed (or first appeared).
     pub lists: Vec<TopKList>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(profile: usize, category: &str, item: &str) -> TopKList {
+        let score = ScoreKey {
+            exp: 0,
+            mantissa: 1.0,
+        };
+        TopKList {
+            profile,
+            category: category.into(),
+            items: vec![RankedItem {
+                item_id: item.into(),
+                score,
+            }],
+        }
+    }
+
+    #[test]
+    fn later_lists_replace_earlier_and_come_out_sorted() {
+        let mut latest = LatestLists::default();
+        latest.extend([list(1, "a", "x"), list(0, "b", "x"), list(0, "a", "old")]);
+        latest.extend([list(0, "a", "new")]);
+        let lists = latest.take_sorted();
+        let keys: Vec<(usize, &str, &str)> = lists
+            .iter()
+            .map(|l| (l.profile, &*l.category, &*l.items[0].item_id))
+            .collect();
+        assert_eq!(keys, [(0, "a", "new"), (0, "b", "x"), (1, "a", "x")]);
+        assert!(latest.is_empty());
+    }
 }

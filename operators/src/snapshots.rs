@@ -1,15 +1,13 @@
 //! `snapshots`: gathers top-k lists by time and hands out a complete [`Snapshot`] per round.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
-use topsellers_model::{Snapshot, TopKList};
+use topsellers_model::{LatestLists, Snapshot, TopKList};
 
 use crate::stash::frontier_time;
 use crate::Time;
@@ -70,12 +68,9 @@ impl<'scope> Snapshots for StreamVec<'scope, Time, TopKList> {
             }
             let later = pending.split_off(&(complete + 1));
             let rounds = std::mem::replace(&mut pending, later);
-            let mut latest: FxHashMap<(usize, Arc<str>), TopKList> = FxHashMap::default();
-            for list in rounds.into_values().flatten() {
-                latest.insert((list.profile, list.category.clone()), list);
-            }
-            let mut lists: Vec<TopKList> = latest.into_values().collect();
-            lists.sort_by(|a, b| (a.profile, &a.category).cmp(&(b.profile, &b.category)));
+            let mut latest = LatestLists::default();
+            latest.extend(rounds.into_values().flatten());
+            let lists = latest.take_sorted();
             published = Some(complete);
             sink(Snapshot {
                 time_ms: complete as i64,

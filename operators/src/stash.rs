@@ -16,7 +16,6 @@ use crate::Time;
 /// own time, never earlier.
 pub struct TimeStash<D> {
     pending: BTreeMap<Time, Vec<D>>,
-    len: usize,
     capability: Option<Capability<Time>>,
 }
 
@@ -24,7 +23,6 @@ impl<D> Default for TimeStash<D> {
     fn default() -> Self {
         TimeStash {
             pending: BTreeMap::new(),
-            len: 0,
             capability: None,
         }
     }
@@ -37,7 +35,6 @@ impl<D> TimeStash<D> {
         capability: Capability<Time>,
         updates: impl IntoIterator<Item = (D, Time)>,
     ) {
-        let before = self.len;
         // Updates of one batch mostly share a time: keep the last bucket at hand.
         let mut bucket: Option<(Time, &mut Vec<D>)> = None;
         let mut added = 0;
@@ -52,24 +49,13 @@ impl<D> TimeStash<D> {
             }
             added += 1;
         }
-        self.len += added;
-        if self.len == before {
+        if added == 0 {
             return;
         }
         match &self.capability {
             Some(held) if held.time() <= capability.time() => {}
             _ => self.capability = Some(capability),
         }
-    }
-
-    /// Number of pending updates.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether nothing is pending.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Removes every update whose time the frontier has passed (`frontier` is the input
@@ -91,7 +77,6 @@ impl<D> TimeStash<D> {
         };
         let latest = *complete.last_key_value()?.0;
         for (time, updates) in complete {
-            self.len -= updates.len();
             out.extend(updates.into_iter().map(|data| (data, time)));
         }
         let held = self
