@@ -1300,6 +1300,62 @@ pub fn within<T: Send + 'static>(
     }
 }
 
+/// Every list a service serves: each category of `/v1/categories` under each profile (by name,
+/// in order), checking that each document is as of `as_of`.
+pub fn served_lists(addr: SocketAddr, profiles: &[&str], as_of: i64) -> Result<Got, String> {
+    let categories = http(addr, "GET", "/v1/categories", &[]).json();
+    let listed: BTreeSet<String> = categories["categories"]
+        .as_array()
+        .ok_or_else(|| format!("no categories in {categories}"))?
+        .iter()
+        .map(|c| c["category"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let mut served = Got::new();
+    for cat in &listed {
+        for (profile, name) in profiles.iter().enumerate() {
+            let target = format!("{}?profile={name}", top_path(cat));
+            let response = http(addr, "GET", &target, &[]);
+            if response.status != 200 {
+                return Err(format!("{target}: {} {}", response.status, response.text()));
+            }
+            let doc = response.json();
+            let doc_as_of = doc["as_of"].as_str().and_then(parse_rfc3339);
+            if doc_as_of != Some(as_of) {
+                return Err(format!(
+                    "{target}: as_of {} instead of {as_of}",
+                    doc["as_of"]
+                ));
+            }
+            served.insert((profile, cat.clone()), top_items(&doc));
+        }
+    }
+    Ok(served)
+}
+
+/// The `topsellers` executable of this build (`cargo test --workspace --all-targets` builds
+/// it next to the test binaries).
+pub fn topsellers_exe() -> PathBuf {
+    let test = std::env::current_exe().expect("test executable");
+    // target/<profile>/deps/<test> → target/<profile>/topsellers
+    let exe = test
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("topsellers"))
+        .expect("target directory");
+    assert!(
+        exe.exists(),
+        "{} is missing: build it first (`cargo build -p topsellers`, or run ./scripts/test)",
+        exe.display()
+    );
+    exe
+}
+
+/// A loopback `127.0.0.1:port` that was free a moment ago.
+pub fn free_loopback_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,7 +52,7 @@ struct Line<'a> {
 
 /// Runs `topsellers batch` from its command-line arguments.
 pub fn batch(args: &BatchArgs) -> Result<BatchSummary> {
-    let mut config = args.scoring.config()?;
+    let mut config = args.config()?;
     config.sources = vec![SourceConfig::Files(FilesConfig {
         paths: args.inputs.clone(),
         format: None,

@@ -8,7 +8,7 @@ use topsellers_sources::files::FilesConfig;
 use topsellers_sources::generator::{GeneratorConfig, Rate};
 use topsellers_sources::SourceConfig;
 
-use crate::cluster::{Workers, WorkersArg};
+use crate::cluster::{Seat, Workers, WorkersArg, PROCESS_ENV};
 use crate::config::{Config, ConfigError};
 
 /// Best sellers right now, per category: purchases in, decayed top-k lists out over HTTP.
@@ -29,6 +29,9 @@ pub enum Command {
     Batch(BatchArgs),
     /// Write synthetic purchase history to a file.
     Generate(GenerateArgs),
+    /// Start every process of a workers.toml that lives on this host (development): `run`
+    /// flags are passed on, logs are prefixed `[pI]`, and all stop when one does.
+    Cluster(ClusterArgs),
 }
 
 /// Flags that mean the same in `run` and `batch`.
@@ -72,6 +75,17 @@ pub struct RunArgs {
     /// Write top-k changes as JSON Lines to this file (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub changelog: Option<String>,
+    /// Which process of the `--workers` file this is (0-based).
+    #[arg(long, value_name = "I", env = PROCESS_ENV)]
+    pub process: Option<usize>,
+}
+
+/// `topsellers cluster`: the flags of `run`; `--workers FILE` is required.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// What every process runs.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// `topsellers batch`.
@@ -125,8 +139,9 @@ pub struct GenerateArgs {
 }
 
 impl ScoringArgs {
-    /// The config file (or defaults) with these flags applied.
-    pub fn config(&self) -> Result<Config, ConfigError> {
+    /// The config file (or defaults) with these flags applied, seated at `process` of a
+    /// `--workers` file.
+    pub fn config(&self, process: Option<usize>) -> Result<Config, ConfigError> {
         let mut config = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
@@ -143,11 +158,10 @@ impl ScoringArgs {
         match &self.workers {
             Some(WorkersArg::Threads(threads)) => config.runtime.workers = *threads,
             Some(WorkersArg::File(path)) => {
-                let workers = Workers::load(path)?;
-                config.runtime.workers = workers.threads;
-                if let Some(process) = workers.processes.first() {
-                    config.http.listen = process.http.clone();
-                }
+                let seat = Workers::load(path)?.seat(path, process)?;
+                config.runtime.workers = seat.workers.threads;
+                config.http.listen = seat.me().http.clone();
+                config.runtime.cluster = Some(seat);
             }
             None => {}
         }
@@ -161,7 +175,7 @@ impl ScoringArgs {
 impl RunArgs {
     /// The effective config of `run`: file, then flags; the generator when nothing else.
     pub fn config(&self) -> Result<Config, ConfigError> {
-        let mut config = self.scoring.config()?;
+        let mut config = self.scoring.config(self.process)?;
         if !self.inputs.is_empty() {
             config.sources.push(SourceConfig::Files(FilesConfig {
                 paths: self.inputs.clone(),
@@ -194,6 +208,15 @@ impl RunArgs {
         if let Some(changelog) = &self.changelog {
             config.changelog.path = Some(changelog.clone());
         }
+        // Every process of a cluster writes its own files (they may share a host or a mount).
+        if let Some(seat) = config.runtime.cluster.clone().filter(Seat::is_cluster) {
+            if !config.dead_letter.path.is_empty() {
+                config.dead_letter.path = seat.per_process(&config.dead_letter.path);
+            }
+            if let Some(path) = config.changelog.path.as_mut().filter(|p| *p != "-") {
+                *path = seat.per_process(path);
+            }
+        }
         config.check(&self.origin())?;
         Ok(config)
     }
@@ -203,5 +226,110 @@ impl RunArgs {
             Some(path) => format!("{} (with command-line flags)", path.display()),
             None => "command line".into(),
         }
+    }
+}
+
+impl BatchArgs {
+    /// The effective config of `batch` (one process: a cluster layout is refused).
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let config = self.scoring.config(Some(0))?;
+        if let Some(seat) = config.runtime.cluster.as_ref().filter(|s| s.is_cluster()) {
+            return Err(cluster_refused(seat, "batch"));
+        }
+        Ok(config)
+    }
+}
+
+impl ClusterArgs {
+    /// The layout file, which `cluster` requires (and `--process`, which it must not have).
+    pub fn workers_file(&self) -> Result<&std::path::Path, ConfigError> {
+        let invalid = |message: &str| ConfigError::Invalid {
+            origin: "command line".into(),
+            key: "--workers".into(),
+            message: message.into(),
+        };
+        if self.run.process.is_some() {
+            return Err(ConfigError::Invalid {
+                origin: "command line".into(),
+                key: "--process".into(),
+                message: format!(
+                    "`cluster` starts every local process itself: drop --process / {PROCESS_ENV}"
+                ),
+            });
+        }
+        if self.run.http.is_some() {
+            return Err(ConfigError::Invalid {
+                origin: "command line".into(),
+                key: "--http".into(),
+                message: "every process would listen on it: give each process its own `http` \
+                          in the workers.toml instead"
+                    .into(),
+            });
+        }
+        match &self.run.scoring.workers {
+            Some(WorkersArg::File(path)) => Ok(path),
+            _ => Err(invalid("`cluster` needs --workers workers.toml")),
+        }
+    }
+}
+
+fn cluster_refused(seat: &Seat, command: &str) -> ConfigError {
+    ConfigError::Invalid {
+        origin: seat.file.display().to_string(),
+        key: "process".into(),
+        message: format!(
+            "`{command}` runs in one process, and {} are listed: use --workers THREADS",
+            seat.workers.process.len()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_processes() -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let text =
+            "threads = 1\n[[process]]\ntimely = \"127.0.0.1:2101\"\nhttp = \"127.0.0.1:8080\"\n\
+                    [[process]]\ntimely = \"127.0.0.1:2102\"\nhttp = \"127.0.0.1:8081\"\n";
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_cluster_process_serves_and_writes_its_own() {
+        let file = two_processes();
+        let args = RunArgs {
+            scoring: ScoringArgs {
+                workers: Some(WorkersArg::File(file.path().into())),
+                ..ScoringArgs::default()
+            },
+            changelog: Some("changes.jsonl".into()),
+            process: Some(1),
+            ..RunArgs::default()
+        };
+        let config = args.config().unwrap();
+        assert_eq!(config.http.listen, "127.0.0.1:8081");
+        assert_eq!(config.runtime.workers, 1);
+        assert_eq!(config.dead_letter.path, "dead-letter.p1.jsonl");
+        assert_eq!(config.changelog.path.as_deref(), Some("changes.p1.jsonl"));
+        assert_eq!(config.runtime.cluster.unwrap().process, 1);
+    }
+
+    #[test]
+    fn batch_refuses_a_cluster_layout() {
+        let file = two_processes();
+        let args = BatchArgs {
+            inputs: vec!["x.jsonl".into()],
+            output: "out.jsonl".into(),
+            as_of: None,
+            scoring: ScoringArgs {
+                workers: Some(WorkersArg::File(file.path().into())),
+                ..ScoringArgs::default()
+            },
+        };
+        let message = args.config().unwrap_err().to_string();
+        assert!(message.contains("one process"), "{message}");
     }
 }

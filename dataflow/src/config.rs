@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cluster::Seat;
 use serde::{Deserialize, Serialize};
 use topsellers_model::{parse_duration_ms, Profile};
 use topsellers_sinks::{ChangelogConfig, HttpConfig, TableConfig};
@@ -158,6 +159,10 @@ pub struct RuntimeConfig {
     /// Threads serving HTTP. Default: 1.
     #[serde(default = "default_http_threads")]
     pub http_threads: usize,
+    /// This process's seat in a multi-process layout (`--workers workers.toml`); not a config
+    /// file key.
+    #[serde(skip)]
+    pub cluster: Option<Seat>,
 }
 
 fn default_workers() -> usize {
@@ -184,6 +189,7 @@ impl Default for RuntimeConfig {
             batch_size: default_batch(),
             snapshot_queue: default_snapshot_queue(),
             http_threads: default_http_threads(),
+            cluster: None,
         }
     }
 }

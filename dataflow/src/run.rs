@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use timely::communication::allocator::zero_copy::initialize::CommsGuard;
 use timely::WorkerConfig;
 
 use topsellers_sinks::{
@@ -16,6 +17,7 @@ use topsellers_sources::generator::Catalog;
 use topsellers_sources::{DeadLetter, SourceConfig};
 
 use crate::cli::RunArgs;
+use crate::cluster::{self, Hello, PeerLoss};
 use crate::config::Config;
 use crate::history;
 use crate::progress;
@@ -36,6 +38,8 @@ pub struct Service {
     shared: Arc<Shared>,
     watcher: JoinHandle<()>,
     workers: timely::communication::WorkerGuards<()>,
+    /// The network threads, and what a lost peer reported (clusters only).
+    comms: Option<(CommsGuard, PeerLoss)>,
     publisher: JoinHandle<topsellers_sinks::PublishSummary>,
     progress: Option<JoinHandle<()>>,
     runtime: tokio::runtime::Runtime,
@@ -145,6 +149,19 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
         .as_ref()
         .map(|b| progress::spawn(shared.clone(), history::workload(&b.units)));
     let backfill_until = backfill.as_ref().map(|b| b.until_ms);
+    let seat = config
+        .runtime
+        .cluster
+        .as_ref()
+        .filter(|seat| seat.is_cluster());
+    let hello = Hello {
+        process: seat.map_or(0, |s| s.process) as u64,
+        processes: seat.map_or(1, |s| s.workers.process.len()) as u64,
+        threads: workers as u64,
+        config: fingerprint(config),
+        units: backfill.as_ref().map_or(0, |b| b.units.len()) as u64,
+        until_ms: backfill_until.unwrap_or(i64::MIN),
+    };
     let job = Job {
         scoring,
         expiry: Expiry::Retract,
@@ -153,17 +170,48 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
         exit_after_backfill: false,
         epoch_ms: config.epoch_ms(),
         batch_size: config.runtime.batch_size,
-        leaders: vec![0],
+        leaders: seat.map_or(vec![0], |s| s.workers.leaders()),
     };
     let worker_shared = shared.clone();
-    let workers = timely::execute(
-        timely::Config {
-            communication: timely::CommunicationConfig::Process(workers),
-            worker: WorkerConfig::default(),
-        },
-        move |worker| run_worker(worker, &job, &worker_shared),
-    )
-    .map_err(|e| anyhow!("cannot start the workers: {e}"))?;
+    let work = move |worker: &mut timely::worker::Worker| run_worker(worker, &job, &worker_shared);
+    let (workers, comms) = match seat {
+        None => {
+            let guards = timely::execute(
+                timely::Config {
+                    communication: timely::CommunicationConfig::Process(workers),
+                    worker: WorkerConfig::default(),
+                },
+                work,
+            );
+            (guards, None)
+        }
+        Some(seat) => {
+            readiness.set_progress(format!(
+                "connecting to the other {} processes",
+                seat.workers.process.len() - 1
+            ));
+            let loss = {
+                let shared = shared.clone();
+                PeerLoss::new(move |message| report_loss(&shared, message))
+            };
+            let sockets = cluster::connect(seat, hello, loss.clone())?;
+            tracing::info!(
+                "process {} of {} connected to its peers",
+                seat.process,
+                seat.workers.process.len()
+            );
+            let (builders, comms) = cluster::allocators(sockets, seat.process, workers)
+                .context("cannot start the cluster's network threads")?;
+            let guards = timely::execute::execute_from(
+                builders,
+                Box::new(()),
+                WorkerConfig::default(),
+                work,
+            );
+            (guards, Some((comms, loss)))
+        }
+    };
+    let workers = workers.map_err(|e| anyhow!("cannot start the workers: {e}"))?;
     let watcher = {
         let (table, readiness, shared, stop) = (
             table.clone(),
@@ -189,11 +237,33 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
         shared,
         watcher,
         workers,
+        comms,
         publisher,
         progress,
         runtime,
         http,
     })
+}
+
+/// A hash of what must be the same on every process: scoring and sources.
+fn fingerprint(config: &Config) -> u64 {
+    let text = format!("{:?}{:?}", config.scoring, config.sources);
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+}
+
+/// Fails the run with `message` (a lost peer), unless this process is stopping anyway: a peer
+/// that stops closes its connections, and when the whole cluster stops, the others' signal may
+/// arrive a moment later than its.
+fn report_loss(shared: &Shared, message: String) {
+    let grace = std::time::Instant::now() + Duration::from_millis(300);
+    while std::time::Instant::now() < grace {
+        if shared.stop.load(Ordering::SeqCst) {
+            tracing::info!("while stopping: {message}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    shared.fail(message);
 }
 
 impl Service {
@@ -240,6 +310,7 @@ impl Service {
             shared,
             watcher,
             workers,
+            comms,
             publisher,
             progress,
             runtime,
@@ -247,6 +318,10 @@ impl Service {
             ..
         } = self;
         let results = workers.join();
+        let lost = comms.and_then(|(comms, loss)| {
+            close_network(comms);
+            loss.message().map(str::to_owned)
+        });
         let _ = watcher.join();
         let error = shared.error.lock().take();
         shared.dead_letter.flush();
@@ -262,12 +337,34 @@ impl Service {
             runtime.block_on(async { tokio::time::timeout(Duration::from_secs(6), http).await });
         runtime.shutdown_timeout(Duration::from_secs(1));
         tracing::info!(snapshots = summary.snapshots, "stopped");
-        for result in results {
-            result.map_err(|e| anyhow!("a worker failed: {e}"))?;
+        // The first error says why. A peer that is gone makes the workers panic; one that
+        // stopped cleanly (the whole cluster stopping) does not.
+        if let Some(error) = error {
+            bail!(error);
         }
-        match error {
-            Some(error) => Err(anyhow!(error)),
-            None => Ok(()),
+        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+            bail!(lost.unwrap_or_else(|| format!("a worker failed: {e}")));
+        }
+        Ok(())
+    }
+}
+
+/// Joins the network threads, for at most a few seconds: after a peer is lost they panic (by
+/// design) or wait on a connection that is gone, and this process is exiting anyway.
+fn close_network(comms: CommsGuard) {
+    let (done, joined) = crossbeam_channel::bounded::<()>(1);
+    let closing = std::thread::Builder::new()
+        .name("timely:close".into())
+        .spawn(move || {
+            drop(comms);
+            let _ = done.send(());
+        });
+    if closing.is_ok() {
+        // Disconnected: a network thread panicked (a peer is gone); that is reported already.
+        if let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+            joined.recv_timeout(Duration::from_secs(5))
+        {
+            tracing::warn!("the network threads did not finish within 5 s; leaving them");
         }
     }
 }
@@ -314,6 +411,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         signal_hook::flag::register_conditional_shutdown(signal, 1, stop.clone())?;
         signal_hook::flag::register(signal, stop.clone())?;
     }
+    cluster::launcher::stop_with_launcher(stop.clone());
     let service = start_with_stop(&config, stop)?;
     tracing::info!(
         "topsellers is up: curl http://{addr}/v1/top (home page), http://{addr}/v1/categories, http://{addr}/metrics",

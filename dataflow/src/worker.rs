@@ -112,7 +112,8 @@ impl Shared {
         }
     }
 
-    fn fail(&self, message: String) {
+    /// Fails the run with `message` (the first failure wins) and stops every worker.
+    pub fn fail(&self, message: String) {
         tracing::error!("{message}");
         self.error.lock().get_or_insert(message);
         self.stop.store(true, Ordering::SeqCst);

@@ -1,0 +1,401 @@
+//! Connects the processes of a cluster: bounded retries, a handshake that checks every process
+//! runs the same layout, config and input, and errors that name the address.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::layout::Seat;
+use super::peer::{PeerLoss, PeerStream};
+
+/// What a process tells its peers about itself; every field but `process` must agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    /// The sender's index.
+    pub process: u64,
+    /// Processes in the sender's layout.
+    pub processes: u64,
+    /// Threads per process in the sender's layout.
+    pub threads: u64,
+    /// A hash of the sender's scoring and sources config.
+    pub config: u64,
+    /// Read units in the sender's backfill input.
+    pub units: u64,
+    /// The backfill's cut-off time as the sender sees it (`i64::MIN`: none).
+    pub until_ms: i64,
+}
+
+const MAGIC: &[u8; 8] = b"TOPSCL01";
+const HELLO_BYTES: usize = 8 + 6 * 8;
+
+impl Hello {
+    fn encode(&self) -> [u8; HELLO_BYTES] {
+        let mut bytes = [0u8; HELLO_BYTES];
+        bytes[..8].copy_from_slice(MAGIC);
+        let fields = [
+            self.process,
+            self.processes,
+            self.threads,
+            self.config,
+            self.units,
+            self.until_ms as u64,
+        ];
+        for (i, field) in fields.iter().enumerate() {
+            bytes[8 + i * 8..16 + i * 8].copy_from_slice(&field.to_be_bytes());
+        }
+        bytes
+    }
+
+    fn decode(bytes: &[u8; HELLO_BYTES]) -> Option<Hello> {
+        if &bytes[..8] != MAGIC {
+            return None;
+        }
+        let field = |i: usize| u64::from_be_bytes(bytes[8 + i * 8..16 + i * 8].try_into().unwrap());
+        Some(Hello {
+            process: field(0),
+            processes: field(1),
+            threads: field(2),
+            config: field(3),
+            units: field(4),
+            until_ms: field(5) as i64,
+        })
+    }
+
+    /// Why `peer` cannot join this process's cluster, if it cannot.
+    fn mismatch(&self, peer: &Hello, origin: &str) -> Option<String> {
+        if (peer.processes, peer.threads) != (self.processes, self.threads) {
+            return Some(format!(
+                "{origin} runs a layout of {} processes × {} threads, this one {} × {}: start \
+                 every process with the same workers.toml",
+                peer.processes, peer.threads, self.processes, self.threads
+            ));
+        }
+        if peer.config != self.config {
+            return Some(format!(
+                "{origin} runs a different scoring or sources config: start every process \
+                 with the same config file and flags"
+            ));
+        }
+        if (peer.units, peer.until_ms) != (self.units, self.until_ms) {
+            return Some(format!(
+                "{origin} sees other input ({} read units up to {}), this one {} up to {}: \
+                 every process must see the same files",
+                peer.units, peer.until_ms, self.units, self.until_ms
+            ));
+        }
+        None
+    }
+}
+
+/// Connects to every other process of `seat`'s layout, in the order timely expects (`None` at
+/// this process's own index). Gives up after the layout's `connect_timeout` with an error that
+/// names the address that could not be reached.
+pub fn connect(seat: &Seat, me: Hello, loss: PeerLoss) -> Result<Vec<Option<PeerStream>>> {
+    let deadline = Instant::now() + seat.workers.connect_timeout();
+    let addresses: Vec<&str> = seat
+        .workers
+        .process
+        .iter()
+        .map(|p| p.timely.as_str())
+        .collect();
+    let listener = TcpListener::bind(addresses[seat.process])
+        .with_context(|| format!("cannot listen on {}", seat.timely_key(seat.process)))?;
+    // Higher-index processes connect to this one; this one connects to the lower ones.
+    let accepted = std::thread::scope(|scope| {
+        let accepting = scope.spawn(|| accept(&listener, seat, me, deadline));
+        let mut streams = Vec::new();
+        for (process, address) in addresses.iter().enumerate().take(seat.process) {
+            streams.push(dial(address, process, seat, me, deadline)?);
+        }
+        let later = accepting
+            .join()
+            .map_err(|_| anyhow!("the connection thread panicked"))??;
+        anyhow::Ok((streams, later))
+    })?;
+    let (earlier, later) = accepted;
+    let mut sockets = Vec::with_capacity(addresses.len());
+    for (process, stream) in earlier.into_iter().enumerate() {
+        sockets.push(Some(PeerStream::new(
+            stream,
+            process,
+            addresses[process],
+            loss.clone(),
+        )));
+    }
+    sockets.push(None);
+    for (offset, stream) in later.into_iter().enumerate() {
+        let process = seat.process + 1 + offset;
+        sockets.push(Some(PeerStream::new(
+            stream,
+            process,
+            addresses[process],
+            loss.clone(),
+        )));
+    }
+    Ok(sockets)
+}
+
+/// Connects to a lower-index process, retrying until `deadline`.
+fn dial(
+    address: &str,
+    process: usize,
+    seat: &Seat,
+    me: Hello,
+    deadline: Instant,
+) -> Result<TcpStream> {
+    let mut wait = Duration::from_millis(50);
+    let mut next_log = Instant::now() + Duration::from_secs(5);
+    loop {
+        let attempt = (|| -> io::Result<TcpStream> {
+            let target = address.to_socket_addrs()?.next().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "the name resolves to no address")
+            })?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            TcpStream::connect_timeout(&target, left.max(Duration::from_millis(10)))
+        })();
+        match attempt {
+            Ok(mut stream) => {
+                let peer = handshake(&mut stream, me, deadline)
+                    .with_context(|| format!("handshake with process {process} at {address}"))?;
+                if peer.process != process as u64 {
+                    bail!(
+                        "{address} ({}) answered as process {}, not {process}: the processes' \
+                         workers.toml files differ",
+                        seat.timely_key(process),
+                        peer.process
+                    );
+                }
+                if let Some(why) = me.mismatch(&peer, &format!("process {process} ({address})")) {
+                    bail!(why);
+                }
+                return Ok(stream);
+            }
+            Err(e) if Instant::now() >= deadline => {
+                bail!(
+                    "cannot reach process {process} at {address} ({}) within {:?}: {e}",
+                    seat.timely_key(process),
+                    seat.workers.connect_timeout()
+                )
+            }
+            Err(e) => {
+                if Instant::now() >= next_log {
+                    tracing::info!("waiting for process {process} at {address}: {e}");
+                    next_log = Instant::now() + Duration::from_secs(5);
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Accepts every higher-index process, until `deadline`.
+fn accept(
+    listener: &TcpListener,
+    seat: &Seat,
+    me: Hello,
+    deadline: Instant,
+) -> Result<Vec<TcpStream>> {
+    let count = seat.workers.process.len();
+    let mut later: Vec<Option<TcpStream>> = (seat.process + 1..count).map(|_| None).collect();
+    listener.set_nonblocking(true)?;
+    while later.iter().any(Option::is_none) {
+        match listener.accept() {
+            Ok((mut stream, from)) => {
+                stream.set_nonblocking(false)?;
+                let peer = match handshake(&mut stream, me, deadline) {
+                    Ok(peer) => peer,
+                    Err(e) => {
+                        // Not a peer (a port scan, a health check): keep waiting for the real one.
+                        tracing::warn!("ignoring a connection from {from}: {e:#}");
+                        continue;
+                    }
+                };
+                let index = peer.process as usize;
+                let slot = index
+                    .checked_sub(seat.process + 1)
+                    .and_then(|slot| later.get_mut(slot));
+                let Some(slot) = slot else {
+                    bail!(
+                        "process {index} ({from}) connected, but only processes after {} connect \
+                         here: the processes' workers.toml files differ",
+                        seat.process
+                    );
+                };
+                if let Some(why) = me.mismatch(&peer, &format!("process {index} ({from})")) {
+                    bail!(why);
+                }
+                *slot = Some(stream);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    let missing: Vec<String> = later
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, s)| s.is_none())
+                        .map(|(slot, _)| {
+                            let process = seat.process + 1 + slot;
+                            format!(
+                                "process {process} ({})",
+                                seat.workers.process[process].timely
+                            )
+                        })
+                        .collect();
+                    bail!(
+                        "{} did not connect to {} within {:?}",
+                        missing.join(", "),
+                        seat.timely_key(seat.process),
+                        seat.workers.connect_timeout()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e).context("accepting peer connections"),
+        }
+    }
+    Ok(later.into_iter().flatten().collect())
+}
+
+/// Sends this process's [`Hello`] and reads the peer's.
+fn handshake(stream: &mut TcpStream, me: Hello, deadline: Instant) -> Result<Hello> {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(5));
+    stream.set_read_timeout(Some(left))?;
+    stream.set_nodelay(true)?;
+    stream.write_all(&me.encode())?;
+    let mut bytes = [0u8; HELLO_BYTES];
+    stream.read_exact(&mut bytes).context("no answer")?;
+    stream.set_read_timeout(None)?;
+    // A host that vanishes without closing its connections is noticed within seconds.
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(2))
+        .with_interval(Duration::from_secs(1))
+        .with_retries(3);
+    socket2::SockRef::from(&*stream).set_tcp_keepalive(&keepalive)?;
+    Hello::decode(&bytes).ok_or_else(|| anyhow!("not a topsellers process (wrong greeting)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::layout::{ProcessAddr, Workers};
+
+    fn free_address() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    }
+
+    fn seat(processes: usize, process: usize, addresses: &[String], timeout: &str) -> Seat {
+        Seat {
+            workers: Workers {
+                threads: 1,
+                processes: None,
+                connect_timeout: timeout.into(),
+                process: addresses[..processes]
+                    .iter()
+                    .map(|a| ProcessAddr {
+                        timely: a.clone(),
+                        http: "127.0.0.1:0".into(),
+                    })
+                    .collect(),
+            },
+            process,
+            file: "workers.toml".into(),
+        }
+    }
+
+    fn hello(process: u64, config: u64) -> Hello {
+        Hello {
+            process,
+            processes: 3,
+            threads: 1,
+            config,
+            units: 4,
+            until_ms: 1000,
+        }
+    }
+
+    fn quiet() -> PeerLoss {
+        PeerLoss::new(|_| {})
+    }
+
+    #[test]
+    fn hello_round_trips() {
+        let me = Hello {
+            until_ms: i64::MIN,
+            ..hello(2, 99)
+        };
+        assert_eq!(Hello::decode(&me.encode()), Some(me));
+        let mut bytes = me.encode();
+        bytes[0] = b'X';
+        assert_eq!(Hello::decode(&bytes), None);
+    }
+
+    #[test]
+    fn three_processes_connect_in_timely_order() {
+        let addresses: Vec<String> = (0..3).map(|_| free_address()).collect();
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..3)
+                .map(|p| {
+                    let seat = seat(3, p, &addresses, "20s");
+                    scope.spawn(move || connect(&seat, hello(p as u64, 7), quiet()))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (p, result) in results.into_iter().enumerate() {
+            let sockets = result.unwrap();
+            assert_eq!(sockets.len(), 3);
+            for (q, socket) in sockets.iter().enumerate() {
+                assert_eq!(socket.is_none(), p == q, "process {p}, slot {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_different_config_is_refused_by_name() {
+        let addresses: Vec<String> = (0..2).map(|_| free_address()).collect();
+        let (first, second) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| connect(&seat(2, 0, &addresses, "20s"), hello(0, 1), quiet()));
+            let b = scope.spawn(|| connect(&seat(2, 1, &addresses, "20s"), hello(1, 2), quiet()));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        for result in [first, second] {
+            let message = format!("{:#}", result.err().expect("refused"));
+            assert!(
+                message.contains("different scoring or sources config"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreachable_peer_is_named_after_the_timeout() {
+        let addresses: Vec<String> = (0..2).map(|_| free_address()).collect();
+        // Process 1 dials process 0, which never starts.
+        let message = format!(
+            "{:#}",
+            connect(&seat(2, 1, &addresses, "1s"), hello(1, 0), quiet())
+                .err()
+                .expect("times out")
+        );
+        assert!(
+            message.contains(&addresses[0]) && message.contains("process[0].timely"),
+            "{message}"
+        );
+        // Process 0 waits for process 1, which never starts.
+        let message = format!(
+            "{:#}",
+            connect(&seat(2, 0, &addresses, "1s"), hello(0, 0), quiet())
+                .err()
+                .expect("times out")
+        );
+        assert!(
+            message.contains(&addresses[1]) && message.contains("did not connect"),
+            "{message}"
+        );
+    }
+}
