@@ -271,22 +271,30 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
             let lateness = job.scoring.lateness_ms;
             let epoch = Duration::from_millis(job.epoch_ms);
             let unthrottled = matches!(config.rate, Rate::Max);
+            // Purchases at or after the input's next time wait here for their epoch: entered
+            // early, they would make the frontier stop at their own times, and the snapshot
+            // times would depend on how each process saw progress, not on the epochs alone.
+            let mut ahead: Vec<Purchase> = Vec::new();
             while !shared.stopped() {
                 let started = Instant::now();
                 let now_ms = wall_clock_ms();
                 generator.poll(now_ms, &mut purchases, job.batch_size);
                 let current = *graph.purchases.time();
-                let count = purchases.len() as u64;
-                for purchase in purchases.drain(..) {
-                    enter(&mut graph, purchase, current);
-                }
-                shared.metrics.add_purchases(count);
+                shared.metrics.add_purchases(purchases.len() as u64);
                 // The generator never emits an event time after the wall clock: that is its
                 // watermark, so time moves even when no purchase arrives. Rounding it down to
                 // the epoch makes every worker advance to the same times, so the frontier (and
                 // a snapshot) moves once per epoch rather than once per worker.
                 let next =
                     (align((now_ms - lateness).max(0) as Time, job.epoch_ms) + 1).max(current);
+                purchases.append(&mut ahead);
+                for purchase in purchases.drain(..) {
+                    if (purchase.ts_ms.max(0) as Time) < next {
+                        enter(&mut graph, purchase, current);
+                    } else {
+                        ahead.push(purchase);
+                    }
+                }
                 graph.purchases.advance_to(next);
                 graph.purchases.flush();
                 // Let the dataflow finish the previous epoch before starting another.
