@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Batch vs DuckDB on EVENTS generated purchases (Parquet), RUNS alternating runs each: wall
+# seconds and peak RSS (GNU time), medians, the ratio, and a check that both give the same
+# lists. The reference is ../shared/bench/duckdb_topsellers.py (DuckDB from a venv in
+# .venv-bench, installed here if missing). Usage: scripts/bench-batch.sh [EVENTS] [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+events=${1:-10000000}
+runs=${2:-3}
+reference=../shared/bench/duckdb_topsellers.py
+[ -x .venv-bench/bin/python ] || { python3 -m venv .venv-bench && .venv-bench/bin/pip install -q duckdb; }
+cargo build --release -q -p topsellers
+bin=./target/release/topsellers
+dir=target/bench-batch
+mkdir -p "$dir"
+input="$dir/history-$events.parquet"
+[ -f "$input" ] || "$bin" generate --events "$events" --items 1000000 --depth 3 --fanout 22 \
+    --end 2026-11-22T00:00:00Z --output "$input" 2>/dev/null
+ours=(); theirs=()
+for _ in $(seq "$runs"); do
+    ours+=("$(/usr/bin/time -f '%e,%M' "$bin" batch "$input" --dead-letter "" \
+        --output "$dir/ours.jsonl" 2>&1 >/dev/null | tail -1)")
+    theirs+=("$(/usr/bin/time -f '%e,%M' .venv-bench/bin/python "$reference" "$input" \
+        --out "$dir/ref.jsonl" --threads 2 2>&1 >/dev/null | tail -1)")
+done
+python3 scripts/compare_batch.py "$dir/ours.jsonl" "$dir/ref.jsonl" | tail -1
+python3 - "$events" "${ours[*]}" "${theirs[*]}" <<'PY'
+import statistics, sys
+events = int(sys.argv[1])
+def parse(text):
+    runs = [tuple(map(float, r.split(","))) for r in text.split()]
+    return statistics.median(s for s, _ in runs), max(kb for _, kb in runs) / 1024 / 1024, runs
+ours, ours_gb, o = parse(sys.argv[2])
+ref, ref_gb, r = parse(sys.argv[3])
+load = open("/proc/loadavg").read().split()[0]
+print(f"{events:,} purchases, {len(o)} alternating runs each, load {load}")
+print(f"topsellers batch: median {ours:.2f} s, peak RSS {ours_gb:.2f} GB  (runs: {', '.join(f'{s:.2f}' for s, _ in o)})")
+print(f"DuckDB:           median {ref:.2f} s, peak RSS {ref_gb:.2f} GB  (runs: {', '.join(f'{s:.2f}' for s, _ in r)})")
+print(f"time ratio topsellers/DuckDB: {ours/ref:.2f}")
+PY
