@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use topsellers_sources::files::FilesConfig;
 use topsellers_sources::generator::{GeneratorConfig, Rate};
-use topsellers_sources::SourceConfig;
+use topsellers_sources::{KafkaConfig, SourceConfig};
 
 use crate::cluster::{Workers, WorkersArg};
 use crate::config::{Config, ConfigError};
@@ -72,6 +72,15 @@ pub struct RunArgs {
     /// Write top-k changes as JSON Lines to this file (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub changelog: Option<String>,
+    /// Read live purchases from Kafka: bootstrap brokers `host:port[,…]` (needs `--topic`).
+    #[arg(long, value_name = "BROKERS", requires = "topic")]
+    pub kafka: Option<String>,
+    /// The Kafka topic purchases arrive on.
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
+    /// The Kafka consumer group (committed offsets). Default: topsellers.
+    #[arg(long, value_name = "ID")]
+    pub group: Option<String>,
 }
 
 /// `topsellers batch`.
@@ -168,6 +177,7 @@ impl RunArgs {
                 format: None,
             }));
         }
+        self.apply_kafka(&mut config, &self.origin())?;
         if let Some(rate) = &self.rate {
             let generator = config.sources.iter_mut().find_map(|s| match s {
                 SourceConfig::Generator(g) => Some(g),
@@ -196,6 +206,41 @@ impl RunArgs {
         }
         config.check(&self.origin())?;
         Ok(config)
+    }
+
+    /// `--kafka`, `--topic`, `--group`: a Kafka source, or changes to the configured one.
+    fn apply_kafka(&self, config: &mut Config, origin: &str) -> Result<(), ConfigError> {
+        let configured = config.sources.iter_mut().find_map(|s| match s {
+            SourceConfig::Kafka(kafka) => Some(kafka),
+            _ => None,
+        });
+        let kafka = match (configured, &self.kafka, &self.topic) {
+            (Some(kafka), _, _) => kafka,
+            (None, Some(brokers), Some(topic)) => {
+                config
+                    .sources
+                    .push(SourceConfig::Kafka(KafkaConfig::new(brokers, topic)));
+                return self.apply_kafka(config, origin);
+            }
+            (None, None, None) if self.group.is_none() => return Ok(()),
+            (None, _, _) => {
+                return Err(ConfigError::Invalid {
+                    origin: origin.into(),
+                    key: "--kafka".into(),
+                    message: "--topic and --group need --kafka BROKERS (or a kafka source in the config file)".into(),
+                })
+            }
+        };
+        if let Some(brokers) = &self.kafka {
+            kafka.brokers = brokers.clone();
+        }
+        if let Some(topic) = &self.topic {
+            kafka.topic = topic.clone();
+        }
+        if let Some(group) = &self.group {
+            kafka.group = group.clone();
+        }
+        Ok(())
     }
 
     fn origin(&self) -> String {

@@ -18,6 +18,7 @@ use topsellers_sources::{DeadLetter, SourceConfig};
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::history;
+use crate::kafka_live::KafkaLive;
 use crate::progress;
 use crate::render::Expiry;
 use crate::worker::{run_worker, Backfill, Job, Live, Shared};
@@ -67,22 +68,32 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
             after_ms: None,
         })
     };
-    let live = config.sources.iter().find_map(|source| match source {
-        SourceConfig::Generator(generator) => Some(generator.clone()),
-        _ => None,
-    });
-    let live = match live {
-        Some(generator) => {
-            let catalog = Catalog::new(&generator).context("generator config")?;
+    let live = match config
+        .sources
+        .iter()
+        .find(|source| !matches!(source, SourceConfig::Files(_)))
+    {
+        Some(SourceConfig::Generator(generator)) => {
+            let catalog = Catalog::new(generator).context("generator config")?;
             Some(Live::Generator {
-                config: generator,
+                config: generator.clone(),
                 catalog: Arc::new(catalog),
             })
         }
-        None => None,
+        Some(SourceConfig::Kafka(kafka)) => {
+            Some(Live::Kafka(KafkaLive::new(kafka).context("kafka source")?))
+        }
+        _ => None,
+    };
+    let kafka = match &live {
+        Some(Live::Kafka(kafka)) => Some(kafka.clone()),
+        _ => None,
     };
 
     let metrics = Arc::new(Metrics::new());
+    if let Some(kafka) = &kafka {
+        kafka.register_metrics(&metrics);
+    }
     let dead_letter = Arc::new(
         DeadLetter::open(config.dead_letter.file()).with_context(|| {
             format!(
@@ -164,6 +175,7 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
         move |worker| run_worker(worker, &job, &worker_shared),
     )
     .map_err(|e| anyhow!("cannot start the workers: {e}"))?;
+    let local_workers = config.runtime.workers;
     let watcher = {
         let (table, readiness, shared, stop) = (
             table.clone(),
@@ -175,7 +187,8 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
             .name("readiness".into())
             .spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    track_readiness(&table, &readiness, &shared, backfill_until, addr);
+                    let live = kafka.as_ref().map(|k| (k, local_workers));
+                    track_readiness(&table, &readiness, &shared, backfill_until, live, addr);
                     std::thread::sleep(Duration::from_millis(20));
                 }
             })?
@@ -272,12 +285,14 @@ impl Service {
     }
 }
 
-/// Turns `/readyz` ready once the backfill's snapshot is served (and live input runs).
+/// Turns `/readyz` ready once the backfill's snapshot is served (and live input runs; for
+/// Kafka: every worker connected and caught up, and that served).
 fn track_readiness(
     table: &ServingTable,
     readiness: &Readiness,
     shared: &Shared,
     backfill_until: Option<i64>,
+    kafka: Option<(&KafkaLive, usize)>,
     addr: SocketAddr,
 ) {
     if readiness.is_ready() {
@@ -289,6 +304,12 @@ fn track_readiness(
             Some(until) => published.is_some_and(|p| p >= until),
             None => published.is_some(),
         };
+    if let Some(reason) = kafka.and_then(|(kafka, workers)| kafka.not_ready(workers, published)) {
+        if shared.backfill_done.load(Ordering::SeqCst) {
+            readiness.set_progress(reason);
+            return;
+        }
+    }
     if caught_up {
         readiness.set_ready("backfill done, live");
         tracing::info!("ready: serving on http://{addr}/v1/top");

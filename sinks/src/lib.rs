@@ -23,7 +23,7 @@ pub use categories::CategoriesDoc;
 pub use changelog::{Changelog, ChangelogConfig};
 pub use etag::ETag;
 pub use http::{handle, serve, serve_with_drain, AppState, HttpConfig, DEFAULT_DRAIN};
-pub use metrics::{MetricKind, Metrics, Route, ValueFn};
+pub use metrics::{MetricKind, Metrics, Route, SamplesFn, ValueFn};
 pub use publisher::{run_publisher, PublishSummary};
 pub use readiness::Readiness;
 pub use rendered::RenderedList;
