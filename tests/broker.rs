@@ -271,7 +271,7 @@ pub fn read_topic(addr: &str, topic: &str, expected: usize) -> Vec<(i32, Vec<u8>
         }
     }
     // Anything beyond `expected` that is already there.
-    while let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) {
+    while let Some(Ok(message)) = consumer.poll(Duration::from_millis(1000)) {
         out.push((
             message.partition(),
             message.key().unwrap_or_default().to_vec(),

@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// Write top-k changes as JSON Lines to this file (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub changelog: Option<String>,
+    /// Send changed top-k lists to this Kafka topic (keyed `profile/category`; brokers: the
+    /// Kafka source's, or `changelog.brokers`).
+    #[arg(long = "changelog-topic", value_name = "NAME")]
+    pub changelog_topic: Option<String>,
     /// Read live purchases from Kafka: bootstrap brokers `host:port[,…]` (needs `--topic`).
     #[arg(long, value_name = "BROKERS", requires = "topic")]
     pub kafka: Option<String>,
@@ -203,6 +207,9 @@ impl RunArgs {
         }
         if let Some(changelog) = &self.changelog {
             config.changelog.path = Some(changelog.clone());
+        }
+        if let Some(topic) = &self.changelog_topic {
+            config.changelog.topic = Some(topic.clone());
         }
         config.check(&self.origin())?;
         Ok(config)

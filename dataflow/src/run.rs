@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use timely::WorkerConfig;
 
 use topsellers_sinks::{
-    run_publisher, serve, AppState, Changelog, Metrics, Readiness, ServingTable,
+    run_publisher, serve, AppState, Changelog, MetricKind, Metrics, Readiness, ServingTable,
 };
 use topsellers_sources::generator::Catalog;
 use topsellers_sources::{DeadLetter, SourceConfig};
@@ -112,8 +112,19 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
     } else {
         "starting"
     }));
-    let changelog = Changelog::open(&config.changelog)
-        .with_context(|| format!("cannot open the changelog {:?}", config.changelog.path))?;
+    let changelog = Changelog::open_with_brokers(
+        &config.changelog,
+        kafka.as_ref().map(|k| &*k.config.brokers),
+    )
+    .context("cannot open the changelog")?;
+    if let Some(failures) = changelog.as_ref().and_then(Changelog::topic_failures) {
+        metrics.register_extra(
+            "topsellers_changelog_topic_failures_total",
+            "Top-k changes that could not be written to the changelog topic.",
+            MetricKind::Counter,
+            Box::new(move || failures.load(Ordering::Relaxed) as f64),
+        );
+    }
 
     // HTTP first, so that a bad or busy address fails before any work starts.
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -360,7 +360,10 @@ fn kafka_end_to_end(seed: u64, workers: usize) {
     let mut kafka = kafka_config(&broker.addr, &topic);
     kafka.dead_letter_topic = Some(dead_topic.clone());
     let group = kafka.group.clone();
-    let config = service_config(&params, kafka.clone(), &dead.display().to_string());
+    let changelog_topic = format!("{topic}-topk");
+    create_topic(&broker.addr, &changelog_topic, 1);
+    let mut config = service_config(&params, kafka.clone(), &dead.display().to_string());
+    config.changelog.topic = Some(changelog_topic.clone());
     let (service, _stop) = start(&config);
     let until = default_as_of(&data.records).unwrap();
     wait_published(&service, until, &context);
@@ -403,8 +406,54 @@ fn kafka_end_to_end(seed: u64, workers: usize) {
         text.contains("topsellers_kafka_commit_failures_total"),
         "{text}"
     );
+    assert_eq!(
+        metric(&text, "topsellers_changelog_topic_failures_total"),
+        Some(0.0),
+        "{text}"
+    );
+    let final_lists = served(service.addr, &params, &context);
     service.stop();
     service.shutdown().expect("shutdown");
+
+    // The changelog topic, compacted by key, holds the served lists.
+    let mut latest: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for (_, key, value) in read_topic(&broker.addr, &changelog_topic, 1) {
+        let key = String::from_utf8(key).expect("utf-8 key");
+        latest.insert(key, serde_json::from_slice(&value).expect("changelog JSON"));
+    }
+    let mut keys = BTreeSet::new();
+    for ((profile, cat), (_, items)) in &final_lists {
+        let name = params.half_lives[*profile].0;
+        let key = format!("{name}/{cat}");
+        let ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
+        match latest.get(&key) {
+            Some(doc) => {
+                assert_eq!(
+                    doc["category"].as_str(),
+                    Some(cat.as_str()),
+                    "{context}: {key}"
+                );
+                assert_eq!(doc["profile"].as_str(), Some(name), "{context}: {key}");
+                let logged: Vec<&str> = doc["items"]
+                    .as_array()
+                    .expect("items")
+                    .iter()
+                    .map(|item| item["item_id"].as_str().expect("item_id"))
+                    .collect();
+                assert_eq!(logged, ids, "{context}: changelog key {key}");
+            }
+            None => assert!(
+                ids.is_empty(),
+                "{context}: no changelog message for {key}: {ids:?}"
+            ),
+        }
+        keys.insert(key);
+    }
+    let unknown: Vec<&String> = latest.keys().filter(|k| !keys.contains(*k)).collect();
+    assert!(
+        unknown.is_empty(),
+        "{context}: changelog keys not served: {unknown:?}"
+    );
 
     // Dead letters: exactly the bad messages, in the file and on the topic.
     let file = std::fs::read(&dead).expect("dead-letter file");
