@@ -375,7 +375,15 @@ fn kafka_end_to_end(seed: u64, workers: usize) {
     );
     check_oracle(&service, &params, &data.records, &data.twins, &context);
 
-    // Counters and gauges.
+    // Counters and gauges; offsets are committed while running.
+    assert!(
+        wait_until(PATIENCE, || metric(
+            &service.metrics.render_prometheus(0),
+            "topsellers_kafka_commits_total"
+        )
+        .is_some_and(|n| n >= 1.0)),
+        "{context}: no offset commit"
+    );
     let text = http(service.addr, "GET", "/metrics", &[]).text();
     let valid = data.records.iter().filter(|r| r.quantity != 0).count();
     let zero = data.records.len() - valid;
@@ -386,6 +394,7 @@ fn kafka_end_to_end(seed: u64, workers: usize) {
         ("topsellers_kafka_messages_total", data.messages.len()),
         ("topsellers_kafka_bad_messages_total", BAD.len()),
         ("topsellers_kafka_dead_letter_failures_total", 0),
+        ("topsellers_kafka_commit_failures_total", 0),
     ] {
         assert_eq!(
             metric(&text, series),

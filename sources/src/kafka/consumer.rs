@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, Message};
 use topsellers_model::Purchase;
 
+use super::committer::Committer;
 use super::config::{KafkaConfig, StartFrom};
 use super::dead_letter_topic::DeadLetterTopic;
 use super::offsets::PendingOffsets;
@@ -96,26 +97,14 @@ impl ClientContext for Context {
     }
 }
 
-impl ConsumerContext for Context {
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => {
-                self.shared.commits.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(error) => {
-                self.shared.commit_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, "committing Kafka offsets failed (retried with the next commit)");
-            }
-        }
-    }
-}
+impl ConsumerContext for Context {}
 
 /// Reads the partitions one worker owns.
 pub struct PartitionReader {
-    consumer: BaseConsumer<Context>,
+    consumer: Arc<BaseConsumer<Context>>,
     topic: String,
     partitions: Vec<i32>,
-    commit: bool,
+    committer: Option<Committer>,
     commit_interval: Duration,
     parser: PayloadParser,
     marks: WatermarkTracker,
@@ -174,11 +163,13 @@ impl PartitionReader {
                 ("allow.auto.create.topics", "false"),
             ],
         );
-        let consumer: BaseConsumer<Context> = client
-            .create_with_context(Context {
-                shared: shared.clone(),
-            })
-            .map_err(KafkaSourceError::Client)?;
+        let consumer: Arc<BaseConsumer<Context>> = Arc::new(
+            client
+                .create_with_context(Context {
+                    shared: shared.clone(),
+                })
+                .map_err(KafkaSourceError::Client)?,
+        );
         let Some(count) = partition_count(&consumer, config, index, stop) else {
             return Ok(None);
         };
@@ -205,13 +196,27 @@ impl PartitionReader {
             config.brokers,
             config.start
         );
+        let committer = if config.commit {
+            Some(
+                Committer::spawn(
+                    consumer.clone(),
+                    config.topic.clone(),
+                    shared.clone(),
+                    index,
+                    config.commit_interval(),
+                )
+                .map_err(KafkaSourceError::Thread)?,
+            )
+        } else {
+            None
+        };
         let now = Instant::now();
         Ok(Some(PartitionReader {
             consumer,
+            committer,
             topic: config.topic.clone(),
             marks: WatermarkTracker::new(&partitions, lateness_ms, config.idle_timeout(), now),
             partitions,
-            commit: config.commit,
             commit_interval: config.commit_interval(),
             parser: PayloadParser::new(config.format),
             offsets: PendingOffsets::new(),
@@ -342,46 +347,27 @@ impl PartitionReader {
     }
 
     /// Releases the offsets whose purchases are in the snapshot of time `published` (or an
-    /// earlier one), and commits them when the commit interval has passed (asynchronously;
-    /// results are counted by the commit callback).
+    /// earlier one) and, when the commit interval has passed, hands them to the commit thread.
     pub fn commit(&mut self, published: i64, now: Instant) {
         self.offsets.release(published);
-        if !self.commit || now.duration_since(self.last_commit) < self.commit_interval {
+        if now.duration_since(self.last_commit) < self.commit_interval {
             return;
         }
         self.last_commit = now;
-        self.commit_released(CommitMode::Async);
-    }
-
-    /// Commits what `published` releases, synchronously (at shutdown).
-    pub fn close(&mut self, published: i64) {
-        self.offsets.release(published);
-        if self.commit {
-            self.commit_released(CommitMode::Sync);
-        }
-    }
-
-    fn commit_released(&mut self, mode: CommitMode) {
-        let released = self.offsets.take_released();
-        if released.is_empty() {
-            return;
-        }
-        let mut list = TopicPartitionList::with_capacity(released.len());
-        for (partition, next) in &released {
-            if let Err(error) =
-                list.add_partition_offset(&self.topic, *partition, Offset::Offset(*next))
-            {
-                self.log_error(&error);
-                return;
+        if let Some(committer) = &self.committer {
+            let released = self.offsets.take_released();
+            if !released.is_empty() {
+                committer.commit(released);
             }
         }
-        if let Err(error) = self.consumer.commit(&list, mode) {
-            self.shared.commit_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%error, "committing Kafka offsets failed (retried with the next commit)");
-            // Committed offsets only move forward: the next release carries these along.
-            self.offsets.restore(released);
-        } else if matches!(mode, CommitMode::Sync) {
-            self.shared.commits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Commits what `published` releases and waits for the commit (at shutdown).
+    pub fn close(&mut self, published: i64) {
+        self.offsets.release(published);
+        if let Some(mut committer) = self.committer.take() {
+            committer.commit(self.offsets.take_released());
+            committer.close();
         }
     }
 

@@ -10,6 +10,7 @@
 //! - [`DeadLetterTopic`]: bad messages to a topic;
 //! - [`KafkaShared`]: progress and counters shared by the readers of a process.
 
+mod committer;
 mod config;
 mod consumer;
 mod dead_letter_topic;
@@ -34,4 +35,7 @@ pub enum KafkaSourceError {
     /// does not help.
     #[error("kafka client: {0}")]
     Client(#[from] rdkafka::error::KafkaError),
+    /// The commit thread could not be started.
+    #[error("cannot start the Kafka commit thread: {0}")]
+    Thread(std::io::Error),
 }

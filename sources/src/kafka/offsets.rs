@@ -82,16 +82,6 @@ impl PendingOffsets {
             .collect()
     }
 
-    /// Puts back offsets taken by [`take_released`](Self::take_released) whose commit failed
-    /// (a newer release, if any, wins).
-    pub fn restore(&mut self, offsets: Vec<(i32, i64)>) {
-        for (partition, next) in offsets {
-            if let Some(pending) = self.partitions.get_mut(&partition) {
-                pending.released = Some(pending.released.map_or(next, |r| r.max(next)));
-            }
-        }
-    }
-
     /// Rounds still waiting for a snapshot, over all partitions.
     pub fn waiting(&self) -> usize {
         self.partitions.values().map(|p| p.sealed.len()).sum()
@@ -143,8 +133,6 @@ mod tests {
         o.note(2, 1, None);
         o.seal();
         o.release(i64::MIN);
-        assert_eq!(o.take_released(), vec![(2, 2)]);
-        o.restore(vec![(2, 2)]);
         assert_eq!(o.take_released(), vec![(2, 2)]);
     }
 }
