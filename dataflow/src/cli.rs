@@ -257,3 +257,50 @@ impl RunArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["topsellers", "run"].iter().chain(args))?;
+        match cli.command {
+            Command::Run(args) => Ok(args),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn kafka_flags_make_a_kafka_source() {
+        let args = run_args(&["--kafka", "b:9092", "--topic", "t", "--group", "g"]).unwrap();
+        let config = args.config().unwrap();
+        assert_eq!(config.sources.len(), 1, "no generator next to Kafka");
+        let SourceConfig::Kafka(kafka) = &config.sources[0] else {
+            panic!("{:?}", config.sources)
+        };
+        assert_eq!(
+            (&*kafka.brokers, &*kafka.topic, &*kafka.group),
+            ("b:9092", "t", "g")
+        );
+        let args = run_args(&[
+            "--kafka",
+            "b:9092",
+            "--topic",
+            "t",
+            "--changelog-topic",
+            "c",
+        ]);
+        let config = args.unwrap().config().unwrap();
+        assert_eq!(config.changelog.topic.as_deref(), Some("c"));
+        assert!(
+            run_args(&["--kafka", "b:9092"]).is_err(),
+            "--kafka needs --topic"
+        );
+        let message = run_args(&["--topic", "t"])
+            .unwrap()
+            .config()
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("--kafka"), "{message}");
+    }
+}

@@ -587,9 +587,26 @@ fn broker_restart_mid_stream() {
             "the broker-restart test needs the tansu build with sqlite storage: run ./scripts/test (or scripts/kafka-broker persistent-path once, ~20 min, cached)"
         );
     };
-    let context = "broker restart";
-    let mut broker = Broker::start_persistent(bin);
-    let topic = topic("restart");
+    two_bursts(Broker::start_persistent(bin), true);
+}
+
+/// A quiet period between two bursts: every partition goes idle, the lists are served as of
+/// the first burst's last purchase, and the second burst (some of it arriving on a worker that
+/// followed the other's event time, so late) is served in full.
+#[test]
+fn quiet_period_between_bursts() {
+    two_bursts(Broker::start(), false);
+}
+
+/// The earlier half of a history (by time), then (after a broker restart, if `restart`) the
+/// rest; the lists end equal to the oracle's and every message is read exactly once.
+fn two_bursts(mut broker: Broker, restart: bool) {
+    let context = if restart {
+        "broker restart"
+    } else {
+        "two bursts"
+    };
+    let topic = topic(if restart { "restart" } else { "bursts" });
     create_topic(&broker.addr, &topic, PARTITIONS);
     // The earlier half of the purchases (by time) before the restart, the rest after; each
     // half out of order, with bad messages.
@@ -612,7 +629,9 @@ fn broker_restart_mid_stream() {
         "",
     ));
     wait_published(&service, default_as_of(&first.records).unwrap(), context);
-    broker.restart();
+    if restart {
+        broker.restart();
+    }
     produce(&broker.addr, &topic, &second.messages);
     let until = default_as_of(&history.records).unwrap();
     wait_published(&service, until, context);
