@@ -23,6 +23,8 @@ use topsellers_sinks::HttpConfig;
 use topsellers_sources::files::FilesConfig;
 use topsellers_sources::SourceConfig;
 
+pub mod broker;
+
 /// One hour in ms.
 pub const HOUR: i64 = 3_600_000;
 /// One day in ms.

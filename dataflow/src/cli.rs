@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use topsellers_sources::files::FilesConfig;
 use topsellers_sources::generator::{GeneratorConfig, Rate};
-use topsellers_sources::SourceConfig;
+use topsellers_sources::{KafkaConfig, SourceConfig};
 
 use crate::cluster::{Seat, Workers, WorkersArg, PROCESS_ENV};
 use crate::config::{Config, ConfigError};
@@ -75,6 +75,19 @@ pub struct RunArgs {
     /// Write top-k changes as JSON Lines to this file (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub changelog: Option<String>,
+    /// Send changed top-k lists to this Kafka topic (keyed `profile/category`; brokers: the
+    /// Kafka source's, or `changelog.brokers`).
+    #[arg(long = "changelog-topic", value_name = "NAME")]
+    pub changelog_topic: Option<String>,
+    /// Read live purchases from Kafka: bootstrap brokers `host:port[,…]` (needs `--topic`).
+    #[arg(long, value_name = "BROKERS", requires = "topic")]
+    pub kafka: Option<String>,
+    /// The Kafka topic purchases arrive on.
+    #[arg(long, value_name = "NAME")]
+    pub topic: Option<String>,
+    /// The Kafka consumer group (committed offsets). Default: topsellers.
+    #[arg(long, value_name = "ID")]
+    pub group: Option<String>,
     /// Which process of the `--workers` file this is (0-based).
     #[arg(long, value_name = "I", env = PROCESS_ENV)]
     pub process: Option<usize>,
@@ -182,6 +195,7 @@ impl RunArgs {
                 format: None,
             }));
         }
+        self.apply_kafka(&mut config, &self.origin())?;
         if let Some(rate) = &self.rate {
             let generator = config.sources.iter_mut().find_map(|s| match s {
                 SourceConfig::Generator(g) => Some(g),
@@ -208,10 +222,17 @@ impl RunArgs {
         if let Some(changelog) = &self.changelog {
             config.changelog.path = Some(changelog.clone());
         }
+        if let Some(topic) = &self.changelog_topic {
+            config.changelog.topic = Some(topic.clone());
+        }
         // Every process of a cluster writes its own files (they may share a host or a mount).
         if let Some(seat) = config.runtime.cluster.clone().filter(Seat::is_cluster) {
             if !config.dead_letter.path.is_empty() {
                 config.dead_letter.path = seat.per_process(&config.dead_letter.path);
+            }
+            // One process sends the changelog topic: every process has every list.
+            if seat.process != 0 {
+                config.changelog.topic = None;
             }
             if let Some(path) = config.changelog.path.as_mut().filter(|p| *p != "-") {
                 *path = seat.per_process(path);
@@ -219,6 +240,41 @@ impl RunArgs {
         }
         config.check(&self.origin())?;
         Ok(config)
+    }
+
+    /// `--kafka`, `--topic`, `--group`: a Kafka source, or changes to the configured one.
+    fn apply_kafka(&self, config: &mut Config, origin: &str) -> Result<(), ConfigError> {
+        let configured = config.sources.iter_mut().find_map(|s| match s {
+            SourceConfig::Kafka(kafka) => Some(kafka),
+            _ => None,
+        });
+        let kafka = match (configured, &self.kafka, &self.topic) {
+            (Some(kafka), _, _) => kafka,
+            (None, Some(brokers), Some(topic)) => {
+                config
+                    .sources
+                    .push(SourceConfig::Kafka(KafkaConfig::new(brokers, topic)));
+                return self.apply_kafka(config, origin);
+            }
+            (None, None, None) if self.group.is_none() => return Ok(()),
+            (None, _, _) => {
+                return Err(ConfigError::Invalid {
+                    origin: origin.into(),
+                    key: "--kafka".into(),
+                    message: "--topic and --group need --kafka BROKERS (or a kafka source in the config file)".into(),
+                })
+            }
+        };
+        if let Some(brokers) = &self.kafka {
+            kafka.brokers = brokers.clone();
+        }
+        if let Some(topic) = &self.topic {
+            kafka.topic = topic.clone();
+        }
+        if let Some(group) = &self.group {
+            kafka.group = group.clone();
+        }
+        Ok(())
     }
 
     fn origin(&self) -> String {
@@ -331,5 +387,47 @@ mod tests {
         };
         let message = args.config().unwrap_err().to_string();
         assert!(message.contains("one process"), "{message}");
+    }
+
+    fn run_args(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["topsellers", "run"].iter().chain(args))?;
+        match cli.command {
+            Command::Run(args) => Ok(args),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn kafka_flags_make_a_kafka_source() {
+        let args = run_args(&["--kafka", "b:9092", "--topic", "t", "--group", "g"]).unwrap();
+        let config = args.config().unwrap();
+        assert_eq!(config.sources.len(), 1, "no generator next to Kafka");
+        let SourceConfig::Kafka(kafka) = &config.sources[0] else {
+            panic!("{:?}", config.sources)
+        };
+        assert_eq!(
+            (&*kafka.brokers, &*kafka.topic, &*kafka.group),
+            ("b:9092", "t", "g")
+        );
+        let args = run_args(&[
+            "--kafka",
+            "b:9092",
+            "--topic",
+            "t",
+            "--changelog-topic",
+            "c",
+        ]);
+        let config = args.unwrap().config().unwrap();
+        assert_eq!(config.changelog.topic.as_deref(), Some("c"));
+        assert!(
+            run_args(&["--kafka", "b:9092"]).is_err(),
+            "--kafka needs --topic"
+        );
+        let message = run_args(&["--topic", "t"])
+            .unwrap()
+            .config()
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("--kafka"), "{message}");
     }
 }

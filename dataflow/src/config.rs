@@ -46,8 +46,8 @@ pub struct Config {
     /// Scores, lists and retention.
     #[serde(default)]
     pub scoring: ScoringConfig,
-    /// Inputs: `files` sources are replayed first (backfill); one live source (`generator`)
-    /// follows. With no sources at all, `run` uses the generator.
+    /// Inputs: `files` sources are replayed first (backfill); one live source (`generator` or
+    /// `kafka`) follows. With no sources at all, `run` uses the generator.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
     /// The HTTP server.
@@ -296,14 +296,18 @@ impl Config {
         if live > 1 {
             return Err(invalid(
                 "sources",
-                "at most one live source (generator) may be configured".into(),
+                "at most one live source (generator or kafka) may be configured".into(),
             ));
         }
         for source in &self.sources {
-            if let SourceConfig::Generator(generator) = source {
-                generator
+            match source {
+                SourceConfig::Generator(generator) => generator
                     .validate()
-                    .map_err(|e| invalid("sources.generator", e.to_string()))?;
+                    .map_err(|e| invalid("sources.generator", e.to_string()))?,
+                SourceConfig::Kafka(kafka) => kafka
+                    .validate()
+                    .map_err(|e| invalid("sources.kafka", e.to_string()))?,
+                SourceConfig::Files(_) => {}
             }
         }
         Ok(Scoring {
@@ -342,6 +346,20 @@ mod tests {
     }
 
     #[test]
+    fn kafka_source_with_properties() {
+        let file = write(
+            "[[sources]]\ntype = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopic = \"purchases\"\ndead_letter_topic = \"purchases-dead\"\n[sources.properties]\n\"fetch.wait.max.ms\" = \"10\"\n",
+        );
+        let config = Config::load(file.path()).unwrap();
+        let SourceConfig::Kafka(kafka) = &config.sources[0] else {
+            panic!("{config:?}")
+        };
+        assert_eq!(kafka.topic, "purchases");
+        assert_eq!(kafka.dead_letter_topic.as_deref(), Some("purchases-dead"));
+        assert_eq!(kafka.properties["fetch.wait.max.ms"], "10");
+    }
+
+    #[test]
     fn unknown_key_names_key_and_file() {
         let file = write("[scoring]\ntop_kk = 5\n");
         let message = Config::load(file.path()).unwrap_err().to_string();
@@ -363,6 +381,14 @@ mod tests {
             ("[scoring]\nhalf_lives = []\n", "scoring.half_lives"),
             ("[scoring]\nretention = \"0s\"\n", "scoring.retention"),
             ("[runtime]\nworkers = 0\n", "runtime.workers"),
+            (
+                "[[sources]]\ntype = \"kafka\"\nbrokers = \"b:1\"\ntopic = \"t\"\nidle_timeout = \"soon\"\n",
+                "kafka.idle_timeout",
+            ),
+            (
+                "[[sources]]\ntype = \"kafka\"\nbrokers = \"b:1\"\ntopic = \"t\"\n[[sources]]\ntype = \"generator\"\n",
+                "at most one live source",
+            ),
         ] {
             let file = write(text);
             let message = Config::load(file.path()).unwrap_err().to_string();

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod generate;
 pub mod history;
+pub mod kafka_live;
 pub mod progress;
 pub mod render;
 pub mod run;

@@ -11,7 +11,7 @@ use timely::communication::allocator::zero_copy::initialize::CommsGuard;
 use timely::WorkerConfig;
 
 use topsellers_sinks::{
-    run_publisher, serve, AppState, Changelog, Metrics, Readiness, ServingTable,
+    run_publisher, serve, AppState, Changelog, MetricKind, Metrics, Readiness, ServingTable,
 };
 use topsellers_sources::generator::Catalog;
 use topsellers_sources::{DeadLetter, SourceConfig};
@@ -20,6 +20,7 @@ use crate::cli::RunArgs;
 use crate::cluster::{self, Hello, PeerLoss};
 use crate::config::Config;
 use crate::history;
+use crate::kafka_live::KafkaLive;
 use crate::progress;
 use crate::render::Expiry;
 use crate::worker::{run_worker, Backfill, Job, Live, Shared};
@@ -71,22 +72,32 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
             after_ms: None,
         })
     };
-    let live = config.sources.iter().find_map(|source| match source {
-        SourceConfig::Generator(generator) => Some(generator.clone()),
-        _ => None,
-    });
-    let live = match live {
-        Some(generator) => {
-            let catalog = Catalog::new(&generator).context("generator config")?;
+    let live = match config
+        .sources
+        .iter()
+        .find(|source| !matches!(source, SourceConfig::Files(_)))
+    {
+        Some(SourceConfig::Generator(generator)) => {
+            let catalog = Catalog::new(generator).context("generator config")?;
             Some(Live::Generator {
-                config: generator,
+                config: generator.clone(),
                 catalog: Arc::new(catalog),
             })
         }
-        None => None,
+        Some(SourceConfig::Kafka(kafka)) => {
+            Some(Live::Kafka(KafkaLive::new(kafka).context("kafka source")?))
+        }
+        _ => None,
+    };
+    let kafka = match &live {
+        Some(Live::Kafka(kafka)) => Some(kafka.clone()),
+        _ => None,
     };
 
     let metrics = Arc::new(Metrics::new());
+    if let Some(kafka) = &kafka {
+        kafka.register_metrics(&metrics);
+    }
     let dead_letter = Arc::new(
         DeadLetter::open(config.dead_letter.file()).with_context(|| {
             format!(
@@ -105,8 +116,19 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
     } else {
         "starting"
     }));
-    let changelog = Changelog::open(&config.changelog)
-        .with_context(|| format!("cannot open the changelog {:?}", config.changelog.path))?;
+    let changelog = Changelog::open_with_brokers(
+        &config.changelog,
+        kafka.as_ref().map(|k| &*k.config.brokers),
+    )
+    .context("cannot open the changelog")?;
+    if let Some(failures) = changelog.as_ref().and_then(Changelog::topic_failures) {
+        metrics.register_extra(
+            "topsellers_changelog_topic_failures_total",
+            "Top-k changes that could not be written to the changelog topic.",
+            MetricKind::Counter,
+            Box::new(move || failures.load(Ordering::Relaxed) as f64),
+        );
+    }
 
     // HTTP first, so that a bad or busy address fails before any work starts.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -212,6 +234,7 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
         }
     };
     let workers = workers.map_err(|e| anyhow!("cannot start the workers: {e}"))?;
+    let local_workers = config.runtime.workers;
     let watcher = {
         let (table, readiness, shared, stop) = (
             table.clone(),
@@ -223,7 +246,8 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
             .name("readiness".into())
             .spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    track_readiness(&table, &readiness, &shared, backfill_until, addr);
+                    let live = kafka.as_ref().map(|k| (k, local_workers));
+                    track_readiness(&table, &readiness, &shared, backfill_until, live, addr);
                     std::thread::sleep(Duration::from_millis(20));
                 }
             })?
@@ -369,12 +393,14 @@ fn close_network(comms: CommsGuard) {
     }
 }
 
-/// Turns `/readyz` ready once the backfill's snapshot is served (and live input runs).
+/// Turns `/readyz` ready once the backfill's snapshot is served (and live input runs; for
+/// Kafka: every worker connected and caught up, and that served).
 fn track_readiness(
     table: &ServingTable,
     readiness: &Readiness,
     shared: &Shared,
     backfill_until: Option<i64>,
+    kafka: Option<(&KafkaLive, usize)>,
     addr: SocketAddr,
 ) {
     if readiness.is_ready() {
@@ -386,6 +412,12 @@ fn track_readiness(
             Some(until) => published.is_some_and(|p| p >= until),
             None => published.is_some(),
         };
+    if let Some(reason) = kafka.and_then(|(kafka, workers)| kafka.not_ready(workers, published)) {
+        if shared.backfill_done.load(Ordering::SeqCst) {
+            readiness.set_progress(reason);
+            return;
+        }
+    }
     if caught_up {
         readiness.set_ready("backfill done, live");
         tracing::info!("ready: serving on http://{addr}/v1/top");

@@ -18,6 +18,7 @@ use topsellers_sources::generator::{Catalog, Generator, GeneratorConfig, Rate};
 use topsellers_sources::{BadRecord, DeadLetter};
 
 use crate::config::Scoring;
+use crate::kafka_live::{self, KafkaLive};
 use crate::render::{self, Expiry};
 
 /// The files to replay before live input, and the time they are replayed up to.
@@ -42,6 +43,8 @@ pub enum Live {
         /// Shared names and popularity, built once per process.
         catalog: Arc<Catalog>,
     },
+    /// Purchases from a Kafka topic, partitions shared among the workers.
+    Kafka(KafkaLive),
 }
 
 /// What the workers of this process are to do (the same on every worker).
@@ -119,11 +122,11 @@ impl Shared {
         self.stop.store(true, Ordering::SeqCst);
     }
 
-    fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
 
-    fn bad(&self, bad: &mut Vec<BadRecord>) {
+    pub(crate) fn bad(&self, bad: &mut Vec<BadRecord>) {
         for record in bad.drain(..) {
             self.dead_letter.record(&record);
             self.metrics.add_bad_records(1);
@@ -316,6 +319,7 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
                 }
             }
         }
+        Some(Live::Kafka(kafka)) => kafka_live::follow(worker, &mut graph, job, shared, kafka),
         None => {
             while !shared.stopped() {
                 worker.step_or_park(Some(Duration::from_millis(50)));
@@ -404,14 +408,14 @@ impl Aggregates {
 }
 
 /// Enters a live purchase at its own event time, or at the current input time if it is late.
-fn enter(graph: &mut render::Graph, purchase: Purchase, current: Time) {
+pub(crate) fn enter(graph: &mut render::Graph, purchase: Purchase, current: Time) {
     let time = (purchase.ts_ms.max(0) as Time).max(current);
     let (event, quantity) = purchase.into_update();
     graph.purchases.update_at(event, time, quantity);
 }
 
 /// `time` rounded down to a multiple of `epoch_ms`.
-fn align(time: Time, epoch_ms: u64) -> Time {
+pub(crate) fn align(time: Time, epoch_ms: u64) -> Time {
     time - time % epoch_ms.max(1)
 }
 

@@ -21,8 +21,12 @@
 //! even though its score decays; scores of unchanged items are not tracked. The file is
 //! truncated when the process starts, whose first snapshot inserts every list anew; `-`
 //! writes to standard output. The output is buffered and flushed after each snapshot.
+//!
+//! The same changes can go to a Kafka topic ([`KafkaChangelog`]): there each changed list is
+//! one message keyed `profile/category` whose value is the whole list, so that a compacted
+//! topic keeps the current lists.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
@@ -31,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use topsellers_model::{format_rfc3339_ms, Profile, Snapshot};
 
 use crate::json;
+use crate::kafka_changelog::{KafkaChangelog, KafkaChangelogError};
 
 /// Changelog settings (`[changelog]` in the config).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,10 +45,34 @@ pub struct ChangelogConfig {
     /// unset: no changelog.
     #[serde(default = "default_path")]
     pub path: Option<String>,
+    /// Kafka topic the changed lists are sent to (keyed `profile/category`; make it compacted);
+    /// unset: none.
+    #[serde(default = "default_path")]
+    pub topic: Option<String>,
+    /// Brokers of the changelog topic; unset: the Kafka source's brokers.
+    #[serde(default = "default_path")]
+    pub brokers: Option<String>,
+    /// librdkafka producer properties for the changelog topic.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
 }
 
 fn default_path() -> Option<String> {
     None
+}
+
+/// The changelog could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangelogError {
+    /// The file could not be created.
+    #[error("changelog file: {0}")]
+    Io(#[from] io::Error),
+    /// The topic is configured without brokers (and there is no Kafka source to take them from).
+    #[error("changelog.topic is set but no brokers are known: set changelog.brokers (or use a kafka source)")]
+    NoBrokers,
+    /// The producer could not be created.
+    #[error(transparent)]
+    Kafka(#[from] KafkaChangelogError),
 }
 
 /// What a changelog operation does to a rank slot.
@@ -86,7 +115,8 @@ pub fn diff(old: &[Arc<str>], new: &[Arc<str>]) -> Vec<Change> {
 
 /// Writes the changelog; keeps the last list of every (profile, category) to compare with.
 pub struct Changelog {
-    out: Box<dyn Write + Send>,
+    out: Option<Box<dyn Write + Send>>,
+    topic: Option<KafkaChangelog>,
     previous: HashMap<(usize, Arc<str>), Vec<Arc<str>>>,
     line: Vec<u8>,
 }
@@ -102,21 +132,56 @@ impl std::fmt::Debug for Changelog {
 impl Changelog {
     /// Opens the changelog `config` asks for (`None` when it is off). A file is created or
     /// truncated.
-    pub fn open(config: &ChangelogConfig) -> io::Result<Option<Changelog>> {
-        match config.path.as_deref() {
-            None => Ok(None),
-            Some("-") => Ok(Some(Changelog::to_writer(io::stdout()))),
-            Some(path) => Ok(Some(Changelog::to_writer(File::create(path)?))),
+    pub fn open(config: &ChangelogConfig) -> Result<Option<Changelog>, ChangelogError> {
+        Changelog::open_with_brokers(config, None)
+    }
+
+    /// [`Changelog::open`], with the brokers a changelog topic uses when `config.brokers` is
+    /// unset (the Kafka source's).
+    pub fn open_with_brokers(
+        config: &ChangelogConfig,
+        default_brokers: Option<&str>,
+    ) -> Result<Option<Changelog>, ChangelogError> {
+        let out: Option<Box<dyn Write + Send>> = match config.path.as_deref() {
+            None => None,
+            Some("-") => Some(Box::new(BufWriter::new(io::stdout()))),
+            Some(path) => Some(Box::new(BufWriter::new(File::create(path)?))),
+        };
+        let topic = match &config.topic {
+            None => None,
+            Some(topic) => {
+                let brokers = config
+                    .brokers
+                    .as_deref()
+                    .or(default_brokers)
+                    .ok_or(ChangelogError::NoBrokers)?;
+                Some(KafkaChangelog::open(brokers, topic, &config.properties)?)
+            }
+        };
+        if out.is_none() && topic.is_none() {
+            return Ok(None);
         }
+        Ok(Some(Changelog {
+            out,
+            topic,
+            previous: HashMap::new(),
+            line: Vec::with_capacity(256),
+        }))
     }
 
     /// A changelog written (buffered) to `out`.
     pub fn to_writer(out: impl Write + Send + 'static) -> Changelog {
         Changelog {
-            out: Box::new(BufWriter::new(out)),
+            out: Some(Box::new(BufWriter::new(out))),
+            topic: None,
             previous: HashMap::new(),
             line: Vec::with_capacity(256),
         }
+    }
+
+    /// Changes that could not be sent to the changelog topic, if there is one.
+    pub fn topic_failures(&self) -> Option<Arc<std::sync::atomic::AtomicU64>> {
+        self.topic.as_ref().map(KafkaChangelog::failures)
     }
 
     /// Writes the operations of every list of `snapshot` that changed, then flushes.
@@ -138,7 +203,15 @@ impl Changelog {
                 .get(&key)
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            for change in diff(old, &new) {
+            let changes = diff(old, &new);
+            if let (Some(topic), false) = (&self.topic, changes.is_empty()) {
+                topic.send(list, profile, snapshot.time_ms);
+            }
+            let Some(out) = self.out.as_mut() else {
+                self.remember(key, new);
+                continue;
+            };
+            for change in changes {
                 let line = &mut self.line;
                 line.clear();
                 line.extend_from_slice(&time);
@@ -161,15 +234,22 @@ impl Changelog {
                     json::push_f64(line, score);
                 }
                 line.extend_from_slice(b"}\n");
-                self.out.write_all(line)?;
+                out.write_all(line)?;
             }
-            if new.is_empty() {
-                self.previous.remove(&key);
-            } else {
-                self.previous.insert(key, new);
-            }
+            self.remember(key, new);
         }
-        self.out.flush()
+        match self.out.as_mut() {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
+    }
+
+    fn remember(&mut self, key: (usize, Arc<str>), list: Vec<Arc<str>>) {
+        if list.is_empty() {
+            self.previous.remove(&key);
+        } else {
+            self.previous.insert(key, list);
+        }
     }
 }
 
@@ -374,6 +454,7 @@ mod tests {
         let path = dir.path().join("changes.jsonl");
         let config = ChangelogConfig {
             path: Some(path.to_string_lossy().into_owned()),
+            ..ChangelogConfig::default()
         };
         let mut changelog = Changelog::open(&config).unwrap().unwrap();
         changelog

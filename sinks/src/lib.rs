@@ -1,4 +1,4 @@
-//! The outputs of topsellers: serving table, HTTP API, top-k changelog, publisher, metrics.
+//! The outputs of topsellers: serving table, HTTP API, top-k changelog (file or Kafka topic), publisher, metrics.
 #![warn(missing_docs)]
 
 mod api_error;
@@ -8,6 +8,7 @@ pub mod changelog;
 mod etag;
 pub mod http;
 mod json;
+pub mod kafka_changelog;
 pub mod metrics;
 pub mod publisher;
 mod readiness;
@@ -20,10 +21,11 @@ mod test_util;
 pub use api_error::ApiError;
 pub use body::Body;
 pub use categories::CategoriesDoc;
-pub use changelog::{Changelog, ChangelogConfig};
+pub use changelog::{Changelog, ChangelogConfig, ChangelogError};
 pub use etag::ETag;
 pub use http::{handle, serve, serve_with_drain, AppState, HttpConfig, DEFAULT_DRAIN};
-pub use metrics::{MetricKind, Metrics, Route, ValueFn};
+pub use kafka_changelog::KafkaChangelog;
+pub use metrics::{MetricKind, Metrics, Route, SamplesFn, ValueFn};
 pub use publisher::{run_publisher, PublishSummary};
 pub use readiness::Readiness;
 pub use rendered::RenderedList;

@@ -71,12 +71,24 @@ impl MetricKind {
 /// The value of an extra metric, read at scrape time.
 pub type ValueFn = Box<dyn Fn() -> f64 + Send + Sync>;
 
+/// The samples of a labelled metric family, read at scrape time: each is the label set
+/// without braces (`topic="t",partition="0"`) and the value.
+pub type SamplesFn = Box<dyn Fn() -> Vec<(String, f64)> + Send + Sync>;
+
+/// How an extra metric is read.
+enum ExtraValue {
+    /// One unlabelled sample.
+    One(ValueFn),
+    /// Labelled samples.
+    Family(SamplesFn),
+}
+
 /// A metric registered by another part of the program.
 struct Extra {
     name: String,
     help: String,
     kind: MetricKind,
-    value: ValueFn,
+    value: ExtraValue,
 }
 
 /// Everything `/metrics` reports. Share it with `Arc`; every update is an atomic operation.
@@ -245,7 +257,18 @@ impl Metrics {
             name: name.to_owned(),
             help: help.to_owned(),
             kind,
-            value: value_fn,
+            value: ExtraValue::One(value_fn),
+        });
+    }
+
+    /// Adds a labelled metric family computed at scrape time, e.g. a lag per Kafka partition.
+    /// Label values must be escaped already.
+    pub fn register_family(&self, name: &str, help: &str, kind: MetricKind, samples: SamplesFn) {
+        self.extras.write().push(Extra {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            kind,
+            value: ExtraValue::Family(samples),
         });
     }
 
@@ -346,17 +369,26 @@ impl Metrics {
 
         for extra in self.extras.read().iter() {
             header(&mut out, &extra.name, &extra.help, extra.kind.as_str());
-            let value = (extra.value)();
-            let _ = match value {
-                v if v.is_nan() => writeln!(out, "{} NaN", extra.name),
-                v if v.is_infinite() => {
-                    writeln!(out, "{} {}Inf", extra.name, if v > 0.0 { "+" } else { "-" })
+            match &extra.value {
+                ExtraValue::One(value) => sample(&mut out, &extra.name, value()),
+                ExtraValue::Family(samples) => {
+                    for (labels, value) in samples() {
+                        sample(&mut out, &format!("{}{{{labels}}}", extra.name), value);
+                    }
                 }
-                v => writeln!(out, "{} {v}", extra.name),
-            };
+            }
         }
         out
     }
+}
+
+/// Writes one sample line (`NaN`, `+Inf`, `-Inf` as the format spells them).
+fn sample(out: &mut String, series: &str, value: f64) {
+    let _ = match value {
+        v if v.is_nan() => writeln!(out, "{series} NaN"),
+        v if v.is_infinite() => writeln!(out, "{series} {}Inf", if v > 0.0 { "+" } else { "-" }),
+        v => writeln!(out, "{series} {v}"),
+    };
 }
 
 /// Writes the `# HELP` and `# TYPE` lines (help text escaped as the format asks).
@@ -471,6 +503,22 @@ mod tests {
         let text = metrics.render_prometheus(0);
         assert!(text.contains("# TYPE topsellers_kafka_lag gauge\ntopsellers_kafka_lag 42\n"));
         assert!(text.contains("topsellers_nan NaN\n"));
+        metrics.register_family(
+            "topsellers_kafka_partition_lag_messages",
+            "Lag.",
+            MetricKind::Gauge,
+            Box::new(|| {
+                vec![
+                    ("partition=\"0\"".into(), 3.0),
+                    ("partition=\"1\"".into(), 0.0),
+                ]
+            }),
+        );
+        let text = metrics.render_prometheus(0);
+        assert!(
+            text.contains("# TYPE topsellers_kafka_partition_lag_messages gauge\ntopsellers_kafka_partition_lag_messages{partition=\"0\"} 3\ntopsellers_kafka_partition_lag_messages{partition=\"1\"} 0\n"),
+            "{text}"
+        );
         lag.store(7, Ordering::Relaxed);
         assert_eq!(
             sample(&metrics.render_prometheus(0), "topsellers_kafka_lag"),

@@ -74,14 +74,9 @@ impl DeadLetter {
         }
         let mut guard = self.file.lock();
         if let Some(out) = guard.as_mut() {
-            let line = Line {
-                position: &bad.position,
-                error: bad.error.to_string(),
-                record: &bad.raw,
-            };
-            let written = serde_json::to_writer(&mut *out, &line)
-                .map_err(std::io::Error::from)
-                .and_then(|()| out.write_all(b"\n"));
+            let mut line = json_line(bad);
+            line.push(b'\n');
+            let written = out.write_all(&line);
             if let Err(error) = written {
                 self.report_write_error(&error);
             }
@@ -115,6 +110,17 @@ impl DeadLetter {
             tracing::error!(path = ?path, %error, "cannot write the dead-letter output");
         }
     }
+}
+
+/// A bad record as one JSON object `{"position":…,"error":…,"record":…}` (no newline): the
+/// dead-letter file's line and the dead-letter topic's message value.
+pub fn json_line(bad: &BadRecord) -> Vec<u8> {
+    let line = Line {
+        position: &bad.position,
+        error: bad.error.to_string(),
+        record: &bad.raw,
+    };
+    serde_json::to_vec(&line).unwrap_or_default()
 }
 
 impl Drop for DeadLetter {

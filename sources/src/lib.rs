@@ -1,4 +1,4 @@
-//! Where purchases come from: files (JSON Lines, CSV, Parquet), the synthetic generator, and the dead-letter output for bad records.
+//! Where purchases come from: files (JSON Lines, CSV, Parquet), Kafka, the synthetic generator, and the dead-letter output for bad records.
 #![warn(missing_docs)]
 
 pub mod bad;
@@ -7,6 +7,7 @@ pub mod error;
 pub mod files;
 pub mod generator;
 pub mod intern;
+pub mod kafka;
 pub mod position;
 pub mod writer;
 
@@ -21,6 +22,7 @@ pub use files::{
 };
 pub use generator::{history, Catalog, Generator, GeneratorConfig, History, Rate};
 pub use intern::Interner;
+pub use kafka::KafkaConfig;
 pub use writer::PurchaseWriter;
 
 /// A configured source, tagged by `type`.
@@ -31,7 +33,8 @@ pub enum SourceConfig {
     Files(FilesConfig),
     /// `type = "generator"`: synthetic purchases.
     Generator(GeneratorConfig),
-    // `type = "kafka"` comes later.
+    /// `type = "kafka"`: live purchases from a Kafka topic.
+    Kafka(KafkaConfig),
 }
 
 #[cfg(test)]
@@ -61,7 +64,15 @@ mod tests {
             serde_json::from_str::<SourceConfig>(r#"{"type":"files","paths":[],"x":1}"#).is_err()
         );
         assert!(serde_json::from_str::<SourceConfig>(r#"{"type":"generator","ratee":1}"#).is_err());
+        // A Kafka source needs brokers and a topic.
         assert!(serde_json::from_str::<SourceConfig>(r#"{"type":"kafka"}"#).is_err());
+        let c: SourceConfig =
+            serde_json::from_str(r#"{"type":"kafka","brokers":"b:9092","topic":"t"}"#).unwrap();
+        assert_eq!(c, SourceConfig::Kafka(KafkaConfig::new("b:9092", "t")));
+        assert!(serde_json::from_str::<SourceConfig>(
+            r#"{"type":"kafka","brokers":"b","topic":"t","groupp":"g"}"#
+        )
+        .is_err());
         assert!(serde_json::from_str::<SourceConfig>(r#"{"paths":[]}"#).is_err());
         let text =
             serde_json::to_string(&SourceConfig::Generator(GeneratorConfig::default())).unwrap();

@@ -15,11 +15,21 @@ use crate::position::{line_position, path_label};
 
 /// Where the columns are in each row.
 #[derive(Debug, Clone, Copy)]
-struct Columns {
-    item_id: usize,
-    category: usize,
-    ts: usize,
-    quantity: Option<usize>,
+pub(crate) struct Columns {
+    pub(crate) item_id: usize,
+    pub(crate) category: usize,
+    pub(crate) ts: usize,
+    pub(crate) quantity: Option<usize>,
+}
+
+impl Columns {
+    /// The data contract's column order without a header: `item_id,category,ts[,quantity[,order_id]]`.
+    pub(crate) const CONTRACT_ORDER: Columns = Columns {
+        item_id: 0,
+        category: 1,
+        ts: 2,
+        quantity: Some(3),
+    };
 }
 
 /// Reads one CSV file.
@@ -110,6 +120,15 @@ fn parse_row(
             record.len()
         )));
     }
+    parse_fields(record, columns, interner)
+}
+
+/// The purchase in `record`'s columns (a missing trailing `quantity` column means 1).
+pub(crate) fn parse_fields(
+    record: &ByteRecord,
+    columns: Columns,
+    interner: &mut Interner,
+) -> Result<Option<Purchase>, RecordError> {
     let item_id = field(record, columns.item_id, "item_id")?;
     let category = field(record, columns.category, "category")?;
     let ts_ms = fields::ts_from_text(field(record, columns.ts, "ts")?)?;
@@ -121,7 +140,7 @@ fn parse_row(
 }
 
 /// The row as CSV text again (for the dead-letter output).
-fn render(record: &ByteRecord) -> Vec<u8> {
+pub(crate) fn render(record: &ByteRecord) -> Vec<u8> {
     let mut text = Vec::new();
     for (i, value) in record.iter().enumerate() {
         if i > 0 {

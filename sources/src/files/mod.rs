@@ -1,8 +1,8 @@
 //! File sources: JSON Lines, CSV and Parquet files or folders, split into read units.
 
-mod csv;
-mod fields;
-mod jsonl;
+pub(crate) mod csv;
+pub(crate) mod fields;
+pub(crate) mod jsonl;
 mod lines;
 mod list;
 mod parquet;

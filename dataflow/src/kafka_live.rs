@@ -1,0 +1,249 @@
+//! Live input from Kafka: each worker reads its partitions, advances its input time to their
+//! watermark, and commits offsets once their purchases are published.
+//!
+//! ## Correctness
+//! A purchase enters at `max(ts, input time)` and keeps its own `ts` for its weight, so no
+//! advance of the input time can lose or double-count one; the watermark only decides how
+//! complete a snapshot of time `T` is. Workers advance independently; the dataflow's frontier
+//! is the minimum over all workers (of every process), so a snapshot waits for the slowest
+//! partition that is not idle. A worker whose partitions are all idle (or that owns none)
+//! follows the largest event time seen (or input time entered: a late purchase enters at the
+//! current time) by any worker of its process; across processes it only knows its own
+//! process's readers, so an idle process follows its own largest time.
+//! An offset is committed only once the snapshot covering its purchase was handed to the
+//! serving side ([`PendingOffsets`](topsellers_sources::kafka::PendingOffsets)).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use timely::worker::Worker;
+use topsellers_operators::Time;
+use topsellers_sinks::{MetricKind, Metrics};
+use topsellers_sources::kafka::{
+    DeadLetterTopic, KafkaConfig, KafkaShared, PartitionReader, Watermark,
+};
+
+use crate::render::Graph;
+use crate::worker::{align, enter, wall_clock_ms, Job, Shared};
+
+/// Reads one counter of [`KafkaShared`].
+type ReadCounter = fn(&KafkaShared) -> u64;
+
+/// The Kafka source of one process: its config and what its workers share.
+#[derive(Clone, Debug)]
+pub struct KafkaLive {
+    /// Brokers, topic, group, …
+    pub config: KafkaConfig,
+    /// Progress and counters of this process's readers.
+    pub shared: Arc<KafkaShared>,
+    /// Where bad messages go besides the dead-letter file, if configured.
+    pub dead_letters: Option<Arc<DeadLetterTopic>>,
+}
+
+impl KafkaLive {
+    /// Checks `config` and opens the dead-letter topic's producer, if any (no broker contact:
+    /// connecting happens, with retries, in the workers).
+    pub fn new(
+        config: &KafkaConfig,
+    ) -> Result<KafkaLive, topsellers_sources::kafka::KafkaSourceError> {
+        let shared = Arc::new(KafkaShared::new(config.topic.clone()));
+        let dead_letters = DeadLetterTopic::open(config, shared.clone())?.map(Arc::new);
+        Ok(KafkaLive {
+            config: config.clone(),
+            shared,
+            dead_letters,
+        })
+    }
+
+    /// Why `/readyz` is not ready yet (`None`: connected, caught up, and the snapshot of the
+    /// catch-up time published). `workers`: this process's worker threads.
+    pub fn not_ready(&self, workers: usize, published: Option<i64>) -> Option<String> {
+        let s = &self.shared;
+        let connected = s.connected.load(Ordering::SeqCst);
+        if connected < workers {
+            return Some(format!(
+                "kafka: connecting to {} ({connected} of {workers} workers connected)",
+                self.config.brokers
+            ));
+        }
+        let caught_up = s.caught_up.load(Ordering::SeqCst);
+        if caught_up < workers {
+            return Some(format!(
+                "kafka: catching up on {} ({caught_up} of {workers} workers caught up, {} messages read)",
+                self.config.topic,
+                s.messages.load(Ordering::Relaxed)
+            ));
+        }
+        let at = s.caught_up_at_ms.load(Ordering::SeqCst);
+        if published.is_none_or(|p| p < at) {
+            return Some("kafka: caught up, publishing".into());
+        }
+        None
+    }
+
+    /// Registers the Kafka gauges and counters with `/metrics`.
+    pub fn register_metrics(&self, metrics: &Metrics) {
+        let counters: [(&str, &str, ReadCounter); 5] = [
+            (
+                "topsellers_kafka_messages_total",
+                "Kafka messages read (valid, ignored and bad); rate() gives messages/s.",
+                |s| s.messages.load(Ordering::Relaxed),
+            ),
+            (
+                "topsellers_kafka_bad_messages_total",
+                "Kafka messages that broke the data contract (dead letters).",
+                |s| s.bad_messages.load(Ordering::Relaxed),
+            ),
+            (
+                "topsellers_kafka_commits_total",
+                "Offset commits that succeeded.",
+                |s| s.commits.load(Ordering::Relaxed),
+            ),
+            (
+                "topsellers_kafka_commit_failures_total",
+                "Offset commits that failed.",
+                |s| s.commit_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "topsellers_kafka_dead_letter_failures_total",
+                "Dead letters that could not be written to the dead-letter topic.",
+                |s| s.dead_letter_failures.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, read) in counters {
+            let shared = self.shared.clone();
+            metrics.register_extra(
+                name,
+                help,
+                MetricKind::Counter,
+                Box::new(move || read(&shared) as f64),
+            );
+        }
+        let shared = self.shared.clone();
+        metrics.register_family(
+            "topsellers_kafka_partition_lag_messages",
+            "Messages between the consumer's position and the partition's end, as last reported by the broker.",
+            MetricKind::Gauge,
+            Box::new(move || {
+                let topic = &shared.topic;
+                shared
+                    .partitions()
+                    .into_iter()
+                    .filter_map(|(p, g)| {
+                        g.lag
+                            .map(|lag| (format!("topic=\"{topic}\",partition=\"{p}\""), lag as f64))
+                    })
+                    .collect()
+            }),
+        );
+        let shared = self.shared.clone();
+        metrics.register_family(
+            "topsellers_kafka_event_time_lag_seconds",
+            "Wall clock minus the largest event time read from the partition.",
+            MetricKind::Gauge,
+            Box::new(move || {
+                let topic = &shared.topic;
+                let now = wall_clock_ms();
+                shared
+                    .partitions()
+                    .into_iter()
+                    .filter_map(|(p, g)| {
+                        g.max_event_ms.map(|ts| {
+                            (
+                                format!("topic=\"{topic}\",partition=\"{p}\""),
+                                (now - ts) as f64 / 1000.0,
+                            )
+                        })
+                    })
+                    .collect()
+            }),
+        );
+    }
+}
+
+/// Runs the live Kafka input of one worker until stopped.
+pub(crate) fn follow(
+    worker: &mut Worker,
+    graph: &mut Graph,
+    job: &Job,
+    shared: &Shared,
+    kafka: &KafkaLive,
+) {
+    let connected = PartitionReader::connect(
+        &kafka.config,
+        job.scoring.lateness_ms,
+        worker.index(),
+        worker.peers(),
+        kafka.shared.clone(),
+        kafka.dead_letters.clone(),
+        &shared.stop,
+    );
+    let mut reader = match connected {
+        Ok(Some(reader)) => reader,
+        Ok(None) => return,
+        Err(e) => return shared.fail(format!("kafka source: {e}")),
+    };
+    kafka.shared.connected.fetch_add(1, Ordering::SeqCst);
+    let epoch = Duration::from_millis(job.epoch_ms.max(1));
+    let mut purchases = Vec::with_capacity(job.batch_size);
+    let mut bad = Vec::new();
+    let mut caught_up = false;
+    while !shared.stopped() {
+        let current = *graph.purchases.time();
+        let deadline = Instant::now() + epoch;
+        reader.read_round(
+            current as i64,
+            job.batch_size,
+            deadline,
+            &mut purchases,
+            &mut bad,
+            || {
+                worker.step();
+            },
+        );
+        let count = purchases.len() as u64;
+        let mut entered_max: Option<Time> = None;
+        for purchase in purchases.drain(..) {
+            let at = (purchase.ts_ms.max(0) as Time).max(current);
+            entered_max = entered_max.max(Some(at));
+            enter(graph, purchase, current);
+        }
+        if let Some(at) = entered_max {
+            kafka.shared.entered(at as i64);
+        }
+        shared.metrics.add_purchases(count);
+        shared.bad(&mut bad);
+        shared.metrics.add_ignored_records(reader.take_ignored());
+
+        let now = Instant::now();
+        let target = match reader.watermark(now) {
+            Watermark::Hold => current,
+            // Rounded down to the epoch: workers of similar watermarks then advance to the same
+            // times, so the frontier (and a snapshot) moves once per epoch, not once per worker.
+            Watermark::Active(w) => align(w.max(0) as Time, job.epoch_ms) + 1,
+            // Everything is idle: publish up to the last purchase exactly, and past anything
+            // any worker of this process entered late (at its then current time: another
+            // worker may hold such purchases at a time after every event time).
+            Watermark::Idle(w) => {
+                let entered = kafka.shared.max_entered_ms().unwrap_or(0);
+                w.max(entered).max(0) as Time + 1
+            }
+        }
+        .max(current);
+        graph.purchases.advance_to(target);
+        graph.purchases.flush();
+        // Let the dataflow finish the previous round before reading more (backpressure).
+        while graph.probe.less_than(&current) && !shared.stopped() {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+        }
+        worker.step();
+        let published = shared.published.load(Ordering::SeqCst);
+        reader.commit(published, Instant::now());
+        if !caught_up && reader.caught_up(now) {
+            caught_up = true;
+            kafka.shared.worker_caught_up(target as i64 - 1);
+        }
+    }
+    reader.close(shared.published.load(Ordering::SeqCst));
+}

@@ -1,0 +1,322 @@
+//! Kafka benchmark: end-to-end throughput from a topic, and freshness (produce → visible over
+//! HTTP) at a steady rate, against a running broker.
+//!
+//! Run with (the script starts a tansu broker on loopback and stops it afterwards):
+//! `scripts/kafka-broker run cargo run --release -p topsellers-examples --example kafka_bench -- throughput 3000000`
+//! `scripts/kafka-broker run cargo run --release -p topsellers-examples --example kafka_bench -- freshness 100000 30`
+//!
+//! The broker address comes from `TOPSELLERS_TEST_KAFKA`. Purchases: 1M items (skewed), a
+//! category tree 3 levels deep with fanout 22 (10,648 leaves) plus the root, JSON payloads on 4
+//! partitions, one profile (7d), k = 100, 2 workers (`WORKERS` overrides).
+//!
+//! - `throughput N`: produces N purchases first (event times spread over an hour, slightly out
+//!   of order), then starts topsellers and reports purchases/s until every purchase is read and
+//!   the snapshot covering them is published (up to the smallest per-partition maximum event
+//!   time: the rest needs the idle timeout, reported separately).
+//! - `freshness RATE SECONDS`: starts topsellers, produces RATE purchases/s with event time =
+//!   now, and every 100 ms a probe purchase in a category of its own; reports how long each
+//!   probe took from being sent to being listed by `GET /v1/top/probe/N` (p50, p99, max).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+use topsellers::config::{DeadLetterConfig, RuntimeConfig, ScoringConfig};
+use topsellers::Config;
+use topsellers_examples::get;
+use topsellers_sinks::HttpConfig;
+use topsellers_sources::{KafkaConfig, SourceConfig};
+
+const PARTITIONS: i32 = 4;
+const ITEMS: u64 = 1_000_000;
+const FANOUT: u64 = 22;
+
+fn main() -> Result<()> {
+    let brokers = std::env::var("TOPSELLERS_TEST_KAFKA")
+        .context("TOPSELLERS_TEST_KAFKA is not set: run under `scripts/kafka-broker run`")?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("throughput") => {
+            throughput(&brokers, args.get(1).map_or(Ok(3_000_000), |n| n.parse())?)
+        }
+        Some("freshness") => freshness(
+            &brokers,
+            args.get(1).map_or(Ok(100_000), |n| n.parse())?,
+            args.get(2).map_or(Ok(30), |n| n.parse())?,
+        ),
+        _ => bail!("usage: kafka_bench throughput N | freshness RATE SECONDS"),
+    }
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// xorshift64*: a fast deterministic generator, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A skewed item: the square of a uniform number favours small ids.
+    fn item(&mut self) -> u64 {
+        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        ((u * u * u) * ITEMS as f64) as u64
+    }
+
+    fn purchase(&mut self, ts: i64) -> String {
+        let item = self.item();
+        let leaf = item.wrapping_mul(2_654_435_761) % (FANOUT * FANOUT * FANOUT);
+        let (a, b, c) = (
+            leaf / (FANOUT * FANOUT),
+            leaf / FANOUT % FANOUT,
+            leaf % FANOUT,
+        );
+        let quantity = if self.next() % 100 < 1 { -1 } else { 1 };
+        format!(
+            r#"{{"item_id":"item-{item}","category":"c{a}/c{b}/c{c}","ts":{ts},"quantity":{quantity}}}"#
+        )
+    }
+}
+
+fn create_topic(brokers: &str, topic: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for result in runtime.block_on(admin.create_topics(
+        &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ))? {
+        result.map_err(|(name, e)| anyhow::anyhow!("create {name}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn producer(brokers: &str) -> Result<ThreadedProducer<DefaultProducerContext>> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "2000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()?)
+}
+
+fn send(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    partition: i32,
+    payload: &str,
+) {
+    let mut record = BaseRecord::<(), str>::to(topic)
+        .partition(partition)
+        .payload(payload);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+fn config(brokers: &str, topic: &str) -> Config {
+    let workers = std::env::var("WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2);
+    let mut kafka = KafkaConfig::new(brokers, topic);
+    kafka.group = format!("{topic}-bench");
+    for (key, value) in [
+        ("fetch.wait.max.ms", "10"),
+        ("fetch.queue.backoff.ms", "10"),
+    ] {
+        kafka.properties.insert(key.into(), value.into());
+    }
+    Config {
+        scoring: ScoringConfig {
+            half_lives: vec!["7d".into()],
+            ..ScoringConfig::default()
+        },
+        sources: vec![SourceConfig::Kafka(kafka)],
+        http: HttpConfig {
+            listen: "127.0.0.1:0".into(),
+            ..HttpConfig::default()
+        },
+        dead_letter: DeadLetterConfig {
+            path: String::new(),
+        },
+        runtime: RuntimeConfig {
+            workers,
+            ..RuntimeConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+fn throughput(brokers: &str, n: u64) -> Result<()> {
+    let topic = format!("bench-throughput-{}", std::process::id());
+    create_topic(brokers, &topic)?;
+    let producer = producer(brokers)?;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let base = wall_ms() - 3_600_000;
+    let mut partition_max: BTreeMap<i32, i64> = BTreeMap::new();
+    let started = Instant::now();
+    for i in 0..n {
+        // Event times over an hour, up to 2 s out of order.
+        let ts = base + (i as i64 * 3_600_000 / n as i64) - (rng.next() % 2000) as i64;
+        let partition = (rng.next() % PARTITIONS as u64) as i32;
+        let max = partition_max.entry(partition).or_insert(ts);
+        *max = (*max).max(ts);
+        send(&producer, &topic, partition, &rng.purchase(ts));
+    }
+    producer.flush(Duration::from_secs(300))?;
+    println!(
+        "produced {n} purchases in {:.1} s ({:.0}/s)",
+        started.elapsed().as_secs_f64(),
+        n as f64 / started.elapsed().as_secs_f64()
+    );
+    let covered = *partition_max.values().min().expect("partitions");
+    let last = *partition_max.values().max().expect("partitions");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let service = topsellers::run::start_with_stop(&config(brokers, &topic), stop.clone())?;
+    let mut read_all = None;
+    loop {
+        let published = service.table.published_time_ms().unwrap_or(i64::MIN);
+        let read = service.metrics.purchases_total();
+        if read_all.is_none() && read >= n * 99 / 100 && published >= covered {
+            read_all = Some(started.elapsed());
+        }
+        if published >= last {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("not done after 30 min: read {read}, published {published}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let total = started.elapsed();
+    let read_all = read_all.unwrap_or(total);
+    println!(
+        "consumed and published {n} purchases in {:.2} s: {:.0} purchases/s (2 workers); \
+         the last event time served after {:.2} s (includes the idle timeout); load {}",
+        read_all.as_secs_f64(),
+        n as f64 / read_all.as_secs_f64(),
+        total.as_secs_f64(),
+        load()
+    );
+    stop.store(true, Ordering::SeqCst);
+    service.shutdown()?;
+    Ok(())
+}
+
+fn freshness(brokers: &str, rate: u64, seconds: u64) -> Result<()> {
+    let topic = format!("bench-freshness-{}", std::process::id());
+    create_topic(brokers, &topic)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let service = topsellers::run::start_with_stop(&config(brokers, &topic), stop.clone())?;
+    let addr = service.addr;
+    let producer = Arc::new(producer(brokers)?);
+    let done = Arc::new(AtomicBool::new(false));
+
+    // Load: `rate` purchases per second in 10 ms slices, event time = now.
+    let load_thread = {
+        let (producer, topic, done) = (producer.clone(), topic.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut rng = Rng(42);
+            let started = Instant::now();
+            let mut sent = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+                let now = wall_ms();
+                while sent < due {
+                    let partition = (sent % PARTITIONS as u64) as i32;
+                    send(&producer, &topic, partition, &rng.purchase(now));
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            sent as f64 / started.elapsed().as_secs_f64()
+        })
+    };
+    // Probes: one every 100 ms, each in a category of its own, polled over HTTP until listed.
+    let warmup = Duration::from_secs(5);
+    std::thread::sleep(warmup);
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut pending: Vec<(u64, Instant)> = Vec::new();
+    let mut next_probe = 0u64;
+    let mut next_at = Instant::now();
+    while started.elapsed() < Duration::from_secs(seconds) || !pending.is_empty() {
+        if started.elapsed() < Duration::from_secs(seconds) && Instant::now() >= next_at {
+            let payload = format!(
+                r#"{{"item_id":"probe-{next_probe}","category":"probe/{next_probe}","ts":{},"quantity":1}}"#,
+                wall_ms()
+            );
+            send(
+                &producer,
+                &topic,
+                (next_probe % PARTITIONS as u64) as i32,
+                &payload,
+            );
+            pending.push((next_probe, Instant::now()));
+            next_probe += 1;
+            next_at += Duration::from_millis(100);
+        }
+        pending.retain(|(n, sent)| {
+            let listed = matches!(get(addr, &format!("/v1/top/probe/{n}")), Ok((200, body)) if body.contains("probe-"));
+            if listed {
+                latencies.push(sent.elapsed());
+            }
+            !listed && sent.elapsed() < Duration::from_secs(60)
+        });
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    done.store(true, Ordering::Relaxed);
+    let achieved = load_thread.join().expect("load thread");
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    if latencies.is_empty() {
+        bail!("no probe became visible");
+    }
+    println!(
+        "freshness at {achieved:.0} purchases/s (2 workers), {} probes: p50 {:?}, p99 {:?}, max {:?}; ingested {}; load {}",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        latencies.last().expect("probes"),
+        service.metrics.purchases_total(),
+        load()
+    );
+    stop.store(true, Ordering::SeqCst);
+    service.shutdown()?;
+    Ok(())
+}

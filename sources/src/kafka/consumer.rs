@@ -1,0 +1,463 @@
+//! One worker's partition reader: its own consumer, manually assigned the partitions it owns.
+//!
+//! Worker `index` of `peers` (counted over every process) owns the partitions `p` with
+//! `p % peers == index`: no consumer-group rebalances ever move a partition, and a process
+//! restart gets the same assignment. The reader parses messages, feeds the watermark tracker,
+//! notes offsets by input time, and commits those whose purchases are published.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message};
+use topsellers_model::Purchase;
+
+use super::committer::Committer;
+use super::config::{KafkaConfig, StartFrom};
+use super::dead_letter_topic::DeadLetterTopic;
+use super::offsets::PendingOffsets;
+use super::payload::{message_position, PayloadParser};
+use super::shared::KafkaShared;
+use super::watermark::{Watermark, WatermarkTracker};
+use super::KafkaSourceError;
+use crate::bad::BadRecord;
+
+/// How long one metadata request may take before it is retried.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// First and largest wait between connection attempts.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(10));
+/// Longest single wait inside a round, so the worker keeps stepping the dataflow.
+const POLL_SLICE: Duration = Duration::from_millis(5);
+/// Least time between two logged consumer errors.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The client properties for `config`: `bootstrap.servers`, then `defaults`, then the
+/// configured `properties` (which override both).
+pub(crate) fn client_config(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.brokers);
+    for (key, value) in defaults {
+        client.set(*key, *value);
+    }
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    client.set_log_level(RDKafkaLogLevel::Warning);
+    client
+}
+
+/// librdkafka's own log lines, at debug level: connection failures are retried by the client
+/// and reported by the reader in one clear line instead.
+pub(crate) fn log_client(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
+            tracing::error!(target: "librdkafka", "{fac}: {message}")
+        }
+        _ => tracing::debug!(target: "librdkafka", "{fac}: {message}"),
+    }
+}
+
+/// The consumer's callbacks: statistics (lag), commit results, logs.
+struct Context {
+    shared: Arc<KafkaShared>,
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_client(level, fac, message);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.shared.topic) else {
+            return;
+        };
+        for (&partition, stats) in &topic.partitions {
+            if partition < 0 || !stats.desired {
+                continue;
+            }
+            let lag = if stats.hi_offset >= 0 && stats.app_offset >= 0 {
+                (stats.hi_offset - stats.app_offset).max(0)
+            } else {
+                stats.consumer_lag
+            };
+            if lag >= 0 {
+                self.shared.set_lag(partition, lag);
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(%error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for Context {}
+
+/// Reads the partitions one worker owns.
+pub struct PartitionReader {
+    consumer: Arc<BaseConsumer<Context>>,
+    topic: String,
+    partitions: Vec<i32>,
+    committer: Option<Committer>,
+    commit_interval: Duration,
+    parser: PayloadParser,
+    marks: WatermarkTracker,
+    offsets: PendingOffsets,
+    /// Partitions whose end was reached since their last message.
+    at_end: BTreeSet<i32>,
+    shared: Arc<KafkaShared>,
+    dead_letters: Option<Arc<DeadLetterTopic>>,
+    last_commit: Instant,
+    caught_up: bool,
+    ignored: u64,
+    last_error_log: Option<Instant>,
+}
+
+impl std::fmt::Debug for PartitionReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionReader")
+            .field("topic", &self.topic)
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which partitions worker `index` of `peers` owns out of `count`.
+pub fn owned_partitions(count: usize, index: usize, peers: usize) -> Vec<i32> {
+    (0..count)
+        .filter(|p| p % peers.max(1) == index)
+        .map(|p| p as i32)
+        .collect()
+}
+
+impl PartitionReader {
+    /// Connects (retrying with backoff, with one clear log line per attempt, until the topic's
+    /// metadata is read or `stop` is set) and assigns the partitions worker `index` of `peers`
+    /// owns. `None` if stopped first.
+    pub fn connect(
+        config: &KafkaConfig,
+        lateness_ms: i64,
+        index: usize,
+        peers: usize,
+        shared: Arc<KafkaShared>,
+        dead_letters: Option<Arc<DeadLetterTopic>>,
+        stop: &AtomicBool,
+    ) -> Result<Option<PartitionReader>, KafkaSourceError> {
+        let client_id = format!("topsellers-worker-{index}");
+        let client = client_config(
+            config,
+            &[
+                ("group.id", &config.group),
+                ("client.id", &client_id),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("enable.partition.eof", "true"),
+                ("auto.offset.reset", config.fallback.as_str()),
+                ("statistics.interval.ms", "5000"),
+                ("allow.auto.create.topics", "false"),
+            ],
+        );
+        let consumer: Arc<BaseConsumer<Context>> = Arc::new(
+            client
+                .create_with_context(Context {
+                    shared: shared.clone(),
+                })
+                .map_err(KafkaSourceError::Client)?,
+        );
+        let Some(count) = partition_count(&consumer, config, index, stop) else {
+            return Ok(None);
+        };
+        let partitions = owned_partitions(count, index, peers);
+        let start = match config.start {
+            StartFrom::Committed => Offset::Stored,
+            StartFrom::Earliest => Offset::Beginning,
+            StartFrom::Latest => Offset::End,
+        };
+        let mut assignment = TopicPartitionList::new();
+        for &p in &partitions {
+            assignment
+                .add_partition_offset(&config.topic, p, start)
+                .map_err(KafkaSourceError::Client)?;
+            shared.own(p);
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(KafkaSourceError::Client)?;
+        tracing::info!(
+            worker = index,
+            "kafka: reading partitions {partitions:?} of {} ({count} in all) from {}, starting at {:?}",
+            config.topic,
+            config.brokers,
+            config.start
+        );
+        let committer = if config.commit {
+            Some(
+                Committer::spawn(
+                    consumer.clone(),
+                    config.topic.clone(),
+                    shared.clone(),
+                    index,
+                    config.commit_interval(),
+                )
+                .map_err(KafkaSourceError::Thread)?,
+            )
+        } else {
+            None
+        };
+        let now = Instant::now();
+        Ok(Some(PartitionReader {
+            consumer,
+            committer,
+            topic: config.topic.clone(),
+            marks: WatermarkTracker::new(&partitions, lateness_ms, config.idle_timeout(), now),
+            partitions,
+            commit_interval: config.commit_interval(),
+            parser: PayloadParser::new(config.format),
+            offsets: PendingOffsets::new(),
+            at_end: BTreeSet::new(),
+            shared,
+            dead_letters,
+            last_commit: now,
+            caught_up: false,
+            ignored: 0,
+            last_error_log: None,
+        }))
+    }
+
+    /// The partitions this reader owns.
+    pub fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+
+    /// Reads messages until `max` were read or `deadline` passes, calling `between` whenever
+    /// nothing is waiting (so the caller can step its dataflow). Valid purchases go to
+    /// `purchases`, bad messages to `bad` (and the dead-letter topic). `current` is the input
+    /// time now: a purchase enters at `max(ts, current)`. Returns the messages read.
+    pub fn read_round(
+        &mut self,
+        current: i64,
+        max: usize,
+        deadline: Instant,
+        purchases: &mut Vec<Purchase>,
+        bad: &mut Vec<BadRecord>,
+        mut between: impl FnMut(),
+    ) -> usize {
+        let mut read = 0;
+        let mut seen: Vec<i32> = Vec::new();
+        while read < max.max(1) {
+            let now = Instant::now();
+            let Some(left) = deadline
+                .checked_duration_since(now)
+                .filter(|d| !d.is_zero())
+            else {
+                break;
+            };
+            let polled = if self.partitions.is_empty() {
+                None
+            } else {
+                self.consumer.poll(left.min(POLL_SLICE))
+            };
+            match polled {
+                None => {
+                    if self.partitions.is_empty() {
+                        std::thread::sleep(left.min(POLL_SLICE));
+                    }
+                    between();
+                }
+                Some(Ok(message)) => {
+                    read += 1;
+                    let (partition, offset) = (message.partition(), message.offset());
+                    self.at_end.remove(&partition);
+                    match self.parser.parse(message.payload()) {
+                        Ok(Some(purchase)) => {
+                            let input_time = purchase.ts_ms.max(current);
+                            self.marks.observe(partition, purchase.ts_ms, now);
+                            self.offsets.note(partition, offset, Some(input_time));
+                            if !seen.contains(&partition) {
+                                seen.push(partition);
+                            }
+                            purchases.push(purchase);
+                        }
+                        Ok(None) => {
+                            self.ignored += 1;
+                            self.offsets.note(partition, offset, None);
+                        }
+                        Err(error) => {
+                            let position = message_position(&self.topic, partition, offset);
+                            let record = BadRecord::from_bytes(
+                                position,
+                                error,
+                                message.payload().unwrap_or_default(),
+                            );
+                            if let Some(topic) = &self.dead_letters {
+                                topic.send(&record);
+                            }
+                            self.shared.bad_messages.fetch_add(1, Ordering::Relaxed);
+                            self.offsets.note(partition, offset, None);
+                            bad.push(record);
+                        }
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    self.at_end.insert(partition);
+                }
+                Some(Err(error)) => self.log_error(&error),
+            }
+        }
+        self.offsets.seal();
+        for partition in seen {
+            if let Some(max) = self.marks.partition_max(partition) {
+                self.shared.saw_event(partition, max);
+            }
+        }
+        self.shared
+            .messages
+            .fetch_add(read as u64, Ordering::Relaxed);
+        read
+    }
+
+    /// How far the worker's input time may advance at `now` (see [`WatermarkTracker`]); when
+    /// every owned partition is idle, it follows the largest event time any reader of this
+    /// process has seen.
+    pub fn watermark(&self, now: Instant) -> Watermark {
+        self.marks.watermark(now, self.shared.max_event_ms())
+    }
+
+    /// Whether every owned partition has been read to its end (or has been idle) at least
+    /// once since the start; latched.
+    pub fn caught_up(&mut self, now: Instant) -> bool {
+        if !self.caught_up {
+            self.caught_up = self
+                .partitions
+                .iter()
+                .all(|p| self.at_end.contains(p) || self.marks.is_idle(*p, now));
+        }
+        self.caught_up
+    }
+
+    /// Zero-quantity messages read since the last call.
+    pub fn take_ignored(&mut self) -> u64 {
+        std::mem::take(&mut self.ignored)
+    }
+
+    /// Releases the offsets whose purchases are in the snapshot of time `published` (or an
+    /// earlier one) and, when the commit interval has passed, hands them to the commit thread.
+    pub fn commit(&mut self, published: i64, now: Instant) {
+        self.offsets.release(published);
+        if now.duration_since(self.last_commit) < self.commit_interval {
+            return;
+        }
+        self.last_commit = now;
+        if let Some(committer) = &self.committer {
+            let released = self.offsets.take_released();
+            if !released.is_empty() {
+                committer.commit(released);
+            }
+        }
+    }
+
+    /// Commits what `published` releases and waits for the commit (at shutdown).
+    pub fn close(&mut self, published: i64) {
+        self.offsets.release(published);
+        if let Some(mut committer) = self.committer.take() {
+            committer.commit(self.offsets.take_released());
+            committer.close();
+        }
+    }
+
+    fn log_error(&mut self, error: &KafkaError) {
+        let now = Instant::now();
+        if self
+            .last_error_log
+            .is_none_or(|at| now.duration_since(at) >= ERROR_LOG_INTERVAL)
+        {
+            self.last_error_log = Some(now);
+            tracing::warn!(%error, topic = %self.topic, "kafka consumer error (the client reconnects by itself)");
+        }
+    }
+}
+
+/// The topic's partition count, retrying until it is known or `stop` is set.
+fn partition_count(
+    consumer: &BaseConsumer<Context>,
+    config: &KafkaConfig,
+    index: usize,
+    stop: &AtomicBool,
+) -> Option<usize> {
+    let mut backoff = BACKOFF.0;
+    let mut attempt = 0u32;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        attempt += 1;
+        let problem = match consumer.fetch_metadata(Some(&config.topic), METADATA_TIMEOUT) {
+            Ok(metadata) => match metadata.topics().iter().find(|t| t.name() == config.topic) {
+                Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => {
+                    return Some(topic.partitions().len());
+                }
+                Some(topic) => format!(
+                    "topic {:?} is not available ({:?})",
+                    config.topic,
+                    topic.error()
+                ),
+                None => format!("topic {:?} does not exist", config.topic),
+            },
+            Err(error) => format!("cannot reach the brokers: {error}"),
+        };
+        if index == 0 {
+            tracing::warn!(
+                "kafka {}: {problem}; attempt {attempt}, retrying in {backoff:?} (/readyz stays not ready until connected)",
+                config.brokers
+            );
+        } else {
+            tracing::debug!(
+                worker = index,
+                "kafka {}: {problem}; retrying",
+                config.brokers
+            );
+        }
+        let until = Instant::now() + backoff;
+        while Instant::now() < until {
+            if stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        backoff = (backoff * 2).min(BACKOFF.1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_by_index() {
+        assert_eq!(owned_partitions(5, 0, 2), vec![0, 2, 4]);
+        assert_eq!(owned_partitions(5, 1, 2), vec![1, 3]);
+        assert_eq!(owned_partitions(2, 3, 4), Vec::<i32>::new());
+        assert_eq!(owned_partitions(3, 0, 1), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn properties_override_defaults() {
+        let mut config = KafkaConfig::new("b:1", "t");
+        config
+            .properties
+            .insert("fetch.wait.max.ms".into(), "10".into());
+        config
+            .properties
+            .insert("enable.partition.eof".into(), "false".into());
+        let client = client_config(&config, &[("enable.partition.eof", "true")]);
+        assert_eq!(client.get("bootstrap.servers"), Some("b:1"));
+        assert_eq!(client.get("fetch.wait.max.ms"), Some("10"));
+        assert_eq!(client.get("enable.partition.eof"), Some("false"));
+    }
+}

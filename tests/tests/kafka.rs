@@ -1,0 +1,653 @@
+//! Kafka end to end, against a real broker (tansu, started per test on loopback): purchases
+//! produced over several partitions, out of order, with returns, zero quantities and bad
+//! messages (JSON and CSV payloads); `topsellers run` with a Kafka source serves, on every
+//! category, the brute-force oracle's lists as of the last event time; the dead-letter file and
+//! topic hold exactly the bad messages; offsets are committed once published and a restarted
+//! process resumes from them. Also: the broker down at start, and restarted mid-stream.
+//!
+//! Waits are bounded (generous) liveness limits, never timing assertions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use topsellers::run::Service;
+use topsellers::Config;
+use topsellers_sources::{KafkaConfig, SourceConfig};
+use topsellers_tests::broker::{
+    create_topic, fast_properties, persistent_binary, produce, read_topic, Broker,
+};
+use topsellers_tests::{
+    assert_no_problems, check_twins, compare, default_as_of, generate, http, jsonl_line, metric,
+    parse_rfc3339, top_items, top_path, wait_until, Got, Params, Rec, Spec, DAY,
+};
+
+const R: i64 = 2 * DAY;
+
+/// Stops a service when dropped, so that a failing assertion does not leave its workers
+/// running (declare it after the service: it is dropped first).
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Starts a service that stops when the returned guard is dropped. With `RUST_LOG` set, logs
+/// go to the test's output.
+fn start(config: &Config) -> (Service, StopOnDrop) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let service = topsellers::run::start_with_stop(config, stop.clone()).expect("start");
+    (service, StopOnDrop(stop))
+}
+const K: usize = 5;
+const PARTITIONS: i32 = 3;
+/// How long the service may take to consume and publish everything (a liveness bound).
+const PATIENCE: Duration = Duration::from_secs(180);
+
+/// Messages that break the data contract, one way each.
+const BAD: &[&[u8]] = &[
+    b"not a purchase",
+    b"",
+    b"   ",
+    br#"{"item_id":"x","category":"a//b","ts":1790000000000}"#,
+    br#"{"item_id":"","category":"a","ts":1790000000000}"#,
+    br#"{"category":"a","ts":1790000000000}"#,
+    br#"{"item_id":"x","category":"a","ts":1790000000000,"quantity":"two"}"#,
+    br#"{"item_id":"x","category":"/a","ts":1790000000000}"#,
+    br#"{"item_id":"x","category":"a","ts":-5}"#,
+    br#"{"item_id":"x","category":"a","ts":1790000000000"#,
+    b"x,books,yesterday,1",
+    b"x,books,1790000000000,1.5",
+    b"x,,1790000000000",
+    b"\xff\xfe,books,1790000000000",
+];
+
+/// Purchases and bad messages to produce, as (partition, payload).
+struct Data {
+    records: Vec<Rec>,
+    twins: Vec<(String, String)>,
+    messages: Vec<(i32, Vec<u8>)>,
+    bad: Vec<(i32, Vec<u8>)>,
+}
+
+/// One CSV line (no header, no newline): `item_id,category,ts,quantity`.
+fn csv_line(rng: &mut SmallRng, rec: &Rec) -> String {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    let ts = if rng.random_bool(0.5) {
+        rec.ts.to_string()
+    } else {
+        topsellers_tests::rfc3339(rec.ts, 0)
+    };
+    writer
+        .write_record([&rec.item_id, &rec.category, &ts, &rec.quantity.to_string()])
+        .expect("csv");
+    let text = String::from_utf8(writer.into_inner().expect("csv")).expect("utf-8");
+    text.trim_end().to_owned()
+}
+
+fn data(seed: u64, purchases: usize) -> Data {
+    let history = generate(&Spec::new(seed, purchases, R, false));
+    encode(seed, history.records, history.twins, BAD)
+}
+
+/// Each record as a JSON or CSV message on a random partition, with `bad` mixed in.
+fn encode(
+    seed: u64,
+    records: Vec<Rec>,
+    twins: Vec<(String, String)>,
+    bad_payloads: &[&[u8]],
+) -> Data {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut messages: Vec<(i32, Vec<u8>)> = records
+        .iter()
+        .map(|rec| {
+            let payload = if rng.random_bool(0.7) {
+                jsonl_line(&mut rng, rec)
+            } else {
+                csv_line(&mut rng, rec)
+            };
+            (rng.random_range(0..PARTITIONS), payload.into_bytes())
+        })
+        .collect();
+    let mut bad = Vec::new();
+    for payload in bad_payloads {
+        let at = rng.random_range(0..=messages.len());
+        let message = (rng.random_range(0..PARTITIONS), payload.to_vec());
+        bad.push(message.clone());
+        messages.insert(at, message);
+    }
+    Data {
+        records,
+        twins,
+        messages,
+        bad,
+    }
+}
+
+/// A unique topic name per test run.
+fn topic(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+fn service_config(params: &Params, kafka: KafkaConfig, dead_letter: &str) -> Config {
+    let mut config = params.config(&[], dead_letter);
+    config.sources = vec![SourceConfig::Kafka(kafka)];
+    config
+}
+
+fn kafka_config(brokers: &str, topic: &str) -> KafkaConfig {
+    let mut kafka = KafkaConfig::new(brokers, topic);
+    kafka.group = format!("{topic}-group");
+    for (key, value) in fast_properties() {
+        kafka.properties.insert(key.into(), value.into());
+    }
+    kafka
+}
+
+/// Waits until the served snapshot is as of `until` or later.
+fn wait_published(service: &Service, until: i64, context: &str) {
+    let published = wait_until(PATIENCE, || {
+        service
+            .table
+            .published_time_ms()
+            .is_some_and(|p| p >= until)
+    });
+    assert!(
+        published,
+        "{context}: the snapshot of the last event time {until} was not published within {PATIENCE:?}: published {:?}, readiness {:?}, metrics:\n{}",
+        service.table.published_time_ms(),
+        service.readiness.reason(),
+        service.metrics.render_prometheus(0)
+    );
+}
+
+/// Waits until the service has read `messages` Kafka messages.
+fn wait_read(service: &Service, messages: usize, context: &str) {
+    let read = wait_until(PATIENCE, || {
+        metric(
+            &service.metrics.render_prometheus(0),
+            "topsellers_kafka_messages_total",
+        ) == Some(messages as f64)
+    });
+    assert!(
+        read,
+        "{context}: {messages} messages not read within {PATIENCE:?}:\n{}",
+        service.metrics.render_prometheus(0)
+    );
+}
+
+/// Served lists: (profile, category) → (as_of, items).
+type Served = BTreeMap<(usize, String), (i64, Vec<(String, f64)>)>;
+
+/// Every list the service serves, read over HTTP.
+fn served(addr: SocketAddr, params: &Params, context: &str) -> Served {
+    let categories = http(addr, "GET", "/v1/categories", &[]).json();
+    let listed: BTreeSet<String> = categories["categories"]
+        .as_array()
+        .expect("categories")
+        .iter()
+        .map(|c| c["category"].as_str().expect("category").to_owned())
+        .collect();
+    let mut got = BTreeMap::new();
+    for cat in &listed {
+        for (profile, (name, _)) in params.half_lives.iter().enumerate() {
+            let target = format!("{}?profile={name}", top_path(cat));
+            let response = http(addr, "GET", &target, &[]);
+            assert_eq!(
+                response.status,
+                200,
+                "{context}: {target}: {}",
+                response.text()
+            );
+            let doc = response.json();
+            let as_of = doc["as_of"]
+                .as_str()
+                .and_then(parse_rfc3339)
+                .unwrap_or_else(|| panic!("{context}: {target}: as_of {}", doc["as_of"]));
+            got.insert((profile, cat.clone()), (as_of, top_items(&doc)));
+        }
+    }
+    got
+}
+
+/// The served lists equal the oracle's as of the newest snapshot served, which is at or after
+/// the last event time `until` (after it only when purchases arrived late, after every
+/// partition had been idle: they enter at the current input time). A list that did not change
+/// since an earlier snapshot is rendered as of that snapshot (same ranking, scores decayed
+/// less): its scores are decayed on here. Retried until it holds (a snapshot may be on its way).
+fn check_oracle(
+    service: &Service,
+    params: &Params,
+    records: &[Rec],
+    twins: &[(String, String)],
+    context: &str,
+) {
+    let until = default_as_of(records).expect("purchases");
+    let started = std::time::Instant::now();
+    loop {
+        let lists = served(service.addr, params, context);
+        let as_of = lists.values().map(|(t, _)| *t).max().unwrap_or(i64::MIN);
+        let mut got = Got::new();
+        for ((profile, cat), (rendered, items)) in lists {
+            let half_life = params.half_lives[profile].1 as f64;
+            let decay = (-((as_of - rendered) as f64) / half_life).exp2();
+            let items = items
+                .into_iter()
+                .map(|(item, score)| (item, score * decay))
+                .collect();
+            got.insert((profile, cat), items);
+        }
+        let mut problems = Vec::new();
+        if as_of < until {
+            problems.push(format!(
+                "served as of {as_of}, before the last event time {until}"
+            ));
+        }
+        let want = params.oracle(records, as_of);
+        problems.extend(compare(&got, &want, K, 2));
+        problems.extend(check_twins(&got, twins));
+        if problems.is_empty() {
+            return;
+        }
+        if started.elapsed() > PATIENCE {
+            assert_no_problems(&problems, &format!("{context}: served vs oracle"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Bad messages as the multiset of (partition, record text).
+fn bad_multiset(bad: &[(i32, Vec<u8>)]) -> BTreeMap<(i32, String), usize> {
+    let mut out = BTreeMap::new();
+    for (partition, payload) in bad {
+        *out.entry((*partition, String::from_utf8_lossy(payload).into_owned()))
+            .or_insert(0) += 1;
+    }
+    out
+}
+
+/// Dead letters (file lines or topic values) as the same multiset; checks positions.
+fn dead_multiset<'a>(
+    topic: &str,
+    lines: impl Iterator<Item = &'a [u8]>,
+) -> BTreeMap<(i32, String), usize> {
+    let mut out = BTreeMap::new();
+    for line in lines {
+        let doc: serde_json::Value = serde_json::from_slice(line).expect("dead letter JSON");
+        let position = doc["position"].as_str().expect("position");
+        let rest = position
+            .strip_prefix(&format!("{topic}/"))
+            .unwrap_or_else(|| panic!("position {position:?} names the topic {topic}"));
+        let (partition, offset) = rest.split_once('/').expect("partition/offset");
+        offset.parse::<i64>().expect("offset");
+        assert!(
+            doc["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{doc}"
+        );
+        let record = doc["record"].as_str().expect("record").to_owned();
+        *out.entry((partition.parse().expect("partition"), record))
+            .or_insert(0) += 1;
+    }
+    out
+}
+
+/// Messages produced per partition.
+fn counts(messages: &[(i32, Vec<u8>)]) -> BTreeMap<i32, i64> {
+    let mut out = BTreeMap::new();
+    for (partition, _) in messages {
+        *out.entry(*partition).or_insert(0) += 1;
+    }
+    out
+}
+
+/// The group's committed offsets.
+fn committed(brokers: &str, topic: &str, group: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        list.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn kafka_end_to_end(seed: u64, workers: usize) {
+    let context = format!("seed {seed} workers {workers}");
+    let broker = Broker::start();
+    let topic = topic(&format!("purchases-{workers}"));
+    let dead_topic = format!("{topic}-dead");
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    create_topic(&broker.addr, &dead_topic, 1);
+    let data = data(seed, 2500);
+    produce(&broker.addr, &topic, &data.messages);
+
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.jsonl");
+    let params = Params::new(K, workers, 500);
+    let mut kafka = kafka_config(&broker.addr, &topic);
+    kafka.dead_letter_topic = Some(dead_topic.clone());
+    let group = kafka.group.clone();
+    let changelog_topic = format!("{topic}-topk");
+    create_topic(&broker.addr, &changelog_topic, 1);
+    let mut config = service_config(&params, kafka.clone(), &dead.display().to_string());
+    config.changelog.topic = Some(changelog_topic.clone());
+    let (service, _stop) = start(&config);
+    let until = default_as_of(&data.records).unwrap();
+    wait_published(&service, until, &context);
+    wait_read(&service, data.messages.len(), &context);
+    assert!(
+        wait_until(PATIENCE, || service.is_ready()),
+        "{context}: not ready: {}",
+        service.readiness.reason()
+    );
+    check_oracle(&service, &params, &data.records, &data.twins, &context);
+
+    // Counters and gauges; offsets are committed while running.
+    assert!(
+        wait_until(PATIENCE, || metric(
+            &service.metrics.render_prometheus(0),
+            "topsellers_kafka_commits_total"
+        )
+        .is_some_and(|n| n >= 1.0)),
+        "{context}: no offset commit"
+    );
+    let text = http(service.addr, "GET", "/metrics", &[]).text();
+    let valid = data.records.iter().filter(|r| r.quantity != 0).count();
+    let zero = data.records.len() - valid;
+    for (series, want) in [
+        ("topsellers_purchases_total", valid),
+        ("topsellers_bad_records_total", BAD.len()),
+        ("topsellers_ignored_records_total", zero),
+        ("topsellers_kafka_messages_total", data.messages.len()),
+        ("topsellers_kafka_bad_messages_total", BAD.len()),
+        ("topsellers_kafka_dead_letter_failures_total", 0),
+        ("topsellers_kafka_commit_failures_total", 0),
+    ] {
+        assert_eq!(
+            metric(&text, series),
+            Some(want as f64),
+            "{context}: {series}\n{text}"
+        );
+    }
+    for p in 0..PARTITIONS {
+        let series = format!(
+            "topsellers_kafka_event_time_lag_seconds{{topic=\"{topic}\",partition=\"{p}\"}}"
+        );
+        assert!(
+            metric(&text, &series).is_some(),
+            "{context}: {series}\n{text}"
+        );
+    }
+    assert!(
+        text.contains("topsellers_kafka_commit_failures_total"),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "topsellers_changelog_topic_failures_total"),
+        Some(0.0),
+        "{text}"
+    );
+    let final_lists = served(service.addr, &params, &context);
+    service.stop();
+    service.shutdown().expect("shutdown");
+
+    // The changelog topic, compacted by key, holds the served lists.
+    let mut latest: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for (_, key, value) in read_topic(&broker.addr, &changelog_topic, 1) {
+        let key = String::from_utf8(key).expect("utf-8 key");
+        latest.insert(key, serde_json::from_slice(&value).expect("changelog JSON"));
+    }
+    let mut keys = BTreeSet::new();
+    for ((profile, cat), (_, items)) in &final_lists {
+        let name = params.half_lives[*profile].0;
+        let key = format!("{name}/{cat}");
+        let ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
+        match latest.get(&key) {
+            Some(doc) => {
+                assert_eq!(
+                    doc["category"].as_str(),
+                    Some(cat.as_str()),
+                    "{context}: {key}"
+                );
+                assert_eq!(doc["profile"].as_str(), Some(name), "{context}: {key}");
+                let logged: Vec<&str> = doc["items"]
+                    .as_array()
+                    .expect("items")
+                    .iter()
+                    .map(|item| item["item_id"].as_str().expect("item_id"))
+                    .collect();
+                assert_eq!(logged, ids, "{context}: changelog key {key}");
+            }
+            None => assert!(
+                ids.is_empty(),
+                "{context}: no changelog message for {key}: {ids:?}"
+            ),
+        }
+        keys.insert(key);
+    }
+    let unknown: Vec<&String> = latest.keys().filter(|k| !keys.contains(*k)).collect();
+    assert!(
+        unknown.is_empty(),
+        "{context}: changelog keys not served: {unknown:?}"
+    );
+
+    // Dead letters: exactly the bad messages, in the file and on the topic.
+    let file = std::fs::read(&dead).expect("dead-letter file");
+    let lines: Vec<&[u8]> = file
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        dead_multiset(&topic, lines.into_iter()),
+        bad_multiset(&data.bad),
+        "{context}: dead-letter file"
+    );
+    let letters = read_topic(&broker.addr, &dead_topic, BAD.len());
+    assert_eq!(
+        dead_multiset(&topic, letters.iter().map(|(_, _, v)| v.as_slice())),
+        bad_multiset(&data.bad),
+        "{context}: dead-letter topic"
+    );
+    for (_, key, value) in &letters {
+        let doc: serde_json::Value = serde_json::from_slice(value).unwrap();
+        assert_eq!(doc["position"].as_str().unwrap().as_bytes(), key.as_slice());
+    }
+
+    // Everything was published, so every offset is committed.
+    assert_eq!(
+        committed(&broker.addr, &topic, &group),
+        counts(&data.messages),
+        "{context}: committed offsets"
+    );
+
+    if workers == 1 {
+        // A restarted process resumes from the committed offsets: it reads only what is new.
+        let mut rng = SmallRng::seed_from_u64(seed + 1);
+        let later = until + 1_000;
+        let extra: Vec<Rec> = (0..20)
+            .map(|i| Rec::new(&format!("late-{i}"), "restart/check", later + i, 1))
+            .collect();
+        let messages: Vec<(i32, Vec<u8>)> = extra
+            .iter()
+            .map(|rec| {
+                (
+                    rng.random_range(0..PARTITIONS),
+                    jsonl_line(&mut rng, rec).into_bytes(),
+                )
+            })
+            .collect();
+        produce(&broker.addr, &topic, &messages);
+        let config = service_config(&params, kafka, "");
+        let (service, _stop) = start(&config);
+        wait_published(&service, later + 19, &format!("{context}: restart"));
+        let text = http(service.addr, "GET", "/metrics", &[]).text();
+        assert_eq!(
+            metric(&text, "topsellers_kafka_messages_total"),
+            Some(extra.len() as f64),
+            "{context}: the restarted process read only the new messages\n{text}"
+        );
+        let list = http(service.addr, "GET", &top_path("restart/check"), &[]).json();
+        assert_eq!(top_items(&list).len(), K, "{list}");
+        service.stop();
+        service.shutdown().expect("shutdown");
+    }
+}
+
+#[test]
+fn one_worker_serves_the_oracle_from_kafka() {
+    kafka_end_to_end(71, 1);
+}
+
+#[test]
+fn two_workers_serve_the_oracle_from_kafka() {
+    kafka_end_to_end(72, 2);
+}
+
+#[test]
+fn four_workers_three_partitions_serve_the_oracle_from_kafka() {
+    kafka_end_to_end(73, 4);
+}
+
+#[test]
+fn broker_down_at_start_then_up() {
+    let context = "broker down at start";
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let topic = topic("late-broker");
+    let params = Params::new(K, 2, 500);
+    let (service, _stop) = start(&service_config(&params, kafka_config(&addr, &topic), ""));
+    // Nothing listens yet: not ready, and says why.
+    let readyz = http(service.addr, "GET", "/readyz", &[]);
+    assert_eq!(readyz.status, 503, "{}", readyz.text());
+    assert!(
+        wait_until(PATIENCE, || service
+            .readiness
+            .reason()
+            .contains("connecting")),
+        "{}",
+        service.readiness.reason()
+    );
+    let broker = Broker::start_on(port);
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let data = data(74, 1500);
+    produce(&broker.addr, &topic, &data.messages);
+    let until = default_as_of(&data.records).unwrap();
+    wait_published(&service, until, context);
+    wait_read(&service, data.messages.len(), context);
+    assert!(
+        wait_until(PATIENCE, || service.is_ready()),
+        "{}",
+        service.readiness.reason()
+    );
+    check_oracle(&service, &params, &data.records, &data.twins, context);
+    service.stop();
+    service.shutdown().expect("shutdown");
+}
+
+#[test]
+fn broker_restart_mid_stream() {
+    let Some(bin) = persistent_binary() else {
+        panic!(
+            "the broker-restart test needs the tansu build with sqlite storage: run ./scripts/test (or scripts/kafka-broker persistent-path once, ~20 min, cached)"
+        );
+    };
+    two_bursts(Broker::start_persistent(bin), true);
+}
+
+/// A quiet period between two bursts: every partition goes idle, the lists are served as of
+/// the first burst's last purchase, and the second burst (some of it arriving on a worker that
+/// followed the other's event time, so late) is served in full.
+#[test]
+fn quiet_period_between_bursts() {
+    two_bursts(Broker::start(), false);
+}
+
+/// The earlier half of a history (by time), then (after a broker restart, if `restart`) the
+/// rest; the lists end equal to the oracle's and every message is read exactly once.
+fn two_bursts(mut broker: Broker, restart: bool) {
+    let context = if restart {
+        "broker restart"
+    } else {
+        "two bursts"
+    };
+    let topic = topic(if restart { "restart" } else { "bursts" });
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    // The earlier half of the purchases (by time) before the restart, the rest after; each
+    // half out of order, with bad messages.
+    let history = generate(&Spec::new(75, 2000, R, false));
+    let mut records = history.records.clone();
+    records.sort_by_key(|r| r.ts);
+    let later = records.split_off(records.len() / 2);
+    let mut rng = SmallRng::seed_from_u64(75);
+    records.shuffle(&mut rng);
+    let mut later_shuffled = later;
+    later_shuffled.shuffle(&mut rng);
+    let first = encode(75, records, Vec::new(), &BAD[..5]);
+    let second = encode(76, later_shuffled, Vec::new(), &BAD[5..]);
+    produce(&broker.addr, &topic, &first.messages);
+
+    let params = Params::new(K, 2, 500);
+    let (service, _stop) = start(&service_config(
+        &params,
+        kafka_config(&broker.addr, &topic),
+        "",
+    ));
+    wait_published(&service, default_as_of(&first.records).unwrap(), context);
+    if restart {
+        broker.restart();
+    }
+    produce(&broker.addr, &topic, &second.messages);
+    let until = default_as_of(&history.records).unwrap();
+    wait_published(&service, until, context);
+    // Every message read exactly once (none lost, none twice), then the lists are the oracle's.
+    wait_read(
+        &service,
+        first.messages.len() + second.messages.len(),
+        context,
+    );
+    check_oracle(&service, &params, &history.records, &history.twins, context);
+    let text = http(service.addr, "GET", "/metrics", &[]).text();
+    assert_eq!(
+        metric(&text, "topsellers_kafka_bad_messages_total"),
+        Some(BAD.len() as f64),
+        "{context}\n{text}"
+    );
+    service.stop();
+    service.shutdown().expect("shutdown");
+}
