@@ -1035,10 +1035,9 @@ impl Params {
                 retention: self.retention.0.to_owned(),
                 allowed_lateness: "0s".to_owned(),
             },
-            sources: vec![SourceConfig::Files(FilesConfig {
-                paths: paths.iter().map(|p| p.display().to_string()).collect(),
-                format: None,
-            })],
+            sources: vec![SourceConfig::Files(FilesConfig::new(
+                paths.iter().map(|p| p.display().to_string()).collect(),
+            ))],
             http: HttpConfig {
                 listen: "127.0.0.1:0".to_owned(),
                 ..HttpConfig::default()

@@ -177,10 +177,9 @@ impl RunArgs {
     pub fn config(&self) -> Result<Config, ConfigError> {
         let mut config = self.scoring.config(self.process)?;
         if !self.inputs.is_empty() {
-            config.sources.push(SourceConfig::Files(FilesConfig {
-                paths: self.inputs.clone(),
-                format: None,
-            }));
+            config
+                .sources
+                .push(SourceConfig::Files(FilesConfig::new(self.inputs.clone())));
         }
         if let Some(rate) = &self.rate {
             let generator = config.sources.iter_mut().find_map(|s| match s {
