@@ -401,7 +401,9 @@ mod tests {
                 let mine = units_for_worker(&units, index, peers);
                 sizes.push(mine.len());
                 for u in mine {
-                    *seen.entry((u.location.to_string(), u.row_group)).or_default() += 1;
+                    *seen
+                        .entry((u.location.to_string(), u.row_group))
+                        .or_default() += 1;
                 }
             }
             assert_eq!(seen.len(), units.len(), "peers {peers}");

@@ -273,6 +273,62 @@ mod tests {
     }
 
     #[test]
+    fn category_partition_fills_in_missing_categories_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("dt=2024-06-30/category=books%2Ffiction");
+        std::fs::create_dir_all(&folder).unwrap();
+        // CSV without a category column: every row takes the partition's.
+        std::fs::write(folder.join("a.csv"), "item_id,ts\nx,1\ny,2\n").unwrap();
+        // CSV with one: its own wins; an empty field (CSV's null) takes the partition's.
+        std::fs::write(
+            folder.join("b.csv"),
+            "item_id,category,ts\nx,toys,3\ny,,4\n",
+        )
+        .unwrap();
+        // JSON Lines: absent or null category takes the partition's; its own wins.
+        std::fs::write(
+            folder.join("c.jsonl"),
+            concat!(
+                "{\"item_id\":\"x\",\"ts\":5}\n",
+                "{\"item_id\":\"y\",\"ts\":6,\"category\":null}\n",
+                "{\"item_id\":\"z\",\"ts\":7,\"category\":\"toys/cars\"}\n",
+            ),
+        )
+        .unwrap();
+        let units = list_units(&[dir.path()], None).unwrap();
+        assert_eq!(units.len(), 3);
+        let mut got = Vec::new();
+        for unit in &units {
+            assert_eq!(unit.partitions.category.as_deref(), Some("books/fiction"));
+            let (purchases, bad) = read_unit_all(unit).unwrap();
+            assert!(bad.is_empty(), "{bad:?}");
+            got.extend(purchases.iter().map(|p| (p.ts_ms, p.category.to_string())));
+        }
+        let want = [
+            (1, "books/fiction"),
+            (2, "books/fiction"),
+            (3, "toys"),
+            (4, "books/fiction"),
+            (5, "books/fiction"),
+            (6, "books/fiction"),
+            (7, "toys/cars"),
+        ];
+        let want: Vec<(i64, String)> = want.iter().map(|(t, c)| (*t, c.to_string())).collect();
+        assert_eq!(got, want);
+        // Without a partition, a missing category column is still an error.
+        let plain = dir.path().join("plain.csv");
+        std::fs::write(&plain, "item_id,ts\nx,1\n").unwrap();
+        let unit = list_units(&[&plain], None).unwrap().remove(0);
+        assert!(matches!(
+            open_unit(&unit).err(),
+            Some(SourceError::MissingColumn {
+                column: "category",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn config_serde() {
         let c: FilesConfig = serde_json::from_str(r#"{"paths":["a","b"]}"#).unwrap();
         assert_eq!(c, FilesConfig::new(vec!["a".into(), "b".into()]));

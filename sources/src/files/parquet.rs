@@ -12,6 +12,7 @@ use parquet::arrow::arrow_reader::{
     ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::ParquetMetaData;
 use topsellers_model::{Purchase, RecordError};
 
 use super::fields::{self, Tally};
@@ -100,14 +101,7 @@ fn read_columns(
             ParquetInput::File(File::open(path).map_err(|e| SourceError::io(path, e))?)
         }
         Location::Object(object) => {
-            let group = meta.metadata().row_group(row_group);
-            let ranges: Vec<Range<u64>> = (0..group.num_columns())
-                .filter(|&leaf| mask.leaf_included(leaf))
-                .map(|leaf| {
-                    let (start, len) = group.column(leaf).byte_range();
-                    start..start + len
-                })
-                .collect();
+            let ranges = column_ranges(meta.metadata(), row_group, &mask);
             let len = unit
                 .file_bytes
                 .max(ranges.iter().map(|r| r.end).max().unwrap_or(0));
@@ -120,6 +114,23 @@ fn read_columns(
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| SourceError::parquet(label, e))
+}
+
+/// The byte ranges of the column chunks of `row_group` that `mask` selects: all a reader of
+/// those columns reads (footer aside).
+fn column_ranges(
+    meta: &ParquetMetaData,
+    row_group: usize,
+    mask: &ProjectionMask,
+) -> Vec<Range<u64>> {
+    let group = meta.row_group(row_group);
+    (0..group.num_columns())
+        .filter(|&leaf| mask.leaf_included(leaf))
+        .map(|leaf| {
+            let (start, len) = group.column(leaf).byte_range();
+            start..start + len
+        })
+        .collect()
 }
 
 /// The footer as Arrow sees it, after checking that `row_group` exists.
@@ -548,6 +559,141 @@ mod tests {
             ),
             ("v", "a/b", 7, 3)
         );
+    }
+
+    #[test]
+    fn object_reads_fetch_only_the_projected_column_chunks() {
+        // A wide column nobody reads: a reader over an object fetches the other columns' chunks
+        // only, and decodes them like the local file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.parquet");
+        let n = 2000;
+        let payload: Vec<String> = (0..n).map(|i| format!("{i:0>200}")).collect();
+        write(
+            &path,
+            vec![
+                ("payload", Arc::new(StringArray::from(payload)) as ArrayRef),
+                (
+                    "item_id",
+                    Arc::new(StringArray::from_iter_values(
+                        (0..n).map(|i| format!("i{}", i % 7)),
+                    )),
+                ),
+                (
+                    "category",
+                    Arc::new(StringArray::from_iter_values((0..n).map(|_| "a/b"))),
+                ),
+                ("ts", Arc::new(Int64Array::from_iter_values(0..n as i64))),
+            ],
+            700,
+        );
+        let units = list_units(&[&path], None).unwrap();
+        assert_eq!(units.len(), 3);
+        let file_bytes = std::fs::read(&path).unwrap();
+        for unit in &units {
+            let row_group = unit.row_group.unwrap();
+            let meta = arrow_metadata(unit, row_group).unwrap();
+            let schema = meta.schema().clone();
+            let roots: Vec<usize> = ["item_id", "category", "ts"]
+                .iter()
+                .map(|name| {
+                    schema
+                        .fields()
+                        .iter()
+                        .position(|f| f.name() == *name)
+                        .unwrap()
+                })
+                .collect();
+            let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
+            let ranges = column_ranges(meta.metadata(), row_group, &mask);
+            assert_eq!(ranges.len(), 3);
+            let fetched: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+            let group = meta.metadata().row_group(row_group);
+            let payload_bytes = group.column(0).byte_range().1;
+            assert!(
+                fetched * 5 < payload_bytes,
+                "fetched {fetched} bytes, the unread column has {payload_bytes}"
+            );
+            // Decode from just those ranges, as from an object store.
+            let parts = ranges
+                .iter()
+                .map(|r| {
+                    let bytes = bytes::Bytes::copy_from_slice(
+                        &file_bytes[r.start as usize..r.end as usize],
+                    );
+                    (r.start, bytes)
+                })
+                .collect();
+            let input = ParquetInput::Fetched(Fetched::from_parts(file_bytes.len() as u64, parts));
+            let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta)
+                .with_row_groups(vec![row_group])
+                .with_projection(mask)
+                .build()
+                .unwrap();
+            let rows: usize = batches.map(|b| b.unwrap().num_rows()).sum();
+            assert_eq!(rows as u64, unit.size_hint().rows.unwrap());
+        }
+    }
+
+    #[test]
+    fn statistics_give_the_same_max_ts_as_reading_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let base_ms: i64 = 1_700_000_000_123;
+        let ts = [base_ms - 5_000, base_ms, base_ms - 77];
+        let cases: Vec<(&str, ArrayRef, bool)> = vec![
+            ("ms", Arc::new(Int64Array::from(ts.to_vec())), true),
+            (
+                "s",
+                Arc::new(
+                    TimestampSecondArray::from(ts.iter().map(|t| t / 1000).collect::<Vec<_>>())
+                        .with_timezone("UTC"),
+                ),
+                true,
+            ),
+            (
+                "us",
+                Arc::new(TimestampMicrosecondArray::from(
+                    ts.iter().map(|t| t * 1000 + 999).collect::<Vec<_>>(),
+                )),
+                true,
+            ),
+            (
+                "ns",
+                Arc::new(TimestampNanosecondArray::from(
+                    ts.iter().map(|t| t * 1_000_000 + 1).collect::<Vec<_>>(),
+                )),
+                true,
+            ),
+            ("i32", Arc::new(Int32Array::from(vec![5, 9, -3])), true),
+            (
+                "text",
+                strings(&[Some("1970-01-01T00:00:01Z"), Some("7"), None]),
+                false,
+            ),
+            (
+                "negative",
+                Arc::new(Int64Array::from(vec![-5, -9, -3])),
+                true,
+            ),
+        ];
+        for (name, column, from_statistics) in cases {
+            let path = dir.path().join(format!("{name}.parquet"));
+            let rows = column.len();
+            write(
+                &path,
+                vec![
+                    ("item_id", strings(&vec![Some("a"); rows])),
+                    ("category", strings(&vec![Some("x"); rows])),
+                    ("ts", column),
+                ],
+                10,
+            );
+            let units = list_units(&[&path], None).unwrap();
+            assert_eq!(units[0].ts_max.is_some(), from_statistics, "{name}");
+            let read = max_ts(&units[0]).unwrap();
+            let stats = crate::files::max_event_time(&units[0]).unwrap();
+            assert_eq!(stats, read, "{name}");
+        }
     }
 
     #[test]

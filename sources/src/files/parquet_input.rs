@@ -108,6 +108,13 @@ impl Fetched {
         })
     }
 
+    /// Ranges fetched otherwise: `(start, bytes)` of a file of `len` bytes.
+    #[cfg(test)]
+    pub(crate) fn from_parts(len: u64, mut ranges: Vec<(u64, Bytes)>) -> Fetched {
+        ranges.sort_by_key(|(start, _)| *start);
+        Fetched { len, ranges }
+    }
+
     /// The held bytes from `start` to the end of the range holding `start`.
     fn from(&self, start: u64) -> parquet::errors::Result<Bytes> {
         let at = self.ranges.partition_point(|(s, _)| *s <= start);
