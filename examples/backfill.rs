@@ -30,10 +30,7 @@ fn main() -> Result<()> {
     }
     println!("wrote {} purchases to {}", writer.finish()?, path.display());
 
-    let files = FilesConfig {
-        paths: vec![path.display().to_string()],
-        format: None,
-    };
+    let files = FilesConfig::new(vec![path.display().to_string()]);
     let mut config = Config {
         sources: vec![SourceConfig::Files(files)],
         ..Config::default()

@@ -24,6 +24,7 @@ use topsellers_sources::files::FilesConfig;
 use topsellers_sources::SourceConfig;
 
 pub mod broker;
+pub mod s3;
 
 /// One hour in ms.
 pub const HOUR: i64 = 3_600_000;
@@ -731,6 +732,97 @@ pub fn write_parts(
         .collect()
 }
 
+/// What [`write_hive_parquet`] wrote.
+#[derive(Clone, Debug, Default)]
+pub struct HiveLayout {
+    /// Files written.
+    pub files: usize,
+    /// Files without a `category` column (their rows take the `category=` folder's value).
+    pub without_category_column: usize,
+    /// Row groups written.
+    pub row_groups: usize,
+}
+
+/// Writes `recs` as a hive-partitioned lake: `dt=YYYY-MM-DD/category=<percent-encoded>/part-0.parquet`
+/// per (UTC day, category), each file sorted by `ts` in row groups of `row_group_rows` (so that
+/// row groups of one day have disjoint time ranges). Every other file leaves out the `category`
+/// column, as writers that partition by a column do; `ts` alternates between Int64 epoch ms and
+/// a microsecond timestamp.
+pub fn write_hive_parquet(dir: &Path, recs: &[Rec], row_group_rows: usize) -> HiveLayout {
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    let mut groups: BTreeMap<(i64, String), Vec<&Rec>> = BTreeMap::new();
+    for rec in recs {
+        groups
+            .entry((rec.ts.div_euclid(DAY), rec.category.clone()))
+            .or_default()
+            .push(rec);
+    }
+    let mut layout = HiveLayout::default();
+    for (n, ((day, category), mut rows)) in groups.into_iter().enumerate() {
+        rows.sort_by_key(|r| r.ts);
+        let (y, m, d) = civil_from_days(day);
+        let folder = dir.join(format!("dt={y:04}-{m:02}-{d:02}")).join(format!(
+            "category={}",
+            percent_encoding::utf8_percent_encode(&category, percent_encoding::NON_ALPHANUMERIC)
+        ));
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        let with_category = n % 2 == 0;
+        let micros = n % 4 < 2;
+        let ts_type = if micros {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        } else {
+            DataType::Int64
+        };
+        let mut fields = vec![
+            Field::new("item_id", DataType::Utf8, false),
+            Field::new("ts", ts_type, false),
+            Field::new("quantity", DataType::Int64, false),
+        ];
+        if with_category {
+            fields.push(Field::new("category", DataType::Utf8, false));
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(row_group_rows))
+            .build();
+        let file = std::fs::File::create(folder.join("part-0.parquet")).expect("create");
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).expect("writer");
+        let ts: ArrayRef = if micros {
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.ts * 1000))
+                    .with_timezone("UTC"),
+            )
+        } else {
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.ts)))
+        };
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.item_id.as_str()),
+            )),
+            ts,
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.quantity),
+            )),
+        ];
+        if with_category {
+            columns.push(Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.category.as_str()),
+            )));
+        }
+        let batch = RecordBatch::try_new(schema, columns).expect("batch");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+        layout.files += 1;
+        layout.without_category_column += usize::from(!with_category);
+        layout.row_groups += rows.len().div_ceil(row_group_rows);
+    }
+    layout
+}
+
 // ---------------------------------------------------------------------------------------------
 // The oracle.
 // ---------------------------------------------------------------------------------------------
@@ -1037,10 +1129,9 @@ impl Params {
                 retention: self.retention.0.to_owned(),
                 allowed_lateness: "0s".to_owned(),
             },
-            sources: vec![SourceConfig::Files(FilesConfig {
-                paths: paths.iter().map(|p| p.display().to_string()).collect(),
-                format: None,
-            })],
+            sources: vec![SourceConfig::Files(FilesConfig::new(
+                paths.iter().map(|p| p.display().to_string()).collect(),
+            ))],
             http: HttpConfig {
                 listen: "127.0.0.1:0".to_owned(),
                 ..HttpConfig::default()

@@ -15,7 +15,7 @@ use topsellers_model::{
     format_rfc3339_ms, parse_time_ms, LatestLists, Profile, Snapshot, TopKList,
 };
 use topsellers_sinks::Metrics;
-use topsellers_sources::files::FilesConfig;
+use topsellers_sources::files::{FilesConfig, Pruned};
 use topsellers_sources::{DeadLetter, SourceConfig};
 
 use crate::cli::BatchArgs;
@@ -36,6 +36,8 @@ pub struct BatchSummary {
     pub skipped: u64,
     /// Bad records (in the dead-letter file).
     pub bad_records: u64,
+    /// Files and row groups not read at all: wholly older than `as_of − retention`.
+    pub pruned: Pruned,
     /// Lines written.
     pub lines: u64,
 }
@@ -53,10 +55,7 @@ struct Line<'a> {
 /// Runs `topsellers batch` from its command-line arguments.
 pub fn batch(args: &BatchArgs) -> Result<BatchSummary> {
     let mut config = args.config()?;
-    config.sources = vec![SourceConfig::Files(FilesConfig {
-        paths: args.inputs.clone(),
-        format: None,
-    })];
+    config.sources = vec![SourceConfig::Files(FilesConfig::new(args.inputs.clone()))];
     let as_of = args
         .as_of
         .as_deref()
@@ -97,14 +96,16 @@ pub fn compute(
 ) -> Result<(BatchSummary, Vec<TopKList>, Vec<Profile>)> {
     let scoring = config.check("config")?;
     let workers = config.runtime.workers;
-    let units = history::units(&config.sources)?;
+    let units = history::units(&config.sources, &config.lake)?;
     let as_of_ms = match as_of {
         Some(as_of) => as_of,
-        None => history::max_event_time(&units, workers)?.unwrap_or(0),
+        None => history::max_event_time(&units, workers, config.lake.prune)?.unwrap_or(0),
     };
     if as_of_ms < 0 {
         bail!("as-of time {as_of_ms} is before 1970");
     }
+    let after_ms = as_of_ms.saturating_sub(scoring.retention_ms);
+    let (units, pruned) = history::prune(units, after_ms, &config.lake);
     let metrics = Arc::new(Metrics::new());
     let dead_letter = Arc::new(
         DeadLetter::open(config.dead_letter.file()).with_context(|| {
@@ -136,7 +137,7 @@ pub fn compute(
         backfill: Some(Backfill {
             units,
             until_ms: as_of_ms,
-            after_ms: Some(as_of_ms.saturating_sub(scoring.retention_ms)),
+            after_ms: Some(after_ms),
         }),
         live: None,
         exit_after_backfill: true,
@@ -175,6 +176,7 @@ pub fn compute(
         purchases: metrics.purchases_total(),
         skipped,
         bad_records: metrics.bad_records_total(),
+        pruned,
         lines: 0,
     };
     Ok((summary, lists, scoring.profiles))

@@ -190,10 +190,9 @@ impl RunArgs {
     pub fn config(&self) -> Result<Config, ConfigError> {
         let mut config = self.scoring.config(self.process)?;
         if !self.inputs.is_empty() {
-            config.sources.push(SourceConfig::Files(FilesConfig {
-                paths: self.inputs.clone(),
-                format: None,
-            }));
+            config
+                .sources
+                .push(SourceConfig::Files(FilesConfig::new(self.inputs.clone())));
         }
         self.apply_kafka(&mut config, &self.origin())?;
         if let Some(rate) = &self.rate {

@@ -6,7 +6,7 @@ use crate::cluster::Seat;
 use serde::{Deserialize, Serialize};
 use topsellers_model::{parse_duration_ms, Profile};
 use topsellers_sinks::{ChangelogConfig, HttpConfig, TableConfig};
-use topsellers_sources::SourceConfig;
+use topsellers_sources::{LakeConfig, SourceConfig};
 
 /// A config that could not be used: always names the file (or flag) and the key.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +50,9 @@ pub struct Config {
     /// `kafka`) follows. With no sources at all, `run` uses the generator.
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// How the history (files, folders, `s3://` prefixes) is read: S3 settings, pruning.
+    #[serde(default)]
+    pub lake: LakeConfig,
     /// The HTTP server.
     #[serde(default)]
     pub http: HttpConfig,

@@ -1,28 +1,29 @@
-//! Purchase history in files: which units to read, and the largest event time among them.
+//! Purchase history in files and the lake: which units to read, the largest event time among
+//! them, and which units are too old to read at all.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 
-use topsellers_sources::files::{self, FilesConfig, ReadUnit};
+use topsellers_sources::files::{self, FilesConfig, LakeConfig, Pruned, ReadUnit};
 use topsellers_sources::SourceConfig;
 
 use crate::progress::Workload;
 
-/// Every read unit of every `files` source, in a stable order.
-pub fn units(sources: &[SourceConfig]) -> Result<Vec<ReadUnit>> {
+/// Every read unit of every `files` source, in a stable order (S3 reached as `lake` says).
+pub fn units(sources: &[SourceConfig], lake: &LakeConfig) -> Result<Vec<ReadUnit>> {
     let mut all = Vec::new();
     for source in sources {
         if let SourceConfig::Files(files) = source {
-            all.extend(files_units(files)?);
+            all.extend(files_units(files, lake)?);
         }
     }
     Ok(all)
 }
 
-fn files_units(files: &FilesConfig) -> Result<Vec<ReadUnit>> {
+fn files_units(files: &FilesConfig, lake: &LakeConfig) -> Result<Vec<ReadUnit>> {
     files
-        .units()
+        .units(&lake.s3)
         .with_context(|| format!("cannot list input {:?}", files.paths))
 }
 
@@ -35,22 +36,66 @@ pub fn workload(units: &[ReadUnit]) -> Workload {
     Workload {
         units: units.len() as u64,
         rows,
+        bytes: units.iter().map(|u| u.size_hint().bytes).sum(),
     }
 }
 
+/// Drops the units (when `lake.prune`) none of whose purchases can be after `after_ms` (see
+/// [`files::prune`]), and logs what was skipped.
+pub fn prune(units: Vec<ReadUnit>, after_ms: i64, lake: &LakeConfig) -> (Vec<ReadUnit>, Pruned) {
+    if !lake.prune {
+        return (units, Pruned::default());
+    }
+    let (units, pruned) = files::prune(units, after_ms, true);
+    if pruned.units() > 0 {
+        tracing::info!(
+            "pruned {} files and {} row groups ({} rows, {} bytes) older than {}: {} by dt= \
+             partition, {} by ts statistics",
+            pruned.files,
+            pruned.row_groups,
+            pruned.rows,
+            pruned.bytes,
+            topsellers_model::format_rfc3339_ms(after_ms),
+            pruned.by_partition,
+            pruned.by_statistics
+        );
+    }
+    (units, pruned)
+}
+
 /// The largest event time in `units` (`None` if they hold none), read on `threads` threads
-/// (see [`topsellers_sources::files::max_event_time`]). Bad records are not reported here: the
-/// real read reports them once.
-pub fn max_event_time(units: &[ReadUnit], threads: usize) -> Result<Option<i64>> {
+/// (see [`topsellers_sources::files::max_event_time`]). Parquet row groups with exact `ts`
+/// statistics are not read at all; the other units are read newest bound first, and a unit
+/// whose bound (its `dt=` day, when `trust_partitions`) is not after the largest time found so
+/// far is not read either. Bad records are not reported here: the real read reports them once.
+pub fn max_event_time(
+    units: &[ReadUnit],
+    threads: usize,
+    trust_partitions: bool,
+) -> Result<Option<i64>> {
+    let from_statistics = units
+        .iter()
+        .filter_map(|u| u.ts_max)
+        .filter(|max| *max >= 0)
+        .max();
+    let max = AtomicI64::new(from_statistics.unwrap_or(i64::MIN));
+    let mut rest: Vec<&ReadUnit> = units.iter().filter(|u| u.ts_max.is_none()).collect();
+    let bound = |u: &ReadUnit| u.max_ts_bound(trust_partitions).unwrap_or(i64::MAX);
+    rest.sort_by_key(|u| std::cmp::Reverse(bound(u)));
     let next = AtomicUsize::new(0);
-    let max = AtomicI64::new(i64::MIN);
+    let (read, passed) = (AtomicU64::new(0), AtomicU64::new(0));
     std::thread::scope(|scope| -> Result<()> {
         let readers: Vec<_> = (0..threads.max(1))
             .map(|_| {
                 scope.spawn(|| -> Result<()> {
-                    while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    while let Some(unit) = rest.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        if bound(unit) <= max.load(Ordering::Relaxed) {
+                            passed.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        read.fetch_add(1, Ordering::Relaxed);
                         let latest = files::max_event_time(unit)
-                            .with_context(|| format!("cannot read {}", unit.path.display()))?;
+                            .with_context(|| format!("cannot read {}", unit.location))?;
                         if let Some(latest) = latest {
                             max.fetch_max(latest, Ordering::Relaxed);
                         }
@@ -66,6 +111,12 @@ pub fn max_event_time(units: &[ReadUnit], threads: usize) -> Result<Option<i64>>
         }
         Ok(())
     })?;
+    tracing::debug!(
+        "latest event time: {} units by statistics, {} read, {} passed over by their bound",
+        units.len() - rest.len(),
+        read.load(Ordering::Relaxed),
+        passed.load(Ordering::Relaxed)
+    );
     let max = max.load(Ordering::Relaxed);
     Ok((max != i64::MIN).then_some(max))
 }

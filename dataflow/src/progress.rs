@@ -1,4 +1,5 @@
-//! Backfill progress: a progress bar on a terminal, otherwise a log line every few seconds.
+//! Backfill progress: a progress bar on a terminal, otherwise a log line every few seconds;
+//! the same numbers in one line for `/readyz`.
 
 use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressStyle};
 
 use crate::worker::Shared;
 
@@ -14,12 +15,77 @@ use crate::worker::Shared;
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// What there is to read.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Workload {
     /// Read units (files, or Parquet row groups).
     pub units: u64,
     /// Rows, when every unit knows its row count (Parquet); else `None`.
     pub rows: Option<u64>,
+    /// Bytes: of the text files, and compressed bytes of the Parquet row groups.
+    pub bytes: u64,
+}
+
+/// How far the backfill is, as counted by the workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Done {
+    units: u64,
+    rows: u64,
+    bytes: u64,
+}
+
+impl Done {
+    fn of(shared: &Shared) -> Done {
+        Done {
+            units: shared.units_read.load(Ordering::Relaxed),
+            rows: shared.rows_read.load(Ordering::Relaxed),
+            bytes: shared.bytes_read.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The share done: by rows when the total is known, else by bytes.
+    fn fraction(&self, work: Workload) -> Option<f64> {
+        match work.rows {
+            Some(total) if total > 0 => Some(self.rows as f64 / total as f64),
+            _ if work.bytes > 0 => Some(self.bytes as f64 / work.bytes as f64),
+            _ => None,
+        }
+    }
+}
+
+/// One line of progress: `backfill: 1,234,567/5,000,000 rows (24.7%), 3/12 files, 120 MiB/400 MiB`
+/// (rows of a total when every unit knows its rows; else rows read and bytes of a total).
+pub fn describe(shared: &Shared, work: Workload) -> String {
+    line(Done::of(shared), work, None)
+}
+
+fn line(done: Done, work: Workload, elapsed: Option<Duration>) -> String {
+    let mut text = match work.rows {
+        Some(total) => format!(
+            "backfill: {}/{} rows",
+            HumanCount(done.rows),
+            HumanCount(total)
+        ),
+        None => format!("backfill: {} rows", HumanCount(done.rows)),
+    };
+    if let Some(fraction) = done.fraction(work) {
+        text.push_str(&format!(" ({:.1}%)", 100.0 * fraction.min(1.0)));
+    }
+    text.push_str(&format!(
+        ", {}/{} files, {}/{}",
+        done.units,
+        work.units,
+        HumanBytes(done.bytes),
+        HumanBytes(work.bytes)
+    ));
+    if let Some(elapsed) = elapsed.filter(|e| !e.is_zero()) {
+        let rate = done.rows as f64 / elapsed.as_secs_f64();
+        text.push_str(&format!(", {} rows/s", HumanCount(rate as u64)));
+        if let Some(fraction) = done.fraction(work).filter(|f| *f > 0.0) {
+            let left = elapsed.as_secs_f64() * (1.0 - fraction.min(1.0)) / fraction;
+            text.push_str(&format!(", ETA {left:.0}s"));
+        }
+    }
+    text
 }
 
 /// Reports progress until the backfill is done (or the run stops); returns the reporter thread.
@@ -30,41 +96,45 @@ pub fn spawn(shared: Arc<Shared>, work: Workload) -> JoinHandle<()> {
         .expect("spawn progress thread")
 }
 
-fn report(shared: &Shared, work: Workload) {
-    let done = || shared.backfill_done.load(Ordering::SeqCst) || shared.stop.load(Ordering::SeqCst);
-    let read = || {
-        (
-            shared.units_read.load(Ordering::Relaxed),
-            shared.rows_read.load(Ordering::Relaxed),
-        )
+/// The bar: over rows when every unit knows its rows, else over bytes.
+fn bar(work: Workload) -> ProgressBar {
+    let (len, template) = match work.rows {
+        Some(rows) => (
+            rows,
+            "backfill {bar:30} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}  {msg}",
+        ),
+        None => (
+            work.bytes,
+            "backfill {bar:30} {binary_bytes}/{binary_total_bytes}  ETA {eta}  {msg}",
+        ),
     };
+    ProgressBar::new(len).with_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    )
+}
+
+fn report(shared: &Shared, work: Workload) {
+    let finished =
+        || shared.backfill_done.load(Ordering::SeqCst) || shared.stop.load(Ordering::SeqCst);
     let started = Instant::now();
     if std::io::stderr().is_terminal() {
-        let bar = match work.rows {
-            Some(rows) => ProgressBar::new(rows).with_style(
-                ProgressStyle::with_template(
-                    "backfill {bar:30} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}  files {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            ),
-            None => ProgressBar::new(work.units).with_style(
-                ProgressStyle::with_template("backfill {bar:30} {pos}/{len} files  {msg}  ETA {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            ),
-        };
-        while !done() {
-            let (units, rows) = read();
+        let bar = bar(work);
+        while !finished() {
+            let done = Done::of(shared);
+            let rate = done.rows as f64 / started.elapsed().as_secs_f64().max(1e-3);
             match work.rows {
                 Some(_) => {
-                    bar.set_position(rows);
-                    bar.set_message(format!("{units}/{}", work.units));
+                    bar.set_position(done.rows);
+                    bar.set_message(format!("files {}/{}", done.units, work.units));
                 }
                 None => {
-                    bar.set_position(units);
+                    bar.set_position(done.bytes);
                     bar.set_message(format!(
-                        "{} rows, {:.0} rows/s",
-                        rows,
-                        rows as f64 / started.elapsed().as_secs_f64()
+                        "{} rows  {} rows/s  files {}/{}",
+                        HumanCount(done.rows),
+                        HumanCount(rate as u64),
+                        done.units,
+                        work.units
                     ));
                 }
             }
@@ -73,27 +143,61 @@ fn report(shared: &Shared, work: Workload) {
         bar.finish_and_clear();
     } else {
         let mut last = Instant::now();
-        while !done() {
+        while !finished() {
             std::thread::sleep(Duration::from_millis(100));
             if last.elapsed() >= LOG_EVERY {
                 last = Instant::now();
-                let (units, rows) = read();
-                let rate = rows as f64 / started.elapsed().as_secs_f64();
-                let eta = work
-                    .rows
-                    .filter(|_| rate > 0.0)
-                    .map(|total| format!(", ETA {:.0}s", total.saturating_sub(rows) as f64 / rate))
-                    .unwrap_or_default();
-                tracing::info!(
-                    "backfill: {units}/{} files, {rows} rows, {rate:.0} rows/s{eta}",
-                    work.units
-                );
+                tracing::info!("{}", line(Done::of(shared), work, Some(started.elapsed())));
             }
         }
     }
-    let (units, rows) = read();
+    let done = Done::of(shared);
     tracing::info!(
-        "backfill: {units} files, {rows} rows in {:.1}s",
+        "backfill: {} files, {} rows, {} in {:.1}s",
+        done.units,
+        done.rows,
+        HumanBytes(done.bytes),
         started.elapsed().as_secs_f64()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_by_rows_or_by_bytes() {
+        let done = Done {
+            units: 3,
+            rows: 250,
+            bytes: 1024,
+        };
+        let parquet = Workload {
+            units: 12,
+            rows: Some(1000),
+            bytes: 4096,
+        };
+        assert_eq!(
+            line(done, parquet, None),
+            "backfill: 250/1,000 rows (25.0%), 3/12 files, 1.00 KiB/4.00 KiB"
+        );
+        let text = Workload {
+            rows: None,
+            bytes: 2048,
+            ..parquet
+        };
+        assert_eq!(
+            line(done, text, Some(Duration::from_secs(10))),
+            "backfill: 250 rows (50.0%), 3/12 files, 1.00 KiB/2.00 KiB, 25 rows/s, ETA 10s"
+        );
+        let empty = Workload {
+            units: 0,
+            rows: None,
+            bytes: 0,
+        };
+        assert_eq!(
+            line(Done::default(), empty, Some(Duration::from_secs(1))),
+            "backfill: 0 rows, 0/0 files, 0 B/0 B, 0 rows/s"
+        );
+    }
 }

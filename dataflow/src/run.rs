@@ -13,6 +13,7 @@ use timely::WorkerConfig;
 use topsellers_sinks::{
     run_publisher, serve, AppState, Changelog, MetricKind, Metrics, Readiness, ServingTable,
 };
+use topsellers_sources::files::Pruned;
 use topsellers_sources::generator::Catalog;
 use topsellers_sources::{DeadLetter, SourceConfig};
 
@@ -21,7 +22,7 @@ use crate::cluster::{self, Hello, PeerLoss};
 use crate::config::Config;
 use crate::history;
 use crate::kafka_live::KafkaLive;
-use crate::progress;
+use crate::progress::{self, Workload};
 use crate::render::Expiry;
 use crate::worker::{run_worker, Backfill, Job, Live, Shared};
 
@@ -58,18 +59,24 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
     let scoring = config.check("config")?;
     let workers = config.runtime.workers;
 
-    let units = history::units(&config.sources)?;
+    let units = history::units(&config.sources, &config.lake)?;
+    let mut pruned = Pruned::default();
     let backfill = if units.is_empty() {
         None
     } else {
-        let until_ms = history::max_event_time(&units, workers)?.unwrap_or(0);
+        let until_ms = history::max_event_time(&units, workers, config.lake.prune)?.unwrap_or(0);
         if until_ms < 0 {
             bail!("the input's latest event time {until_ms} is before 1970");
         }
+        // Purchases at or before `until − retention` have expired by the time the backfill's
+        // snapshot is published: neither they nor the units holding only them are read.
+        let after_ms = until_ms.saturating_sub(scoring.retention_ms);
+        let (units, dropped) = history::prune(units, after_ms, &config.lake);
+        pruned = dropped;
         Some(Backfill {
             units,
             until_ms,
-            after_ms: None,
+            after_ms: Some(after_ms),
         })
     };
     let live = match config
@@ -106,6 +113,7 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
             )
         })?,
     );
+    register_pruned(&metrics, pruned);
     let table = Arc::new(ServingTable::new(
         scoring.profiles.clone(),
         scoring.k,
@@ -167,9 +175,8 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
         stop.clone(),
         snapshots,
     ));
-    let progress = backfill
-        .as_ref()
-        .map(|b| progress::spawn(shared.clone(), history::workload(&b.units)));
+    let workload = backfill.as_ref().map(|b| history::workload(&b.units));
+    let progress = workload.map(|work| progress::spawn(shared.clone(), work));
     let backfill_until = backfill.as_ref().map(|b| b.until_ms);
     let seat = config
         .runtime
@@ -247,7 +254,15 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
             .spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     let live = kafka.as_ref().map(|k| (k, local_workers));
-                    track_readiness(&table, &readiness, &shared, backfill_until, live, addr);
+                    track_readiness(
+                        &table,
+                        &readiness,
+                        &shared,
+                        backfill_until,
+                        workload,
+                        live,
+                        addr,
+                    );
                     std::thread::sleep(Duration::from_millis(20));
                 }
             })?
@@ -393,16 +408,53 @@ fn close_network(comms: CommsGuard) {
     }
 }
 
+/// Makes what pruning skipped visible in `/metrics`.
+fn register_pruned(metrics: &Metrics, pruned: Pruned) {
+    let counters = [
+        (
+            "topsellers_backfill_pruned_files_total",
+            "Files of the history not read at all: wholly older than the retention.",
+            pruned.files,
+        ),
+        (
+            "topsellers_backfill_pruned_row_groups_total",
+            "Parquet row groups of the history not read at all: wholly older than the retention.",
+            pruned.row_groups,
+        ),
+        (
+            "topsellers_backfill_pruned_rows_total",
+            "Rows in the pruned Parquet row groups.",
+            pruned.rows,
+        ),
+    ];
+    for (name, help, value) in counters {
+        metrics.register_extra(
+            name,
+            help,
+            MetricKind::Counter,
+            Box::new(move || value as f64),
+        );
+    }
+}
+
 /// Turns `/readyz` ready once the backfill's snapshot is served (and live input runs; for
-/// Kafka: every worker connected and caught up, and that served).
+/// Kafka: every worker connected and caught up, and that served); until then it says how far
+/// the backfill is.
 fn track_readiness(
     table: &ServingTable,
     readiness: &Readiness,
     shared: &Shared,
     backfill_until: Option<i64>,
+    workload: Option<Workload>,
     kafka: Option<(&KafkaLive, usize)>,
     addr: SocketAddr,
 ) {
+    if let Some(work) = workload {
+        let rows = shared.rows_read.load(Ordering::Relaxed);
+        shared
+            .metrics
+            .set_backfill_progress(rows, work.rows.unwrap_or(0));
+    }
     if readiness.is_ready() {
         return;
     }
@@ -421,9 +473,8 @@ fn track_readiness(
     if caught_up {
         readiness.set_ready("backfill done, live");
         tracing::info!("ready: serving on http://{addr}/v1/top");
-    } else if backfill_until.is_some() {
-        let rows = shared.rows_read.load(Ordering::Relaxed);
-        readiness.set_progress(format!("backfill: {rows} rows read"));
+    } else if let Some(work) = workload {
+        readiness.set_progress(progress::describe(shared, work));
     }
 }
 

@@ -87,6 +87,8 @@ pub struct Shared {
     pub units_read: AtomicU64,
     /// Rows read (valid, bad and ignored).
     pub rows_read: AtomicU64,
+    /// Bytes read: of text files as they are read, of Parquet row groups once each is done.
+    pub bytes_read: AtomicU64,
     /// Purchases outside the backfill's time window, skipped.
     pub skipped: AtomicU64,
     /// The first error a worker hit; the run fails with it.
@@ -110,6 +112,7 @@ impl Shared {
             backfill_done: AtomicBool::new(false),
             units_read: AtomicU64::new(0),
             rows_read: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             error: Mutex::new(None),
         }
@@ -184,11 +187,11 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
             let mut reader = match open_unit(&unit) {
                 Ok(reader) => reader,
                 Err(e) => {
-                    shared.fail(format!("cannot read {}: {e}", unit.path.display()));
+                    shared.fail(format!("cannot read {}: {e}", unit.location));
                     return worker.drop_dataflow(graph.id);
                 }
             };
-            let mut rows_before = 0;
+            let (mut rows_before, mut bytes_before) = (0, 0);
             loop {
                 if shared.stopped() {
                     return worker.drop_dataflow(graph.id);
@@ -196,7 +199,7 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
                 let more = match reader.next_batch(&mut purchases, &mut bad, job.batch_size) {
                     Ok(more) => more,
                     Err(e) => {
-                        shared.fail(format!("cannot read {}: {e}", unit.path.display()));
+                        shared.fail(format!("cannot read {}: {e}", unit.location));
                         return worker.drop_dataflow(graph.id);
                     }
                 };
@@ -222,6 +225,11 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
                     .rows_read
                     .fetch_add(rows - rows_before, Ordering::Relaxed);
                 rows_before = rows;
+                let bytes = reader.bytes_read();
+                shared
+                    .bytes_read
+                    .fetch_add(bytes.saturating_sub(bytes_before), Ordering::Relaxed);
+                bytes_before = bytes_before.max(bytes);
                 if aggregates.is_some() {
                     // Nothing entered the dataflow yet: read on.
                     if !more {
@@ -242,6 +250,11 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
                 }
             }
             shared.metrics.add_ignored_records(reader.ignored());
+            // The rest of the unit's size (all of it for Parquet), so that bytes add up.
+            shared.bytes_read.fetch_add(
+                unit.size.bytes.saturating_sub(bytes_before),
+                Ordering::Relaxed,
+            );
             shared.units_read.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(sums) = aggregates.take() {

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::files::Location;
+
 /// A configuration value that breaks a rule; names the field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("bad configuration `{field}`: {message}")]
@@ -23,77 +25,129 @@ impl ConfigError {
 }
 
 /// An error that stops reading a file or starting a source (as opposed to a bad record, which is
-/// counted and skipped). Every variant about a file names the file.
+/// counted and skipped). Every variant about a file names the file: its path, or its object URL
+/// (`s3://bucket/key`).
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// Reading or writing the file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{path}: {source}")]
     Io {
-        /// The file.
-        path: PathBuf,
+        /// The file (path or object URL).
+        path: String,
         /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     /// A required column is missing from a CSV header or a Parquet schema.
-    #[error("{}: required column `{column}` is missing", path.display())]
+    #[error("{path}: required column `{column}` is missing")]
     MissingColumn {
-        /// The file.
-        path: PathBuf,
+        /// The file (path or object URL).
+        path: String,
         /// The column.
         column: &'static str,
     },
     /// A Parquet column has a type this reader cannot take.
-    #[error("{}: column `{column}` has unsupported type {found}", path.display())]
+    #[error("{path}: column `{column}` has unsupported type {found}")]
     UnsupportedColumnType {
-        /// The file.
-        path: PathBuf,
+        /// The file (path or object URL).
+        path: String,
         /// The column.
         column: &'static str,
         /// The type found.
         found: String,
     },
     /// The Parquet file could not be read (corrupt footer, bad page, …).
-    #[error("{}: parquet error: {message}", path.display())]
+    #[error("{path}: parquet error: {message}")]
     Parquet {
-        /// The file.
-        path: PathBuf,
+        /// The file (path or object URL).
+        path: String,
         /// The parquet library's message.
         message: String,
     },
     /// The file's format cannot be told from its extension and none was configured.
     #[error(
-        "{}: unknown file format (use .jsonl/.ndjson/.json, .csv, .parquet/.pq, or set `format`)",
-        path.display()
+        "{path}: unknown file format (use .jsonl/.ndjson/.json, .csv, .parquet/.pq, or set `format`)"
     )]
     UnknownFormat {
-        /// The file.
-        path: PathBuf,
+        /// The file (path or object URL).
+        path: String,
     },
     /// The path does not exist.
-    #[error("{}: no such file or directory", path.display())]
+    #[error("{path}: no such file, directory or object prefix")]
     NotFound {
-        /// The path.
-        path: PathBuf,
+        /// The path or object URL.
+        path: String,
+    },
+    /// The object store could not be reached or refused a request (listing, reading).
+    #[error("{path}: object store error: {message}")]
+    ObjectStore {
+        /// The object URL or prefix.
+        path: String,
+        /// The object store's message.
+        message: String,
     },
     /// A configuration value is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
 }
 
+/// Something an error can name: a local path, an object URL, or its text.
+pub trait Place {
+    /// The text errors show.
+    fn place(&self) -> String;
+}
+
+impl Place for Path {
+    fn place(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl Place for PathBuf {
+    fn place(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl Place for str {
+    fn place(&self) -> String {
+        self.to_owned()
+    }
+}
+
+impl Place for String {
+    fn place(&self) -> String {
+        self.clone()
+    }
+}
+
+impl Place for Location {
+    fn place(&self) -> String {
+        self.to_string()
+    }
+}
+
 impl SourceError {
     /// An [`SourceError::Io`] for `path`.
-    pub fn io(path: &Path, source: std::io::Error) -> Self {
+    pub fn io(path: &(impl Place + ?Sized), source: std::io::Error) -> Self {
         SourceError::Io {
-            path: path.to_path_buf(),
+            path: path.place(),
             source,
         }
     }
 
     /// A [`SourceError::Parquet`] for `path`.
-    pub fn parquet(path: &Path, error: impl std::fmt::Display) -> Self {
+    pub fn parquet(path: &(impl Place + ?Sized), error: impl std::fmt::Display) -> Self {
         SourceError::Parquet {
-            path: path.to_path_buf(),
+            path: path.place(),
+            message: error.to_string(),
+        }
+    }
+
+    /// A [`SourceError::ObjectStore`] for `path`.
+    pub fn object_store(path: &(impl Place + ?Sized), error: impl std::fmt::Display) -> Self {
+        SourceError::ObjectStore {
+            path: path.place(),
             message: error.to_string(),
         }
     }

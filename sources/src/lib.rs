@@ -17,8 +17,8 @@ pub use bad::BadRecord;
 pub use dead_letter::DeadLetter;
 pub use error::{ConfigError, SourceError};
 pub use files::{
-    list_units, open_unit, read_unit_all, units_for_worker, FilesConfig, Format, ReadUnit,
-    RecordReader, UnitSize,
+    list_units, list_units_with, open_unit, read_unit_all, units_for_worker, FilesConfig, Format,
+    LakeConfig, Location, ReadUnit, RecordReader, S3Config, UnitSize,
 };
 pub use generator::{history, Catalog, Generator, GeneratorConfig, History, Rate};
 pub use intern::Interner;
@@ -48,8 +48,8 @@ mod tests {
         assert_eq!(
             c,
             SourceConfig::Files(FilesConfig {
-                paths: vec!["data/".into()],
-                format: Some(Format::Csv)
+                format: Some(Format::Csv),
+                ..FilesConfig::new(vec!["data/".into()])
             })
         );
         let c: SourceConfig =

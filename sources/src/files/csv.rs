@@ -1,7 +1,7 @@
 //! CSV reader: a header row names the columns (any order, extra columns ignored).
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::sync::Arc;
 
 use csv::{ByteRecord, ReaderBuilder};
 use topsellers_model::{Purchase, RecordError};
@@ -11,13 +11,14 @@ use super::{RecordReader, MAX_LINE_BYTES};
 use crate::bad::{BadRecord, MAX_RAW_BYTES};
 use crate::error::SourceError;
 use crate::intern::Interner;
-use crate::position::{line_position, path_label};
+use crate::position::line_position;
 
-/// Where the columns are in each row.
+/// Where the columns are in each row (`category: None`: the file has no category column and
+/// every row takes its `category=` partition's).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Columns {
     pub(crate) item_id: usize,
-    pub(crate) category: usize,
+    pub(crate) category: Option<usize>,
     pub(crate) ts: usize,
     pub(crate) quantity: Option<usize>,
 }
@@ -26,7 +27,7 @@ impl Columns {
     /// The data contract's column order without a header: `item_id,category,ts[,quantity[,order_id]]`.
     pub(crate) const CONTRACT_ORDER: Columns = Columns {
         item_id: 0,
-        category: 1,
+        category: Some(1),
         ts: 2,
         quantity: Some(3),
     };
@@ -34,9 +35,11 @@ impl Columns {
 
 /// Reads one CSV file.
 pub(crate) struct CsvReader {
+    /// The file's path or URL (positions and errors).
     label: String,
-    path: PathBuf,
-    reader: csv::Reader<File>,
+    reader: csv::Reader<Box<dyn Read + Send>>,
+    /// The category of rows without one (a `category=` partition).
+    category: Option<Arc<str>>,
     record: ByteRecord,
     columns: Columns,
     width: usize,
@@ -45,7 +48,7 @@ pub(crate) struct CsvReader {
     done: bool,
 }
 
-fn csv_error(path: &Path, error: csv::Error) -> SourceError {
+fn csv_error(path: &str, error: csv::Error) -> SourceError {
     match error.into_kind() {
         csv::ErrorKind::Io(e) => SourceError::io(path, e),
         other => SourceError::io(path, std::io::Error::other(format!("{other:?}"))),
@@ -53,13 +56,19 @@ fn csv_error(path: &Path, error: csv::Error) -> SourceError {
 }
 
 impl CsvReader {
-    pub(crate) fn open(path: &Path) -> Result<Self, SourceError> {
-        let file = File::open(path).map_err(|e| SourceError::io(path, e))?;
+    /// Reads the bytes of `input`, named `label` in positions and errors; its header row must
+    /// name the required columns (`category` may be missing when `category` is given).
+    pub(crate) fn new(
+        label: String,
+        input: Box<dyn Read + Send>,
+        category: Option<Arc<str>>,
+    ) -> Result<Self, SourceError> {
+        let path = label.as_str();
         let mut reader = ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
             .buffer_capacity(1 << 20)
-            .from_reader(file);
+            .from_reader(input);
         let header = reader
             .byte_headers()
             .map_err(|e| csv_error(path, e))?
@@ -72,20 +81,23 @@ impl CsvReader {
         };
         let required = |name: &'static str| {
             find(name).ok_or(SourceError::MissingColumn {
-                path: path.to_path_buf(),
+                path: path.to_owned(),
                 column: name,
             })
         };
         let columns = Columns {
             item_id: required("item_id")?,
-            category: required("category")?,
+            category: match category {
+                Some(_) => find("category"),
+                None => Some(required("category")?),
+            },
             ts: required("ts")?,
             quantity: find("quantity"),
         };
         Ok(CsvReader {
-            label: path_label(path),
-            path: path.to_path_buf(),
+            label,
             reader,
+            category,
             record: ByteRecord::new(),
             columns,
             width: header.len(),
@@ -106,6 +118,7 @@ fn parse_row(
     record: &ByteRecord,
     columns: Columns,
     width: usize,
+    default_category: Option<&str>,
     interner: &mut Interner,
 ) -> Result<Option<Purchase>, RecordError> {
     if record.as_slice().len() > MAX_LINE_BYTES {
@@ -120,17 +133,28 @@ fn parse_row(
             record.len()
         )));
     }
-    parse_fields(record, columns, interner)
+    parse_fields(record, columns, default_category, interner)
 }
 
-/// The purchase in `record`'s columns (a missing trailing `quantity` column means 1).
+/// The purchase in `record`'s columns (a missing trailing `quantity` column means 1; a missing
+/// category, the partition's `default_category`).
 pub(crate) fn parse_fields(
     record: &ByteRecord,
     columns: Columns,
+    default_category: Option<&str>,
     interner: &mut Interner,
 ) -> Result<Option<Purchase>, RecordError> {
     let item_id = field(record, columns.item_id, "item_id")?;
-    let category = field(record, columns.category, "category")?;
+    // No category column, or an empty field (CSV's null): the partition's category, if any.
+    let own = match columns.category {
+        Some(index) => Some(field(record, index, "category")?).filter(|c| !c.is_empty()),
+        None => None,
+    };
+    let category = match (own, default_category) {
+        (Some(category), _) | (None, Some(category)) => category,
+        (None, None) if columns.category.is_some() => "",
+        (None, None) => return Err(RecordError::MissingField("category")),
+    };
     let ts_ms = fields::ts_from_text(field(record, columns.ts, "ts")?)?;
     let quantity = match columns.quantity {
         Some(index) => fields::quantity_from_text(field(record, index, "quantity")?)?,
@@ -187,13 +211,19 @@ impl RecordReader for CsvReader {
                 Ok(true) => {}
                 Err(e) => {
                     self.done = true;
-                    return Err(csv_error(&self.path, e));
+                    return Err(csv_error(&self.label, e));
                 }
             }
             examined += 1;
             let record = &self.record;
             let line = record.position().map_or(0, |p| p.line());
-            let outcome = parse_row(record, self.columns, self.width, &mut self.interner);
+            let outcome = parse_row(
+                record,
+                self.columns,
+                self.width,
+                self.category.as_deref(),
+                &mut self.interner,
+            );
             let label = &self.label;
             fields::deliver(outcome, &mut self.tally, out, bad, |e| {
                 BadRecord::from_bytes(line_position(label, line), e, &render(record))
@@ -209,12 +239,17 @@ impl RecordReader for CsvReader {
     fn rows_read(&self) -> u64 {
         self.tally.rows
     }
+
+    fn bytes_read(&self) -> u64 {
+        self.reader.position().byte()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::files::{read_unit_all, Format, ReadUnit};
+    use std::path::Path;
     use std::sync::Arc;
 
     fn write(dir: &Path, name: &str, bytes: &[u8]) -> ReadUnit {
@@ -284,7 +319,7 @@ mod tests {
         assert_eq!(&*out[1].item_id, "multi\nline");
         assert_eq!(reader.ignored(), 1);
         assert_eq!(reader.rows_read(), 12); // data rows; the blank line 11 is not one
-        let label = unit.path.display().to_string();
+        let label = unit.location.to_string();
         let got: Vec<(String, RecordError)> = bad
             .iter()
             .map(|b| (b.position.clone(), b.error.clone()))

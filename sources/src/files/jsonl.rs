@@ -2,8 +2,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::fs::File;
-use std::path::Path;
+use std::io::Read;
+use std::sync::Arc;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use topsellers_model::{Purchase, RecordError};
@@ -14,13 +14,15 @@ use super::{RecordReader, MAX_LINE_BYTES};
 use crate::bad::BadRecord;
 use crate::error::SourceError;
 use crate::intern::Interner;
-use crate::position::{line_position, path_label};
+use crate::position::line_position;
 
 /// Reads one JSON Lines file.
 pub(crate) struct JsonlReader {
+    /// The file's path or URL (positions and errors).
     label: String,
-    path: std::path::PathBuf,
-    lines: LineReader<File>,
+    lines: LineReader<Box<dyn Read + Send>>,
+    /// The category of records without one (a `category=` partition).
+    category: Option<Arc<str>>,
     interner: Interner,
     number: String,
     tally: Tally,
@@ -28,17 +30,21 @@ pub(crate) struct JsonlReader {
 }
 
 impl JsonlReader {
-    pub(crate) fn open(path: &Path) -> Result<Self, SourceError> {
-        let file = File::open(path).map_err(|e| SourceError::io(path, e))?;
-        Ok(JsonlReader {
-            label: path_label(path),
-            path: path.to_path_buf(),
-            lines: LineReader::new(file, MAX_LINE_BYTES),
+    /// Reads the bytes of `input`, named `label` in positions and errors.
+    pub(crate) fn new(
+        label: String,
+        input: Box<dyn Read + Send>,
+        category: Option<Arc<str>>,
+    ) -> Self {
+        JsonlReader {
+            label,
+            lines: LineReader::new(input, MAX_LINE_BYTES),
+            category,
             interner: Interner::new(),
             number: String::new(),
             tally: Tally::default(),
             done: false,
-        })
+        }
     }
 }
 
@@ -56,7 +62,7 @@ impl RecordReader for JsonlReader {
             let next = self
                 .lines
                 .next_line()
-                .map_err(|e| SourceError::io(&self.path, e))?;
+                .map_err(|e| SourceError::io(&self.label, e))?;
             let Some((number, line)) = next else {
                 self.done = true;
                 break;
@@ -77,7 +83,12 @@ impl RecordReader for JsonlReader {
                         continue;
                     }
                     examined += 1;
-                    let outcome = parse_line(text, &mut self.interner, &mut self.number);
+                    let outcome = parse_line(
+                        text,
+                        self.category.as_deref(),
+                        &mut self.interner,
+                        &mut self.number,
+                    );
                     fields::deliver(outcome, &mut self.tally, out, bad, |e| {
                         BadRecord::from_bytes(line_position(label, number), e, text)
                     });
@@ -94,11 +105,17 @@ impl RecordReader for JsonlReader {
     fn rows_read(&self) -> u64 {
         self.tally.rows
     }
+
+    fn bytes_read(&self) -> u64 {
+        self.lines.bytes_read()
+    }
 }
 
-/// Parses one non-blank line into a purchase (`None`: zero quantity).
+/// Parses one non-blank line into a purchase (`None`: zero quantity); `default_category` is
+/// the category of a record without one (absent or null).
 pub(crate) fn parse_line(
     line: &[u8],
+    default_category: Option<&str>,
     interner: &mut Interner,
     number: &mut String,
 ) -> Result<Option<Purchase>, RecordError> {
@@ -114,7 +131,9 @@ pub(crate) fn parse_line(
         Some(other) => return Err(wrong_type("item_id", other, "a string or an integer")),
     };
     let category: &str = match &raw.category {
-        None | Some(Scalar::Null) => return Err(RecordError::MissingField("category")),
+        None | Some(Scalar::Null) => {
+            default_category.ok_or(RecordError::MissingField("category"))?
+        }
         Some(Scalar::Str(s)) => s,
         Some(other) => return Err(wrong_type("category", other, "a string")),
     };
@@ -320,10 +339,16 @@ impl<'de> Deserialize<'de> for RawRecord<'de> {
 mod tests {
     use super::*;
     use crate::files::{read_unit_all, Format, ReadUnit};
+    use std::path::Path;
     use std::sync::Arc;
 
     fn parse(line: &str) -> Result<Option<Purchase>, RecordError> {
-        parse_line(line.as_bytes(), &mut Interner::new(), &mut String::new())
+        parse_line(
+            line.as_bytes(),
+            None,
+            &mut Interner::new(),
+            &mut String::new(),
+        )
     }
 
     fn one(line: &str) -> Purchase {
@@ -387,7 +412,7 @@ mod tests {
             r#"{"item_id":"i","category":"a","ts":1} trailing"#
         ));
         assert!(matches!(
-            parse_line(b"{\"item_id\":\"\xff\",\"category\":\"a\",\"ts\":1}", &mut Interner::new(), &mut String::new()),
+            parse_line(b"{\"item_id\":\"\xff\",\"category\":\"a\",\"ts\":1}", None, &mut Interner::new(), &mut String::new()),
             Err(RecordError::Malformed(m)) if m.contains("UTF-8")
         ));
         let base = r#""category":"a","ts":1"#;
@@ -504,7 +529,7 @@ mod tests {
         );
         assert!(Arc::ptr_eq(&out[0].category, &out[1].category));
         assert_eq!(bad.len(), 1);
-        assert_eq!(bad[0].position, format!("{}:5", unit.path.display()));
+        assert_eq!(bad[0].position, format!("{}:5", unit.location));
         assert_eq!(bad[0].raw, "{broken");
         assert!(matches!(bad[0].error, RecordError::Malformed(_)));
         assert_eq!(reader.ignored(), 1);

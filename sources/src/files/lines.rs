@@ -26,6 +26,7 @@ pub(crate) struct LineReader<R> {
     buf: Vec<u8>,
     line: u64,
     max: usize,
+    consumed: u64,
 }
 
 impl<R: Read> LineReader<R> {
@@ -36,7 +37,13 @@ impl<R: Read> LineReader<R> {
             buf: Vec::new(),
             line: 0,
             max,
+            consumed: 0,
         }
+    }
+
+    /// Bytes consumed so far (lines and their line ends).
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.consumed
     }
 
     /// The next line and its 1-based number, or `None` at the end.
@@ -72,6 +79,7 @@ impl<R: Read> LineReader<R> {
                 }
             }
             total += take as u64;
+            self.consumed += (take + usize::from(newline)) as u64;
             self.inner.consume(take + usize::from(newline));
             if newline {
                 break;
@@ -133,5 +141,8 @@ mod tests {
         input.extend_from_slice(b"\nok\n");
         let lines = collect(&input, 5_000);
         assert_eq!(lines, vec![(1, Err(10_000)), (2, Ok(b"ok".to_vec()))]);
+        let mut reader = LineReader::new(&input[..], 5_000);
+        while reader.next_line().unwrap().is_some() {}
+        assert_eq!(reader.bytes_read(), input.len() as u64);
     }
 }

@@ -1,12 +1,17 @@
-//! Listing input paths into read units (a text file, or one Parquet row group) and sharding them.
+//! Listing input paths and `s3://` prefixes into read units (a text file, or one Parquet row
+//! group) and sharding them.
 
 use std::ffi::OsStr;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use parquet::file::metadata::ParquetMetaDataReader;
+use object_store::path::Path as ObjectPath;
 use walkdir::WalkDir;
 
+use super::hive::Partitions;
+use super::location::{parse_s3_url, Location, ObjectLocation};
+use super::object::{Connector, S3Config};
+use super::parquet_input::{read_footer, Footer};
+use super::parquet_stats::row_group_max_ts;
 use super::Format;
 use crate::error::SourceError;
 
@@ -23,50 +28,97 @@ pub struct UnitSize {
 /// a Parquet file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReadUnit {
-    /// The file.
-    pub path: PathBuf,
+    /// The file: a local path or an object.
+    pub location: Location,
     /// Its format.
     pub format: Format,
     /// The row group (Parquet only).
     pub row_group: Option<usize>,
     /// Its size, as far as known when listing.
     pub size: UnitSize,
+    /// Bytes of the whole file (an object's size is needed to read it; 0 if unknown).
+    pub file_bytes: u64,
+    /// What the hive-style folders above the file say (`dt=`, `category=`).
+    pub partitions: Partitions,
+    /// The row group's largest `ts` (epoch ms) from exact Parquet statistics, if known.
+    pub ts_max: Option<i64>,
+    /// The file's footer (Parquet), read once when listing and shared by its row groups.
+    pub footer: Option<Footer>,
 }
 
 impl ReadUnit {
-    /// A unit of unknown size.
-    pub fn new(path: impl Into<PathBuf>, format: Format, row_group: Option<usize>) -> Self {
+    /// A unit of unknown size, without partitions (see [`ReadUnit::with_partitions`]).
+    pub fn new(location: impl Into<Location>, format: Format, row_group: Option<usize>) -> Self {
         ReadUnit {
-            path: path.into(),
+            location: location.into(),
             format,
             row_group,
             size: UnitSize::default(),
+            file_bytes: 0,
+            partitions: Partitions::default(),
+            ts_max: None,
+            footer: None,
         }
+    }
+
+    /// The unit with the partitions its folders name.
+    pub fn with_partitions(mut self) -> Self {
+        self.partitions = Partitions::from_folders(&self.location.folders());
+        self
     }
 
     /// Its size, for progress bars.
     pub fn size_hint(&self) -> UnitSize {
         self.size
     }
+
+    /// The latest event time any row of the unit can have, as far as listing found out:
+    /// Parquet statistics, and (when `trust_partitions`) the end of its `dt=` day.
+    pub fn max_ts_bound(&self, trust_partitions: bool) -> Option<i64> {
+        let day = self.partitions.max_ts().filter(|_| trust_partitions);
+        match (self.ts_max, day) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
-/// Lists the read units of `paths`, in order, each path a file or a folder walked recursively
-/// (sorted by name; entries whose name starts with `.` or `_`, like `_SUCCESS`, are skipped).
-///
-/// With `format` set, every file is read in that format. Without it, the extension tells: a
-/// file named explicitly with an unknown extension is an error, one found in a folder is
-/// skipped. Parquet files are split into one unit per row group (their footers are read here;
-/// a corrupt footer is an error naming the file).
+/// Lists the read units of local `paths`, as [`list_units_with`] with default S3 settings.
 pub fn list_units(
     paths: &[impl AsRef<Path>],
     format: Option<Format>,
 ) -> Result<Vec<ReadUnit>, SourceError> {
+    list_units_with(paths, format, &S3Config::default())
+}
+
+/// Lists the read units of `paths`, in order. Each is a local file or folder (walked
+/// recursively, sorted by name), or an `s3://bucket/key` object or `s3://bucket/prefix` (every
+/// object under it, in key order). Entries whose name starts with `.` or `_`, like
+/// `_SUCCESS`, are skipped, and so is everything below a folder so named.
+///
+/// With `format` set, every file is read in that format. Without it, the extension tells: a
+/// file named explicitly with an unknown extension is an error, one found in a folder is
+/// skipped. Parquet files are split into one unit per row group (their footers are read here,
+/// with ranged GETs for objects; a corrupt footer is an error naming the file). Hive-style
+/// folders (`dt=…`, `category=…`) are parsed into each unit's [`Partitions`].
+pub fn list_units_with(
+    paths: &[impl AsRef<Path>],
+    format: Option<Format>,
+    s3: &S3Config,
+) -> Result<Vec<ReadUnit>, SourceError> {
     let mut units = Vec::new();
+    let mut connector = Connector::new(s3);
     for path in paths {
         let path = path.as_ref();
+        if let Some(url) = path.to_str().and_then(parse_s3_url) {
+            let (bucket, prefix) =
+                url.map_err(|message| SourceError::NotFound { path: message })?;
+            list_objects(&mut connector, &bucket, &prefix, format, &mut units)?;
+            continue;
+        }
         let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => SourceError::NotFound {
-                path: path.to_path_buf(),
+                path: path.display().to_string(),
             },
             _ => SourceError::io(path, e),
         })?;
@@ -75,10 +127,10 @@ pub fn list_units(
         } else {
             let found = format.or_else(|| Format::from_path(path)).ok_or_else(|| {
                 SourceError::UnknownFormat {
-                    path: path.to_path_buf(),
+                    path: path.display().to_string(),
                 }
             })?;
-            push_file(path, found, meta.len(), &mut units)?;
+            push_file(Location::from(path), found, meta.len(), &mut units)?;
         }
     }
     Ok(units)
@@ -113,46 +165,97 @@ fn list_dir(
             continue;
         };
         let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
-        push_file(path, found, len, units)?;
+        push_file(Location::from(path), found, len, units)?;
+    }
+    Ok(())
+}
+
+/// Lists `s3://bucket/prefix`: the object itself if there is one, else every object below.
+fn list_objects(
+    connector: &mut Connector,
+    bucket_name: &str,
+    prefix: &str,
+    format: Option<Format>,
+    units: &mut Vec<ReadUnit>,
+) -> Result<(), SourceError> {
+    let url = format!("s3://{bucket_name}/{prefix}");
+    let bucket = connector.bucket(bucket_name)?;
+    let key = ObjectPath::parse(prefix).map_err(|e| SourceError::object_store(&url, e))?;
+    if !prefix.is_empty() {
+        if let Some(meta) = bucket.head(&key)? {
+            let location = Location::Object(ObjectLocation {
+                bucket: bucket.clone(),
+                key: meta.location,
+            });
+            let found = format
+                .or_else(|| Format::from_name(&location.file_name()))
+                .ok_or_else(|| SourceError::UnknownFormat { path: url.clone() })?;
+            return push_file(location, found, meta.size, units);
+        }
+    }
+    let objects = bucket.list(&key)?;
+    if objects.is_empty() {
+        return Err(SourceError::NotFound { path: url });
+    }
+    let depth = key.parts().count();
+    for meta in objects {
+        // Skip hidden names below the prefix (`_SUCCESS`, `.tmp/…`), as in local folders.
+        let hidden = meta
+            .location
+            .parts()
+            .skip(depth)
+            .any(|part| is_hidden(OsStr::new(part.as_ref())));
+        if hidden {
+            continue;
+        }
+        let location = Location::Object(ObjectLocation {
+            bucket: bucket.clone(),
+            key: meta.location,
+        });
+        let Some(found) = format.or_else(|| Format::from_name(&location.file_name())) else {
+            tracing::debug!(object = %location, "skipping an object of unknown format");
+            continue;
+        };
+        push_file(location, found, meta.size, units)?;
     }
     Ok(())
 }
 
 fn push_file(
-    path: &Path,
+    location: Location,
     format: Format,
     len: u64,
     units: &mut Vec<ReadUnit>,
 ) -> Result<(), SourceError> {
+    let unit = ReadUnit {
+        file_bytes: len,
+        ..ReadUnit::new(location, format, None).with_partitions()
+    };
     if format != Format::Parquet {
         units.push(ReadUnit {
-            path: path.to_path_buf(),
-            format,
-            row_group: None,
             size: UnitSize {
                 bytes: len,
                 rows: None,
             },
+            ..unit
         });
         return Ok(());
     }
-    let file = File::open(path).map_err(|e| SourceError::io(path, e))?;
-    let meta = ParquetMetaDataReader::new()
-        .parse_and_finish(&file)
-        .map_err(|e| SourceError::parquet(path, e))?;
-    for (index, group) in meta.row_groups().iter().enumerate() {
+    let footer = read_footer(&unit.location, len)?;
+    for (index, group) in footer.0.row_groups().iter().enumerate() {
         let rows = u64::try_from(group.num_rows()).unwrap_or(0);
         if rows == 0 {
             continue;
         }
         units.push(ReadUnit {
-            path: path.to_path_buf(),
-            format,
             row_group: Some(index),
             size: UnitSize {
                 bytes: u64::try_from(group.compressed_size()).unwrap_or(0),
                 rows: Some(rows),
             },
+            ts_max: row_group_max_ts(&footer.0, index),
+            footer: Some(footer.clone()),
+            ..unit.clone()
         });
     }
     Ok(())
@@ -185,7 +288,9 @@ mod tests {
         units
             .iter()
             .map(|u| {
-                u.path
+                u.location
+                    .local_path()
+                    .unwrap()
                     .strip_prefix(root)
                     .unwrap()
                     .to_string_lossy()
@@ -219,6 +324,11 @@ mod tests {
             ]
         );
         assert_eq!(units[0].format, Format::Csv);
+        // `date=` folders are day partitions (UTC).
+        assert_eq!(
+            units[2].partitions.day.map(|(start, _)| start),
+            Some(1_767_312_000_000)
+        );
         assert_eq!(units[1].format, Format::Jsonl);
         assert_eq!(
             units[2].size_hint(),
@@ -245,13 +355,12 @@ mod tests {
         assert_eq!(
             units,
             vec![ReadUnit {
-                path: txt.clone(),
-                format: Format::Csv,
-                row_group: None,
+                file_bytes: 0,
                 size: UnitSize {
                     bytes: 0,
                     rows: None
-                }
+                },
+                ..ReadUnit::new(&txt, Format::Csv, None).with_partitions()
             }]
         );
         let missing = dir.path().join("nope/x.jsonl");
@@ -277,16 +386,24 @@ mod tests {
     #[test]
     fn sharding_reads_every_unit_exactly_once() {
         let units: Vec<ReadUnit> = (0..11)
-            .map(|i| ReadUnit::new(format!("f{i}.parquet"), Format::Parquet, Some(i % 3)))
+            .map(|i| {
+                ReadUnit::new(
+                    std::path::PathBuf::from(format!("f{i}.parquet")),
+                    Format::Parquet,
+                    Some(i % 3),
+                )
+            })
             .collect();
         for peers in [1, 2, 3, 4, 16] {
-            let mut seen: HashMap<ReadUnit, usize> = HashMap::new();
+            let mut seen: HashMap<(String, Option<usize>), usize> = HashMap::new();
             let mut sizes = Vec::new();
             for index in 0..peers {
                 let mine = units_for_worker(&units, index, peers);
                 sizes.push(mine.len());
                 for u in mine {
-                    *seen.entry(u).or_default() += 1;
+                    *seen
+                        .entry((u.location.to_string(), u.row_group))
+                        .or_default() += 1;
                 }
             }
             assert_eq!(seen.len(), units.len(), "peers {peers}");

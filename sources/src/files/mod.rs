@@ -1,13 +1,21 @@
-//! File sources: JSON Lines, CSV and Parquet files or folders, split into read units.
+//! File sources: JSON Lines, CSV and Parquet files, folders or S3 prefixes, split into read
+//! units, read by one decoder per format whatever the storage.
 
 pub(crate) mod csv;
 pub(crate) mod fields;
+mod hive;
 pub(crate) mod jsonl;
 mod lines;
 mod list;
+mod location;
+mod object;
 mod parquet;
 mod parquet_columns;
+mod parquet_input;
+mod parquet_stats;
+mod prune;
 
+use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -16,16 +24,22 @@ use topsellers_model::Purchase;
 use crate::bad::BadRecord;
 use crate::error::SourceError;
 
-pub use list::{list_units, units_for_worker, ReadUnit, UnitSize};
+pub use hive::Partitions;
+pub use list::{list_units, list_units_with, units_for_worker, ReadUnit, UnitSize};
+pub use location::{parse_s3_url, Location, ObjectLocation};
+pub use object::{Bucket, S3Config};
+pub use parquet_input::Footer;
+pub use prune::{prune, Pruned};
 
 /// Longest JSON Lines line or CSV record (bytes) read as a record; longer ones are bad records.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
-/// `type = "files"`: read files or folders of files (backfill, batch mode).
+/// `type = "files"`: read files, folders or S3 prefixes (backfill, batch mode).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FilesConfig {
-    /// Files or folders (walked recursively; hive-style `key=value/` folders are just folders).
+    /// Files, folders (walked recursively) or `s3://bucket/prefix` URLs (every object below).
+    /// Hive-style `dt=…/` and `category=…/` folders are understood (see [`Partitions`]).
     pub paths: Vec<String>,
     /// The format of every file; by default each file's extension tells.
     #[serde(default = "default_format")]
@@ -37,9 +51,45 @@ fn default_format() -> Option<Format> {
 }
 
 impl FilesConfig {
-    /// The read units of all configured paths (see [`list_units`]).
-    pub fn units(&self) -> Result<Vec<ReadUnit>, SourceError> {
-        list_units(&self.paths, self.format)
+    /// Files or folders `paths`, each file's format from its extension.
+    pub fn new(paths: Vec<String>) -> Self {
+        FilesConfig {
+            paths,
+            format: None,
+        }
+    }
+
+    /// The read units of all configured paths, S3 reached with `s3` (see [`list_units_with`]).
+    pub fn units(&self, s3: &S3Config) -> Result<Vec<ReadUnit>, SourceError> {
+        list_units_with(&self.paths, self.format, s3)
+    }
+}
+
+/// How the data lake is read (`[lake]` in the config file).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// Skip files and Parquet row groups wholly older than the backfill's cut-off minus the
+    /// retention, as told by `dt=` partitions and `ts` statistics, without reading them.
+    /// Default: true. (Purchases that old are skipped either way; `false` reads them first,
+    /// e.g. for files whose rows do not belong to their `dt=` folder.)
+    #[serde(default = "default_prune")]
+    pub prune: bool,
+    /// How to reach S3 for `s3://` inputs.
+    #[serde(default)]
+    pub s3: S3Config,
+}
+
+fn default_prune() -> bool {
+    true
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            prune: default_prune(),
+            s3: S3Config::default(),
+        }
     }
 }
 
@@ -59,8 +109,16 @@ impl Format {
     /// The format an extension stands for: `.jsonl`, `.ndjson`, `.json` → JSON Lines; `.csv` →
     /// CSV; `.parquet`, `.pq` → Parquet (case-insensitive). `None` for anything else.
     pub fn from_path(path: &Path) -> Option<Format> {
-        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-        match ext.as_str() {
+        Format::from_name(path.file_name()?.to_str()?)
+    }
+
+    /// The format a file name's extension stands for (see [`Format::from_path`]).
+    pub fn from_name(name: &str) -> Option<Format> {
+        let (stem, ext) = name.rsplit_once('.')?;
+        if stem.is_empty() {
+            return None;
+        }
+        match ext.to_ascii_lowercase().as_str() {
             "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
             "csv" => Some(Format::Csv),
             "parquet" | "pq" => Some(Format::Parquet),
@@ -115,26 +173,60 @@ pub trait RecordReader {
 
     /// Records (valid, bad or ignored; not blank lines) read so far.
     fn rows_read(&self) -> u64;
+
+    /// Bytes of the file consumed so far (text formats; Parquet readers report 0 and the unit's
+    /// size counts once it is done).
+    fn bytes_read(&self) -> u64 {
+        0
+    }
+}
+
+/// The bytes of a text file, streamed from disk or with ranged GETs.
+fn open_text(unit: &ReadUnit) -> Result<Box<dyn Read + Send>, SourceError> {
+    Ok(match &unit.location {
+        Location::Local(path) => {
+            Box::new(std::fs::File::open(path).map_err(|e| SourceError::io(path, e))?)
+        }
+        Location::Object(object) => {
+            let size = match unit.file_bytes {
+                0 => {
+                    object
+                        .bucket
+                        .head(&object.key)?
+                        .ok_or_else(|| SourceError::NotFound { path: object.url() })?
+                        .size
+                }
+                size => size,
+            };
+            Box::new(object::ObjectRead::new(
+                object.bucket.clone(),
+                object.key.clone(),
+                size,
+            ))
+        }
+    })
 }
 
 /// Opens a reader for one unit.
 pub fn open_unit(unit: &ReadUnit) -> Result<Box<dyn RecordReader + Send>, SourceError> {
+    let label = unit.location.to_string();
+    let category = unit.partitions.category.clone();
     Ok(match unit.format {
-        Format::Jsonl => Box::new(jsonl::JsonlReader::open(&unit.path)?),
-        Format::Csv => Box::new(csv::CsvReader::open(&unit.path)?),
-        Format::Parquet => Box::new(parquet::ParquetReader::open(
-            &unit.path,
-            unit.row_group.unwrap_or(0),
-        )?),
+        Format::Jsonl => Box::new(jsonl::JsonlReader::new(label, open_text(unit)?, category)),
+        Format::Csv => Box::new(csv::CsvReader::new(label, open_text(unit)?, category)?),
+        Format::Parquet => Box::new(parquet::ParquetReader::open(unit)?),
     })
 }
 
 /// The largest event time in a unit (`None` if it has none): for Parquet from the `ts`
-/// column alone (any row whose `ts` is valid, whatever its other fields), for text formats
-/// from its valid purchases.
+/// statistics when exact, else from the `ts` column alone (any row whose `ts` is valid,
+/// whatever its other fields); for text formats from its valid purchases.
 pub fn max_event_time(unit: &ReadUnit) -> Result<Option<i64>, SourceError> {
-    if let (Format::Parquet, Some(row_group)) = (unit.format, unit.row_group) {
-        return parquet::max_ts(&unit.path, row_group);
+    if let Some(max) = unit.ts_max {
+        return Ok((max >= 0).then_some(max));
+    }
+    if unit.format == Format::Parquet {
+        return parquet::max_ts(unit);
     }
     let mut reader = open_unit(unit)?;
     let (mut purchases, mut bad, mut max) = (Vec::new(), Vec::new(), None);
@@ -173,21 +265,82 @@ mod tests {
         assert_eq!(f("part-0.snappy.parquet"), Some(Format::Parquet));
         assert_eq!(f("y.pq"), Some(Format::Parquet));
         assert_eq!(f("y.txt"), None);
+        assert_eq!(f(".csv"), None);
+        assert_eq!(Format::from_name("k=v.x/part-1.csv"), Some(Format::Csv));
         assert_eq!(f("README"), None);
         assert_eq!("CSV".parse::<Format>(), Ok(Format::Csv));
         assert!("xml".parse::<Format>().is_err());
     }
 
     #[test]
+    fn category_partition_fills_in_missing_categories_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("dt=2024-06-30/category=books%2Ffiction");
+        std::fs::create_dir_all(&folder).unwrap();
+        // CSV without a category column: every row takes the partition's.
+        std::fs::write(folder.join("a.csv"), "item_id,ts\nx,1\ny,2\n").unwrap();
+        // CSV with one: its own wins; an empty field (CSV's null) takes the partition's.
+        std::fs::write(
+            folder.join("b.csv"),
+            "item_id,category,ts\nx,toys,3\ny,,4\n",
+        )
+        .unwrap();
+        // JSON Lines: absent or null category takes the partition's; its own wins.
+        std::fs::write(
+            folder.join("c.jsonl"),
+            concat!(
+                "{\"item_id\":\"x\",\"ts\":5}\n",
+                "{\"item_id\":\"y\",\"ts\":6,\"category\":null}\n",
+                "{\"item_id\":\"z\",\"ts\":7,\"category\":\"toys/cars\"}\n",
+            ),
+        )
+        .unwrap();
+        let units = list_units(&[dir.path()], None).unwrap();
+        assert_eq!(units.len(), 3);
+        let mut got = Vec::new();
+        for unit in &units {
+            assert_eq!(unit.partitions.category.as_deref(), Some("books/fiction"));
+            let (purchases, bad) = read_unit_all(unit).unwrap();
+            assert!(bad.is_empty(), "{bad:?}");
+            got.extend(purchases.iter().map(|p| (p.ts_ms, p.category.to_string())));
+        }
+        let want = [
+            (1, "books/fiction"),
+            (2, "books/fiction"),
+            (3, "toys"),
+            (4, "books/fiction"),
+            (5, "books/fiction"),
+            (6, "books/fiction"),
+            (7, "toys/cars"),
+        ];
+        let want: Vec<(i64, String)> = want.iter().map(|(t, c)| (*t, c.to_string())).collect();
+        assert_eq!(got, want);
+        // Without a partition, a missing category column is still an error.
+        let plain = dir.path().join("plain.csv");
+        std::fs::write(&plain, "item_id,ts\nx,1\n").unwrap();
+        let unit = list_units(&[&plain], None).unwrap().remove(0);
+        assert!(matches!(
+            open_unit(&unit).err(),
+            Some(SourceError::MissingColumn {
+                column: "category",
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn config_serde() {
         let c: FilesConfig = serde_json::from_str(r#"{"paths":["a","b"]}"#).unwrap();
-        assert_eq!(
-            c,
-            FilesConfig {
-                paths: vec!["a".into(), "b".into()],
-                format: None
-            }
-        );
+        assert_eq!(c, FilesConfig::new(vec!["a".into(), "b".into()]));
+        let lake: LakeConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(lake, LakeConfig::default());
+        assert!(lake.prune);
+        let lake: LakeConfig =
+            serde_json::from_str(r#"{"prune":false,"s3":{"endpoint":"http://127.0.0.1:9"}}"#)
+                .unwrap();
+        assert!(!lake.prune);
+        assert_eq!(lake.s3.endpoint, "http://127.0.0.1:9");
+        assert!(serde_json::from_str::<LakeConfig>(r#"{"prun":false}"#).is_err());
         let c: FilesConfig = serde_json::from_str(r#"{"paths":[],"format":"parquet"}"#).unwrap();
         assert_eq!(c.format, Some(Format::Parquet));
         assert!(serde_json::from_str::<FilesConfig>(r#"{"paths":[],"colour":1}"#).is_err());

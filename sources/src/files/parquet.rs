@@ -1,23 +1,31 @@
-//! Parquet reader: one row group, only the needed columns, by name.
+//! Parquet reader: one row group, only the needed columns, by name, from a local file or from
+//! the column chunks fetched with ranged GETs.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::ops::Range;
+use std::sync::Arc;
 
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::ParquetMetaData;
 use topsellers_model::{Purchase, RecordError};
 
 use super::fields::{self, Tally};
+use super::location::Location;
 use super::parquet_columns::{
     is_int, is_text, is_time, BatchColumns, IntCol, ItemCol, TextCol, TsCol,
 };
-use super::RecordReader;
+use super::parquet_input::{read_footer, Fetched, Footer, ParquetInput};
+use super::{ReadUnit, RecordReader};
 use crate::bad::{truncate_at_char, BadRecord, MAX_RAW_BYTES};
 use crate::error::SourceError;
 use crate::intern::Interner;
-use crate::position::{path_label, row_position};
+use crate::position::row_position;
 
 /// Rows per Arrow record batch decoded.
 const BATCH_ROWS: usize = 8192;
@@ -25,7 +33,8 @@ const BATCH_ROWS: usize = 8192;
 /// Whether a column type is accepted.
 type TypeRule = fn(&DataType) -> bool;
 
-/// The columns read: name, whether required, and the type rule each must meet.
+/// The columns read: name, whether required, and the type rule each must meet. (`category`
+/// may be missing when a `category=` partition supplies it.)
 const COLUMNS: [(&str, bool, TypeRule); 4] = [
     ("item_id", true, |dt| is_text(dt) || is_int(dt)),
     ("category", true, is_text),
@@ -44,43 +53,117 @@ struct Current {
 
 /// Reads one row group of a Parquet file.
 pub(crate) struct ParquetReader {
+    /// The file's path or URL (positions and errors).
     label: String,
-    path: PathBuf,
     batches: ParquetRecordBatchReader,
     current: Option<Current>,
     next_row: u64,
+    /// The category of rows without one (a `category=` partition).
+    category: Option<Arc<str>>,
     interner: Interner,
     number: String,
     tally: Tally,
     done: bool,
 }
 
-impl ParquetReader {
-    pub(crate) fn open(path: &Path, row_group: usize) -> Result<Self, SourceError> {
-        let file = File::open(path).map_err(|e| SourceError::io(path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| SourceError::parquet(path, e))?;
-        let groups = builder.metadata().row_groups();
-        if row_group >= groups.len() {
-            return Err(SourceError::parquet(
-                path,
-                format!(
-                    "row group {row_group} does not exist (the file has {})",
-                    groups.len()
-                ),
-            ));
+/// A unit's footer: the one read when listing, else read now.
+fn footer_of(unit: &ReadUnit) -> Result<Footer, SourceError> {
+    match &unit.footer {
+        Some(footer) => Ok(footer.clone()),
+        None => {
+            let size = match (&unit.location, unit.file_bytes) {
+                (Location::Object(object), 0) => {
+                    object
+                        .bucket
+                        .head(&object.key)?
+                        .ok_or_else(|| SourceError::NotFound { path: object.url() })?
+                        .size
+                }
+                (_, size) => size,
+            };
+            read_footer(&unit.location, size)
         }
-        let first_row: u64 = groups[..row_group]
+    }
+}
+
+/// A reader of `columns` (top-level indices) of one row group: the local file, or exactly the
+/// byte ranges of those column chunks fetched from the object store.
+fn read_columns(
+    unit: &ReadUnit,
+    meta: ArrowReaderMetadata,
+    row_group: usize,
+    columns: Vec<usize>,
+) -> Result<ParquetRecordBatchReader, SourceError> {
+    let label = &unit.location;
+    let mask = ProjectionMask::roots(meta.parquet_schema(), columns);
+    let input = match &unit.location {
+        Location::Local(path) => {
+            ParquetInput::File(File::open(path).map_err(|e| SourceError::io(path, e))?)
+        }
+        Location::Object(object) => {
+            let ranges = column_ranges(meta.metadata(), row_group, &mask);
+            let len = unit
+                .file_bytes
+                .max(ranges.iter().map(|r| r.end).max().unwrap_or(0));
+            ParquetInput::Fetched(Fetched::fetch(object, len, ranges)?)
+        }
+    };
+    ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta)
+        .with_row_groups(vec![row_group])
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| SourceError::parquet(label, e))
+}
+
+/// The byte ranges of the column chunks of `row_group` that `mask` selects: all a reader of
+/// those columns reads (footer aside).
+fn column_ranges(
+    meta: &ParquetMetaData,
+    row_group: usize,
+    mask: &ProjectionMask,
+) -> Vec<Range<u64>> {
+    let group = meta.row_group(row_group);
+    (0..group.num_columns())
+        .filter(|&leaf| mask.leaf_included(leaf))
+        .map(|leaf| {
+            let (start, len) = group.column(leaf).byte_range();
+            start..start + len
+        })
+        .collect()
+}
+
+/// The footer as Arrow sees it, after checking that `row_group` exists.
+fn arrow_metadata(unit: &ReadUnit, row_group: usize) -> Result<ArrowReaderMetadata, SourceError> {
+    let footer = footer_of(unit)?;
+    let groups = footer.0.num_row_groups();
+    if row_group >= groups {
+        return Err(SourceError::parquet(
+            &unit.location,
+            format!("row group {row_group} does not exist (the file has {groups})"),
+        ));
+    }
+    ArrowReaderMetadata::try_new(footer.0, ArrowReaderOptions::new())
+        .map_err(|e| SourceError::parquet(&unit.location, e))
+}
+
+impl ParquetReader {
+    pub(crate) fn open(unit: &ReadUnit) -> Result<Self, SourceError> {
+        let row_group = unit.row_group.unwrap_or(0);
+        let meta = arrow_metadata(unit, row_group)?;
+        let first_row: u64 = meta.metadata().row_groups()[..row_group]
             .iter()
             .map(|g| u64::try_from(g.num_rows()).unwrap_or(0))
             .sum();
-        let schema = builder.schema().clone();
+        let category = unit.partitions.category.clone();
+        let schema = meta.schema().clone();
         let mut roots = Vec::new();
         for (name, required, accepts) in COLUMNS {
+            let required = required && !(name == "category" && category.is_some());
             match schema.fields().iter().position(|f| f.name() == name) {
                 None if required => {
                     return Err(SourceError::MissingColumn {
-                        path: path.to_path_buf(),
+                        path: unit.location.to_string(),
                         column: name,
                     })
                 }
@@ -89,7 +172,7 @@ impl ParquetReader {
                     let found = schema.field(index).data_type();
                     if !accepts(found) {
                         return Err(SourceError::UnsupportedColumnType {
-                            path: path.to_path_buf(),
+                            path: unit.location.to_string(),
                             column: name,
                             found: found.to_string(),
                         });
@@ -98,13 +181,13 @@ impl ParquetReader {
                 }
             }
         }
-        let batches = read_columns(builder, path, row_group, roots)?;
+        let batches = read_columns(unit, meta, row_group, roots)?;
         Ok(ParquetReader {
-            label: path_label(path),
-            path: path.to_path_buf(),
+            label: unit.location.to_string(),
             batches,
             current: None,
             next_row: first_row,
+            category,
             interner: Interner::new(),
             number: String::new(),
             tally: Tally::default(),
@@ -118,7 +201,7 @@ impl ParquetReader {
                 .column_by_name(column)
                 .map(|c| c.data_type().to_string());
             SourceError::UnsupportedColumnType {
-                path: self.path.clone(),
+                path: self.label.clone(),
                 column,
                 found: found.unwrap_or_else(|| "nothing".to_owned()),
             }
@@ -130,7 +213,11 @@ impl ParquetReader {
         };
         Ok(BatchColumns {
             item_id: ItemCol::new(get("item_id")?).ok_or_else(|| unsupported("item_id"))?,
-            category: TextCol::new(get("category")?).ok_or_else(|| unsupported("category"))?,
+            category: match batch.column_by_name("category") {
+                None if self.category.is_some() => None,
+                None => return Err(unsupported("category")),
+                Some(array) => Some(TextCol::new(array).ok_or_else(|| unsupported("category"))?),
+            },
             ts: TsCol::new(get("ts")?).ok_or_else(|| unsupported("ts"))?,
             quantity: match batch.column_by_name("quantity") {
                 None => None,
@@ -147,7 +234,7 @@ impl ParquetReader {
             }
             match self.batches.next() {
                 None => return Ok(false),
-                Some(Err(e)) => return Err(SourceError::parquet(&self.path, e)),
+                Some(Err(e)) => return Err(SourceError::parquet(&self.label, e)),
                 Some(Ok(batch)) => {
                     let columns = self.columns(&batch)?;
                     let len = batch.num_rows();
@@ -164,45 +251,23 @@ impl ParquetReader {
     }
 }
 
-/// Batches of one row group, decoding only the given top-level columns.
-fn read_columns(
-    builder: ParquetRecordBatchReaderBuilder<File>,
-    path: &Path,
-    row_group: usize,
-    columns: impl IntoIterator<Item = usize>,
-) -> Result<ParquetRecordBatchReader, SourceError> {
-    let mask = ProjectionMask::roots(builder.parquet_schema(), columns);
-    builder
-        .with_row_groups(vec![row_group])
-        .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| SourceError::parquet(path, e))
-}
-
-/// The largest valid `ts` in one row group, reading only that column.
-pub(crate) fn max_ts(path: &Path, row_group: usize) -> Result<Option<i64>, SourceError> {
-    let file = File::open(path).map_err(|e| SourceError::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| SourceError::parquet(path, e))?;
-    let Some(index) = builder
-        .schema()
-        .fields()
-        .iter()
-        .position(|f| f.name() == "ts")
-    else {
+/// The largest valid `ts` in one row group (a unit), reading only that column.
+pub(crate) fn max_ts(unit: &ReadUnit) -> Result<Option<i64>, SourceError> {
+    let row_group = unit.row_group.unwrap_or(0);
+    let meta = arrow_metadata(unit, row_group)?;
+    let Some(index) = meta.schema().fields().iter().position(|f| f.name() == "ts") else {
         return Err(SourceError::MissingColumn {
-            path: path.to_path_buf(),
+            path: unit.location.to_string(),
             column: "ts",
         });
     };
-    let batches = read_columns(builder, path, row_group, [index])?;
+    let batches = read_columns(unit, meta, row_group, vec![index])?;
     let mut max = None;
     for batch in batches {
-        let batch = batch.map_err(|e| SourceError::parquet(path, e))?;
+        let batch = batch.map_err(|e| SourceError::parquet(&unit.location, e))?;
         let column = batch.column(0);
         let ts = TsCol::new(column).ok_or_else(|| SourceError::UnsupportedColumnType {
-            path: path.to_path_buf(),
+            path: unit.location.to_string(),
             column: "ts",
             found: column.data_type().to_string(),
         })?;
@@ -220,6 +285,7 @@ pub(crate) fn max_ts(path: &Path, row_group: usize) -> Result<Option<i64>, Sourc
 fn parse_row(
     columns: &BatchColumns,
     row: usize,
+    default_category: Option<&str>,
     interner: &mut Interner,
     number: &mut String,
 ) -> Result<Option<Purchase>, RecordError> {
@@ -232,7 +298,9 @@ fn parse_row(
     };
     let category = columns
         .category
-        .get(row)
+        .as_ref()
+        .and_then(|c| c.get(row))
+        .or(default_category)
         .ok_or(RecordError::MissingField("category"))?;
     let ts_ms = columns.ts.get(row)?;
     let quantity = match columns.quantity.as_ref().and_then(|c| c.get(row)) {
@@ -265,8 +333,13 @@ impl RecordReader for ParquetReader {
                 let row = current.next;
                 current.next += 1;
                 examined += 1;
-                let outcome =
-                    parse_row(&current.columns, row, &mut self.interner, &mut self.number);
+                let outcome = parse_row(
+                    &current.columns,
+                    row,
+                    self.category.as_deref(),
+                    &mut self.interner,
+                    &mut self.number,
+                );
                 let columns = &current.columns;
                 let file_row = current.first_row + row as u64;
                 fields::deliver(outcome, &mut self.tally, out, bad, |error| {
@@ -304,7 +377,7 @@ mod tests {
     };
     use parquet::arrow::ArrowWriter;
     use parquet::file::properties::WriterProperties;
-    use std::sync::Arc;
+    use std::path::Path;
 
     fn write(path: &Path, columns: Vec<(&str, ArrayRef)>, row_group_rows: usize) {
         let batch = RecordBatch::try_from_iter(columns).unwrap();
@@ -486,6 +559,141 @@ mod tests {
             ),
             ("v", "a/b", 7, 3)
         );
+    }
+
+    #[test]
+    fn object_reads_fetch_only_the_projected_column_chunks() {
+        // A wide column nobody reads: a reader over an object fetches the other columns' chunks
+        // only, and decodes them like the local file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.parquet");
+        let n = 2000;
+        let payload: Vec<String> = (0..n).map(|i| format!("{i:0>200}")).collect();
+        write(
+            &path,
+            vec![
+                ("payload", Arc::new(StringArray::from(payload)) as ArrayRef),
+                (
+                    "item_id",
+                    Arc::new(StringArray::from_iter_values(
+                        (0..n).map(|i| format!("i{}", i % 7)),
+                    )),
+                ),
+                (
+                    "category",
+                    Arc::new(StringArray::from_iter_values((0..n).map(|_| "a/b"))),
+                ),
+                ("ts", Arc::new(Int64Array::from_iter_values(0..n as i64))),
+            ],
+            700,
+        );
+        let units = list_units(&[&path], None).unwrap();
+        assert_eq!(units.len(), 3);
+        let file_bytes = std::fs::read(&path).unwrap();
+        for unit in &units {
+            let row_group = unit.row_group.unwrap();
+            let meta = arrow_metadata(unit, row_group).unwrap();
+            let schema = meta.schema().clone();
+            let roots: Vec<usize> = ["item_id", "category", "ts"]
+                .iter()
+                .map(|name| {
+                    schema
+                        .fields()
+                        .iter()
+                        .position(|f| f.name() == *name)
+                        .unwrap()
+                })
+                .collect();
+            let mask = ProjectionMask::roots(meta.parquet_schema(), roots);
+            let ranges = column_ranges(meta.metadata(), row_group, &mask);
+            assert_eq!(ranges.len(), 3);
+            let fetched: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+            let group = meta.metadata().row_group(row_group);
+            let payload_bytes = group.column(0).byte_range().1;
+            assert!(
+                fetched * 5 < payload_bytes,
+                "fetched {fetched} bytes, the unread column has {payload_bytes}"
+            );
+            // Decode from just those ranges, as from an object store.
+            let parts = ranges
+                .iter()
+                .map(|r| {
+                    let bytes = bytes::Bytes::copy_from_slice(
+                        &file_bytes[r.start as usize..r.end as usize],
+                    );
+                    (r.start, bytes)
+                })
+                .collect();
+            let input = ParquetInput::Fetched(Fetched::from_parts(file_bytes.len() as u64, parts));
+            let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta)
+                .with_row_groups(vec![row_group])
+                .with_projection(mask)
+                .build()
+                .unwrap();
+            let rows: usize = batches.map(|b| b.unwrap().num_rows()).sum();
+            assert_eq!(rows as u64, unit.size_hint().rows.unwrap());
+        }
+    }
+
+    #[test]
+    fn statistics_give_the_same_max_ts_as_reading_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let base_ms: i64 = 1_700_000_000_123;
+        let ts = [base_ms - 5_000, base_ms, base_ms - 77];
+        let cases: Vec<(&str, ArrayRef, bool)> = vec![
+            ("ms", Arc::new(Int64Array::from(ts.to_vec())), true),
+            (
+                "s",
+                Arc::new(
+                    TimestampSecondArray::from(ts.iter().map(|t| t / 1000).collect::<Vec<_>>())
+                        .with_timezone("UTC"),
+                ),
+                true,
+            ),
+            (
+                "us",
+                Arc::new(TimestampMicrosecondArray::from(
+                    ts.iter().map(|t| t * 1000 + 999).collect::<Vec<_>>(),
+                )),
+                true,
+            ),
+            (
+                "ns",
+                Arc::new(TimestampNanosecondArray::from(
+                    ts.iter().map(|t| t * 1_000_000 + 1).collect::<Vec<_>>(),
+                )),
+                true,
+            ),
+            ("i32", Arc::new(Int32Array::from(vec![5, 9, -3])), true),
+            (
+                "text",
+                strings(&[Some("1970-01-01T00:00:01Z"), Some("7"), None]),
+                false,
+            ),
+            (
+                "negative",
+                Arc::new(Int64Array::from(vec![-5, -9, -3])),
+                true,
+            ),
+        ];
+        for (name, column, from_statistics) in cases {
+            let path = dir.path().join(format!("{name}.parquet"));
+            let rows = column.len();
+            write(
+                &path,
+                vec![
+                    ("item_id", strings(&vec![Some("a"); rows])),
+                    ("category", strings(&vec![Some("x"); rows])),
+                    ("ts", column),
+                ],
+                10,
+            );
+            let units = list_units(&[&path], None).unwrap();
+            assert_eq!(units[0].ts_max.is_some(), from_statistics, "{name}");
+            let read = max_ts(&units[0]).unwrap();
+            let stats = crate::files::max_event_time(&units[0]).unwrap();
+            assert_eq!(stats, read, "{name}");
+        }
     }
 
     #[test]

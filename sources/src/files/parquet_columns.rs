@@ -249,7 +249,8 @@ fn text_value(v: Option<&str>) -> Value {
 /// The columns of one record batch.
 pub(crate) struct BatchColumns {
     pub item_id: ItemCol,
-    pub category: TextCol,
+    /// `None`: the file has no category column (a `category=` partition supplies it).
+    pub category: Option<TextCol>,
     pub ts: TsCol,
     pub quantity: Option<IntCol>,
 }
@@ -263,7 +264,9 @@ impl BatchColumns {
             ItemCol::Int(c) => int_value(c.get(row)),
         };
         object.insert("item_id".into(), item);
-        object.insert("category".into(), text_value(self.category.get(row)));
+        if let Some(category) = &self.category {
+            object.insert("category".into(), text_value(category.get(row)));
+        }
         object.insert("ts".into(), self.ts.render(row));
         if let Some(q) = &self.quantity {
             object.insert("quantity".into(), int_value(q.get(row)));

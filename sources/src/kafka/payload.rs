@@ -54,7 +54,7 @@ impl PayloadParser {
             PayloadFormat::Auto => first == b'{',
         };
         if json {
-            parse_line(payload, &mut self.interner, &mut self.number)
+            parse_line(payload, None, &mut self.interner, &mut self.number)
         } else {
             self.parse_csv(payload)
         }
@@ -84,7 +84,12 @@ impl PayloadParser {
                 self.record.len()
             )));
         }
-        parse_fields(&self.record, Columns::CONTRACT_ORDER, &mut self.interner)
+        parse_fields(
+            &self.record,
+            Columns::CONTRACT_ORDER,
+            None,
+            &mut self.interner,
+        )
     }
 }
 
