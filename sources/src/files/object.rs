@@ -112,7 +112,10 @@ fn build_store(config: &S3Config, bucket: &str) -> Result<AmazonS3, SourceError>
         .or(env_endpoint);
     if let Some(endpoint) = &endpoint {
         let endpoint = endpoint.trim_end_matches('/');
-        if endpoint.starts_with("http://") && !config.allow_http && !is_loopback_http(endpoint) {
+        let env_allows =
+            std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+        let allowed = config.allow_http || env_allows || is_loopback_http(endpoint);
+        if endpoint.starts_with("http://") && !allowed {
             return Err(ConfigError::new(
                 "s3.endpoint",
                 format!(
