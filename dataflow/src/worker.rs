@@ -14,7 +14,7 @@ use topsellers_model::purchase::Event;
 use topsellers_model::{DecayedSum, LatestLists, Purchase, Snapshot};
 use topsellers_operators::Time;
 use topsellers_sinks::Metrics;
-use topsellers_sources::files::{open_unit, units_for_worker, ReadUnit};
+use topsellers_sources::files::{units_for_worker, Opener, ReadUnit};
 use topsellers_sources::generator::{Catalog, Generator, GeneratorConfig, Rate};
 use topsellers_sources::{BadRecord, DeadLetter};
 
@@ -207,8 +207,8 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
         let mut aggregates =
             (job.expiry == Expiry::PreFiltered).then(|| Aggregates::new(&job.scoring));
         let until = backfill.until_ms.max(0) as Time;
-        for unit in units_for_worker(&backfill.units, index, peers) {
-            let mut reader = match open_unit(&unit) {
+        for (unit, opened) in Opener::new(units_for_worker(&backfill.units, index, peers)) {
+            let mut reader = match opened {
                 Ok(reader) => reader,
                 Err(e) => {
                     shared.fail(format!("cannot read {}: {e}", unit.location));
