@@ -131,6 +131,7 @@ pub fn compute(
         stop,
         snapshots,
     ));
+    shared.expect_units(&units);
     let reporter = progress::spawn(shared.clone(), history::workload(&units));
     let job = Job {
         expiry: Expiry::PreFiltered,

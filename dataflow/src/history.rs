@@ -33,8 +33,11 @@ pub fn workload(units: &[ReadUnit]) -> Workload {
         .iter()
         .map(|u| u.size_hint().rows)
         .sum::<Option<u64>>();
+    let files: std::collections::HashSet<String> =
+        units.iter().map(|u| u.location.to_string()).collect();
     Workload {
         units: units.len() as u64,
+        files: files.len() as u64,
         rows,
         bytes: units.iter().map(|u| u.size_hint().bytes).sum(),
     }

@@ -19,6 +19,8 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 pub struct Workload {
     /// Read units (files, or Parquet row groups).
     pub units: u64,
+    /// Files.
+    pub files: u64,
     /// Rows, when every unit knows its row count (Parquet); else `None`.
     pub rows: Option<u64>,
     /// Bytes: of the text files, and compressed bytes of the Parquet row groups.
@@ -28,7 +30,7 @@ pub struct Workload {
 /// How far the backfill is, as counted by the workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Done {
-    units: u64,
+    files: u64,
     rows: u64,
     bytes: u64,
 }
@@ -36,7 +38,7 @@ struct Done {
 impl Done {
     fn of(shared: &Shared) -> Done {
         Done {
-            units: shared.units_read.load(Ordering::Relaxed),
+            files: shared.files_read.load(Ordering::Relaxed),
             rows: shared.rows_read.load(Ordering::Relaxed),
             bytes: shared.bytes_read.load(Ordering::Relaxed),
         }
@@ -72,8 +74,8 @@ fn line(done: Done, work: Workload, elapsed: Option<Duration>) -> String {
     }
     text.push_str(&format!(
         ", {}/{} files, {}/{}",
-        done.units,
-        work.units,
+        done.files,
+        work.files,
         HumanBytes(done.bytes),
         HumanBytes(work.bytes)
     ));
@@ -101,7 +103,7 @@ fn bar(work: Workload) -> ProgressBar {
     let (len, template) = match work.rows {
         Some(rows) => (
             rows,
-            "backfill {bar:30} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}  {msg}",
+            "backfill {bar:30} {human_pos}/{human_len} rows  ETA {eta}  {msg}",
         ),
         None => (
             work.bytes,
@@ -125,7 +127,12 @@ fn report(shared: &Shared, work: Workload) {
             match work.rows {
                 Some(_) => {
                     bar.set_position(done.rows);
-                    bar.set_message(format!("files {}/{}", done.units, work.units));
+                    bar.set_message(format!(
+                        "{} rows/s  files {}/{}",
+                        HumanCount(rate as u64),
+                        done.files,
+                        work.files
+                    ));
                 }
                 None => {
                     bar.set_position(done.bytes);
@@ -133,8 +140,8 @@ fn report(shared: &Shared, work: Workload) {
                         "{} rows  {} rows/s  files {}/{}",
                         HumanCount(done.rows),
                         HumanCount(rate as u64),
-                        done.units,
-                        work.units
+                        done.files,
+                        work.files
                     ));
                 }
             }
@@ -154,7 +161,7 @@ fn report(shared: &Shared, work: Workload) {
     let done = Done::of(shared);
     tracing::info!(
         "backfill: {} files, {} rows, {} in {:.1}s",
-        done.units,
+        done.files,
         done.rows,
         HumanBytes(done.bytes),
         started.elapsed().as_secs_f64()
@@ -168,12 +175,13 @@ mod tests {
     #[test]
     fn lines_by_rows_or_by_bytes() {
         let done = Done {
-            units: 3,
+            files: 3,
             rows: 250,
             bytes: 1024,
         };
         let parquet = Workload {
-            units: 12,
+            units: 40,
+            files: 12,
             rows: Some(1000),
             bytes: 4096,
         };
@@ -192,6 +200,7 @@ mod tests {
         );
         let empty = Workload {
             units: 0,
+            files: 0,
             rows: None,
             bytes: 0,
         };

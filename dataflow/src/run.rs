@@ -175,6 +175,9 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
         stop.clone(),
         snapshots,
     ));
+    if let Some(backfill) = &backfill {
+        shared.expect_units(&backfill.units);
+    }
     let workload = backfill.as_ref().map(|b| history::workload(&b.units));
     let progress = workload.map(|work| progress::spawn(shared.clone(), work));
     let backfill_until = backfill.as_ref().map(|b| b.until_ms);

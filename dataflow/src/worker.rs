@@ -9,11 +9,12 @@ use parking_lot::Mutex;
 use timely::worker::Worker;
 
 use rustc_hash::FxHashMap;
+use std::collections::HashMap;
 use topsellers_model::purchase::Event;
 use topsellers_model::{DecayedSum, LatestLists, Purchase, Snapshot};
 use topsellers_operators::Time;
 use topsellers_sinks::Metrics;
-use topsellers_sources::files::{open_unit, units_for_worker, ReadUnit};
+use topsellers_sources::files::{units_for_worker, Opener, ReadUnit};
 use topsellers_sources::generator::{Catalog, Generator, GeneratorConfig, Rate};
 use topsellers_sources::{BadRecord, DeadLetter};
 
@@ -85,6 +86,10 @@ pub struct Shared {
     pub backfill_done: AtomicBool,
     /// Backfill progress: units and rows read by all workers of this process.
     pub units_read: AtomicU64,
+    /// Files whose every unit has been read.
+    pub files_read: AtomicU64,
+    /// Units left per file (by path or URL), to count files done.
+    units_left: Mutex<HashMap<String, u64>>,
     /// Rows read (valid, bad and ignored).
     pub rows_read: AtomicU64,
     /// Bytes read: of text files as they are read, of Parquet row groups once each is done.
@@ -111,10 +116,32 @@ impl Shared {
             published: AtomicI64::new(i64::MIN),
             backfill_done: AtomicBool::new(false),
             units_read: AtomicU64::new(0),
+            files_read: AtomicU64::new(0),
+            units_left: Mutex::new(HashMap::new()),
             rows_read: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             error: Mutex::new(None),
+        }
+    }
+
+    /// Counts the units of each file, so that [`Shared::unit_done`] can tell when a file is.
+    pub fn expect_units(&self, units: &[ReadUnit]) {
+        let mut left = self.units_left.lock();
+        for unit in units {
+            *left.entry(unit.location.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Counts one unit read (and its file, if it was the file's last unit).
+    fn unit_done(&self, unit: &ReadUnit) {
+        self.units_read.fetch_add(1, Ordering::Relaxed);
+        let mut left = self.units_left.lock();
+        if let Some(count) = left.get_mut(&unit.location.to_string()) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.files_read.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -183,8 +210,8 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
         let mut aggregates =
             (job.expiry == Expiry::PreFiltered).then(|| Aggregates::new(&job.scoring));
         let until = backfill.until_ms.max(0) as Time;
-        for unit in units_for_worker(&backfill.units, index, peers) {
-            let mut reader = match open_unit(&unit) {
+        for (unit, opened) in Opener::new(units_for_worker(&backfill.units, index, peers)) {
+            let mut reader = match opened {
                 Ok(reader) => reader,
                 Err(e) => {
                     shared.fail(format!("cannot read {}: {e}", unit.location));
@@ -255,7 +282,7 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
                 unit.size.bytes.saturating_sub(bytes_before),
                 Ordering::Relaxed,
             );
-            shared.units_read.fetch_add(1, Ordering::Relaxed);
+            shared.unit_done(&unit);
         }
         if let Some(sums) = aggregates.take() {
             for (event, count) in sums.into_updates() {

@@ -198,6 +198,7 @@ fn list_objects(
         return Err(SourceError::NotFound { path: url });
     }
     let depth = key.parts().count();
+    let mut files = Vec::new();
     for meta in objects {
         // Skip hidden names below the prefix (`_SUCCESS`, `.tmp/…`), as in local folders.
         let hidden = meta
@@ -216,9 +217,61 @@ fn list_objects(
             tracing::debug!(object = %location, "skipping an object of unknown format");
             continue;
         };
-        push_file(location, found, meta.size, units)?;
+        files.push((location, found, meta.size));
+    }
+    let footers = read_footers(&files);
+    for ((location, found, size), footer) in files.into_iter().zip(footers) {
+        push_file_with(location, found, size, footer?, units)?;
     }
     Ok(())
+}
+
+/// Footers of the Parquet objects among `files` fetched at once by this many threads (each GET
+/// waits on the network, not the CPU).
+const FOOTER_FETCHES: usize = 16;
+
+/// The footers of `files` (`None` for text formats), in order; Parquet footers are read
+/// [`FOOTER_FETCHES`] at a time.
+fn read_footers(files: &[(Location, Format, u64)]) -> Vec<Result<Option<Footer>, SourceError>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let read = |(location, format, len): &(Location, Format, u64)| {
+        (*format == Format::Parquet)
+            .then(|| read_footer(location, *len))
+            .transpose()
+    };
+    let mut found: Vec<(usize, Result<Option<Footer>, SourceError>)> =
+        std::thread::scope(|scope| {
+            let fetchers: Vec<_> = (0..FOOTER_FETCHES.min(files.len()))
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(file) = files.get(at) else {
+                                return mine;
+                            };
+                            mine.push((at, read(file)));
+                        }
+                    })
+                })
+                .collect();
+            fetchers
+                .into_iter()
+                .flat_map(|fetcher| {
+                    fetcher.join().unwrap_or_else(|_| {
+                        vec![(
+                            usize::MAX,
+                            Err(SourceError::object_store(
+                                "footer",
+                                "a fetch thread panicked",
+                            )),
+                        )]
+                    })
+                })
+                .collect()
+        });
+    found.sort_by_key(|(at, _)| *at);
+    found.into_iter().map(|(_, footer)| footer).collect()
 }
 
 fn push_file(
@@ -227,11 +280,27 @@ fn push_file(
     len: u64,
     units: &mut Vec<ReadUnit>,
 ) -> Result<(), SourceError> {
+    let footer = match format {
+        Format::Parquet => Some(read_footer(&location, len)?),
+        _ => None,
+    };
+    push_file_with(location, format, len, footer, units)
+}
+
+/// Pushes the units of one file: the file itself, or (Parquet, whose `footer` is given) one per
+/// non-empty row group.
+fn push_file_with(
+    location: Location,
+    format: Format,
+    len: u64,
+    footer: Option<Footer>,
+    units: &mut Vec<ReadUnit>,
+) -> Result<(), SourceError> {
     let unit = ReadUnit {
         file_bytes: len,
         ..ReadUnit::new(location, format, None).with_partitions()
     };
-    if format != Format::Parquet {
+    let Some(footer) = footer.filter(|_| format == Format::Parquet) else {
         units.push(ReadUnit {
             size: UnitSize {
                 bytes: len,
@@ -240,8 +309,7 @@ fn push_file(
             ..unit
         });
         return Ok(());
-    }
-    let footer = read_footer(&unit.location, len)?;
+    };
     for (index, group) in footer.0.row_groups().iter().enumerate() {
         let rows = u64::try_from(group.num_rows()).unwrap_or(0);
         if rows == 0 {

@@ -9,6 +9,7 @@ mod lines;
 mod list;
 mod location;
 mod object;
+mod opener;
 mod parquet;
 mod parquet_columns;
 mod parquet_input;
@@ -28,6 +29,7 @@ pub use hive::Partitions;
 pub use list::{list_units, list_units_with, units_for_worker, ReadUnit, UnitSize};
 pub use location::{parse_s3_url, Location, ObjectLocation};
 pub use object::{Bucket, S3Config};
+pub use opener::{Opened, Opener};
 pub use parquet_input::Footer;
 pub use prune::{prune, Pruned};
 

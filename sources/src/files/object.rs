@@ -112,7 +112,10 @@ fn build_store(config: &S3Config, bucket: &str) -> Result<AmazonS3, SourceError>
         .or(env_endpoint);
     if let Some(endpoint) = &endpoint {
         let endpoint = endpoint.trim_end_matches('/');
-        if endpoint.starts_with("http://") && !config.allow_http && !is_loopback_http(endpoint) {
+        let env_allows =
+            std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+        let allowed = config.allow_http || env_allows || is_loopback_http(endpoint);
+        if endpoint.starts_with("http://") && !allowed {
             return Err(ConfigError::new(
                 "s3.endpoint",
                 format!(
@@ -202,6 +205,20 @@ impl Bucket {
             .map_err(|e| SourceError::object_store(&self.url(key), e))
     }
 
+    /// Starts fetching `ranges` of the object on the runtime; [`Prefetch::wait`] takes the
+    /// bytes.
+    pub(crate) fn spawn_ranges(&self, key: &ObjectPath, ranges: Vec<Range<u64>>) -> Prefetch {
+        let (store, object) = (self.store.clone(), key.clone());
+        let handle = self
+            .runtime
+            .spawn(async move { store.get_ranges(&object, &ranges).await });
+        Prefetch {
+            handle: Some(handle),
+            runtime: self.runtime.clone(),
+            url: self.url(key),
+        }
+    }
+
     /// Starts fetching `range` on the runtime; the result is awaited later. (The task holds
     /// the store, not the bucket: the runtime must never be dropped by one of its own tasks.)
     fn spawn_range(
@@ -212,6 +229,34 @@ impl Bucket {
         let (store, key) = (self.store.clone(), key.clone());
         self.runtime
             .spawn(async move { store.get_range(&key, range).await })
+    }
+}
+
+/// Byte ranges being fetched in the background.
+pub(crate) struct Prefetch {
+    handle: Option<tokio::task::JoinHandle<Result<Vec<Bytes>, object_store::Error>>>,
+    runtime: Arc<tokio::runtime::Runtime>,
+    url: String,
+}
+
+impl Prefetch {
+    /// The fetched bytes, one per range (waits for them).
+    pub(crate) fn wait(mut self) -> Result<Vec<Bytes>, SourceError> {
+        let Some(handle) = self.handle.take() else {
+            return Err(SourceError::object_store(&self.url, "fetch already taken"));
+        };
+        self.runtime
+            .block_on(handle)
+            .map_err(|e| SourceError::object_store(&self.url, e))?
+            .map_err(|e| SourceError::object_store(&self.url, e))
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
     }
 }
 

@@ -86,34 +86,76 @@ fn footer_of(unit: &ReadUnit) -> Result<Footer, SourceError> {
     }
 }
 
-/// A reader of `columns` (top-level indices) of one row group: the local file, or exactly the
-/// byte ranges of those column chunks fetched from the object store.
-fn read_columns(
-    unit: &ReadUnit,
+/// What reading some columns of one row group takes, known from the footer alone: the
+/// projection, and for an object the byte ranges of its column chunks to fetch.
+pub(crate) struct ParquetPlan {
+    unit: ReadUnit,
     meta: ArrowReaderMetadata,
     row_group: usize,
-    columns: Vec<usize>,
-) -> Result<ParquetRecordBatchReader, SourceError> {
-    let label = &unit.location;
-    let mask = ProjectionMask::roots(meta.parquet_schema(), columns);
-    let input = match &unit.location {
-        Location::Local(path) => {
-            ParquetInput::File(File::open(path).map_err(|e| SourceError::io(path, e))?)
+    mask: ProjectionMask,
+}
+
+impl ParquetPlan {
+    fn new(
+        unit: &ReadUnit,
+        meta: ArrowReaderMetadata,
+        row_group: usize,
+        columns: Vec<usize>,
+    ) -> Self {
+        let mask = ProjectionMask::roots(meta.parquet_schema(), columns);
+        ParquetPlan {
+            unit: unit.clone(),
+            meta,
+            row_group,
+            mask,
         }
-        Location::Object(object) => {
-            let ranges = column_ranges(meta.metadata(), row_group, &mask);
-            let len = unit
-                .file_bytes
-                .max(ranges.iter().map(|r| r.end).max().unwrap_or(0));
-            ParquetInput::Fetched(Fetched::fetch(object, len, ranges)?)
+    }
+
+    /// The unit.
+    pub(crate) fn unit(&self) -> &ReadUnit {
+        &self.unit
+    }
+
+    /// The byte ranges of the column chunks to read.
+    pub(crate) fn ranges(&self) -> Vec<Range<u64>> {
+        column_ranges(self.meta.metadata(), self.row_group, &self.mask)
+    }
+
+    /// The input of `ranges` fetched as `bytes` (for an object).
+    pub(crate) fn fetched(&self, ranges: &[Range<u64>], bytes: Vec<bytes::Bytes>) -> ParquetInput {
+        let len = self
+            .unit
+            .file_bytes
+            .max(ranges.iter().map(|r| r.end).max().unwrap_or(0));
+        ParquetInput::Fetched(Fetched::from_parts(
+            len,
+            ranges.iter().map(|r| r.start).zip(bytes).collect(),
+        ))
+    }
+
+    /// The input, now: the local file, or the column chunks fetched with ranged GETs.
+    pub(crate) fn input(&self) -> Result<ParquetInput, SourceError> {
+        match &self.unit.location {
+            Location::Local(path) => Ok(ParquetInput::File(
+                File::open(path).map_err(|e| SourceError::io(path, e))?,
+            )),
+            Location::Object(object) => {
+                let ranges = self.ranges();
+                let bytes = object.bucket.get_ranges(&object.key, &ranges)?;
+                Ok(self.fetched(&ranges, bytes))
+            }
         }
-    };
-    ParquetRecordBatchReaderBuilder::new_with_metadata(input, meta)
-        .with_row_groups(vec![row_group])
-        .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| SourceError::parquet(label, e))
+    }
+
+    /// Batches of the planned columns decoded from `input`.
+    fn batches(self, input: ParquetInput) -> Result<ParquetRecordBatchReader, SourceError> {
+        ParquetRecordBatchReaderBuilder::new_with_metadata(input, self.meta)
+            .with_row_groups(vec![self.row_group])
+            .with_projection(self.mask)
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|e| SourceError::parquet(&self.unit.location, e))
+    }
 }
 
 /// The byte ranges of the column chunks of `row_group` that `mask` selects: all a reader of
@@ -148,18 +190,23 @@ fn arrow_metadata(unit: &ReadUnit, row_group: usize) -> Result<ArrowReaderMetada
 }
 
 impl ParquetReader {
+    /// Opens a reader of `unit`, reading (or fetching) its column chunks now.
     pub(crate) fn open(unit: &ReadUnit) -> Result<Self, SourceError> {
+        let plan = ParquetReader::plan(unit)?;
+        let input = plan.input()?;
+        ParquetReader::from_plan(plan, input)
+    }
+
+    /// What reading `unit` takes: its footer is read (unless listing did) and its columns
+    /// checked, nothing else.
+    pub(crate) fn plan(unit: &ReadUnit) -> Result<ParquetPlan, SourceError> {
         let row_group = unit.row_group.unwrap_or(0);
         let meta = arrow_metadata(unit, row_group)?;
-        let first_row: u64 = meta.metadata().row_groups()[..row_group]
-            .iter()
-            .map(|g| u64::try_from(g.num_rows()).unwrap_or(0))
-            .sum();
-        let category = unit.partitions.category.clone();
+        let category = unit.partitions.category.is_some();
         let schema = meta.schema().clone();
         let mut roots = Vec::new();
         for (name, required, accepts) in COLUMNS {
-            let required = required && !(name == "category" && category.is_some());
+            let required = required && !(name == "category" && category);
             match schema.fields().iter().position(|f| f.name() == name) {
                 None if required => {
                     return Err(SourceError::MissingColumn {
@@ -181,9 +228,20 @@ impl ParquetReader {
                 }
             }
         }
-        let batches = read_columns(unit, meta, row_group, roots)?;
+        Ok(ParquetPlan::new(unit, meta, row_group, roots))
+    }
+
+    /// The reader of a planned unit over its `input`.
+    pub(crate) fn from_plan(plan: ParquetPlan, input: ParquetInput) -> Result<Self, SourceError> {
+        let first_row: u64 = plan.meta.metadata().row_groups()[..plan.row_group]
+            .iter()
+            .map(|g| u64::try_from(g.num_rows()).unwrap_or(0))
+            .sum();
+        let label = plan.unit.location.to_string();
+        let category = plan.unit.partitions.category.clone();
+        let batches = plan.batches(input)?;
         Ok(ParquetReader {
-            label: unit.location.to_string(),
+            label,
             batches,
             current: None,
             next_row: first_row,
@@ -261,7 +319,9 @@ pub(crate) fn max_ts(unit: &ReadUnit) -> Result<Option<i64>, SourceError> {
             column: "ts",
         });
     };
-    let batches = read_columns(unit, meta, row_group, vec![index])?;
+    let plan = ParquetPlan::new(unit, meta, row_group, vec![index]);
+    let input = plan.input()?;
+    let batches = plan.batches(input)?;
     let mut max = None;
     for batch in batches {
         let batch = batch.map_err(|e| SourceError::parquet(&unit.location, e))?;

@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
@@ -92,24 +91,7 @@ pub(crate) struct Fetched {
 }
 
 impl Fetched {
-    /// The ranges of `object` (`len` bytes) given, fetched with ranged GETs.
-    pub(crate) fn fetch(
-        object: &ObjectLocation,
-        len: u64,
-        ranges: Vec<Range<u64>>,
-    ) -> Result<Fetched, SourceError> {
-        let mut ranges = ranges;
-        ranges.sort_by_key(|r| r.start);
-        ranges.dedup();
-        let bytes = object.bucket.get_ranges(&object.key, &ranges)?;
-        Ok(Fetched {
-            len,
-            ranges: ranges.iter().map(|r| r.start).zip(bytes).collect(),
-        })
-    }
-
     /// Ranges fetched otherwise: `(start, bytes)` of a file of `len` bytes.
-    #[cfg(test)]
     pub(crate) fn from_parts(len: u64, mut ranges: Vec<(u64, Bytes)>) -> Fetched {
         ranges.sort_by_key(|(start, _)| *start);
         Fetched { len, ranges }
