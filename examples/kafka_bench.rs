@@ -8,7 +8,7 @@
 //! The broker address comes from `TOPSELLERS_TEST_KAFKA`. Purchases: the built-in generator's
 //! model as in `bench/live.toml` (1M items, Zipf popularity, trends, 1% returns; a category tree
 //! 3 levels deep with fanout 22, 10,648 leaves, plus the root), JSON payloads on 4 partitions,
-//! one profile (7d), k = 100, 2 workers (`WORKERS` overrides).
+//! one profile (7d), k = 100 (`TOP_K` overrides), 2 workers (`WORKERS` overrides).
 //!
 //! - `throughput N`: produces N purchases first (event times spread over an hour, slightly out
 //!   of order), then starts topsellers and reports purchases/s until every purchase is read and
@@ -158,6 +158,10 @@ fn service_config(brokers: &str, topic: &str) -> Config {
     Config {
         scoring: ScoringConfig {
             half_lives: vec!["7d".into()],
+            top_k: std::env::var("TOP_K")
+                .ok()
+                .and_then(|k| k.parse().ok())
+                .unwrap_or(100),
             ..ScoringConfig::default()
         },
         sources: vec![SourceConfig::Kafka(kafka)],
