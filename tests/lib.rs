@@ -1260,6 +1260,41 @@ pub fn top_items(doc: &serde_json::Value) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// Served lists: (profile index, category) → (the list's `as_of`, its items with scores).
+pub type Served = BTreeMap<(usize, String), (i64, Vec<(String, f64)>)>;
+
+/// Every list a service at `addr` serves: each category of `/v1/categories` under each of
+/// `profiles` (names, in configured order); panics on any answer but 200 with an `as_of`.
+pub fn served_lists(addr: SocketAddr, profiles: &[&str], context: &str) -> Served {
+    let categories = http(addr, "GET", "/v1/categories", &[]).json();
+    let listed: BTreeSet<String> = categories["categories"]
+        .as_array()
+        .expect("categories")
+        .iter()
+        .map(|c| c["category"].as_str().expect("category").to_owned())
+        .collect();
+    let mut served = Served::new();
+    for cat in &listed {
+        for (profile, name) in profiles.iter().enumerate() {
+            let target = format!("{}?profile={name}", top_path(cat));
+            let response = http(addr, "GET", &target, &[]);
+            assert_eq!(
+                response.status,
+                200,
+                "{context}: {target}: {}",
+                response.text()
+            );
+            let doc = response.json();
+            let as_of = doc["as_of"]
+                .as_str()
+                .and_then(parse_rfc3339)
+                .unwrap_or_else(|| panic!("{context}: {target}: as_of {}", doc["as_of"]));
+            served.insert((profile, cat.clone()), (as_of, top_items(&doc)));
+        }
+    }
+    served
+}
+
 /// The value of the Prometheus sample `series` (e.g. `name{label="x"}`), if present.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()

@@ -2,15 +2,14 @@
 //! the same lists as `batch::compute` (retention by pre-filtering) on the same files, and
 //! both agree with the brute-force oracle.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use topsellers_tests::{
-    assert_no_problems, batch_lists, compare, default_as_of, generate, http, parse_rfc3339,
-    top_items, top_path, wait_until, write_parts, Fmt, Got, Params, Spec, DAY,
+    assert_no_problems, batch_lists, compare, default_as_of, generate, served_lists, wait_until,
+    write_parts, Fmt, Got, Params, Spec, DAY,
 };
 
 const R: i64 = 2 * DAY;
@@ -76,34 +75,11 @@ fn run_vs_batch_sized(seed: u64, workers: usize, k: usize, batch_size: usize, pu
         published,
         "{context}: backfill snapshot not published in 30 s"
     );
-    let addr = service.addr;
-    let categories = http(addr, "GET", "/v1/categories", &[]).json();
-    let listed: BTreeSet<String> = categories["categories"]
-        .as_array()
-        .expect("categories")
-        .iter()
-        .map(|c| c["category"].as_str().expect("category").to_owned())
-        .collect();
+    let names: Vec<&str> = params.half_lives.iter().map(|(name, _)| *name).collect();
     let mut served = Got::new();
-    for cat in &listed {
-        for (profile, (name, _)) in params.half_lives.iter().enumerate() {
-            let target = format!("{}?profile={name}", top_path(cat));
-            let response = http(addr, "GET", &target, &[]);
-            assert_eq!(
-                response.status,
-                200,
-                "{context}: {target}: {}",
-                response.text()
-            );
-            let doc = response.json();
-            assert_eq!(
-                doc["as_of"].as_str().and_then(parse_rfc3339),
-                Some(until),
-                "{context}: {target}: as_of {}",
-                doc["as_of"]
-            );
-            served.insert((profile, cat.clone()), top_items(&doc));
-        }
+    for (key, (as_of, items)) in served_lists(service.addr, &names, &context) {
+        assert_eq!(as_of, until, "{context}: {key:?}: as_of");
+        served.insert(key, items);
     }
     service.stop();
     service.shutdown().expect("shutdown");
