@@ -29,7 +29,7 @@ use super::KafkaSourceError;
 use crate::bad::BadRecord;
 
 /// How long one metadata request may take before it is retried.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 /// First and largest wait between connection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(10));
 /// Longest single wait inside a round, so the worker keeps stepping the dataflow.
@@ -415,6 +415,13 @@ fn partition_count(
     index: usize,
     stop: &AtomicBool,
 ) -> Option<usize> {
+    if index == 0 {
+        tracing::info!(
+            "kafka: connecting to {} for topic {:?}",
+            config.brokers,
+            config.topic
+        );
+    }
     let mut backoff = BACKOFF.0;
     let mut attempt = 0u32;
     loop {
