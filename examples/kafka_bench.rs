@@ -5,9 +5,10 @@
 //! `scripts/kafka-broker run cargo run --release -p topsellers-examples --example kafka_bench -- throughput 3000000`
 //! `scripts/kafka-broker run cargo run --release -p topsellers-examples --example kafka_bench -- freshness 100000 30`
 //!
-//! The broker address comes from `TOPSELLERS_TEST_KAFKA`. Purchases: 1M items (skewed), a
-//! category tree 3 levels deep with fanout 22 (10,648 leaves) plus the root, JSON payloads on 4
-//! partitions, one profile (7d), k = 100, 2 workers (`WORKERS` overrides).
+//! The broker address comes from `TOPSELLERS_TEST_KAFKA`. Purchases: the built-in generator's
+//! model as in `bench/live.toml` (1M items, Zipf popularity, trends, 1% returns; a category tree
+//! 3 levels deep with fanout 22, 10,648 leaves, plus the root), JSON payloads on 4 partitions,
+//! one profile (7d), k = 100 (`TOP_K` overrides), 2 workers (`WORKERS` overrides).
 //!
 //! - `throughput N`: produces N purchases first (event times spread over an hour, slightly out
 //!   of order), then starts topsellers and reports purchases/s until every purchase is read and
@@ -31,12 +32,15 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use topsellers::config::{DeadLetterConfig, RuntimeConfig, ScoringConfig};
 use topsellers::Config;
 use topsellers_examples::get;
+use topsellers_model::Purchase;
 use topsellers_sinks::HttpConfig;
-use topsellers_sources::{KafkaConfig, SourceConfig};
+use topsellers_sources::generator::{Catalog, Generator, GeneratorConfig, Rate};
+use topsellers_sources::{history, KafkaConfig, SourceConfig};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PARTITIONS: i32 = 4;
-const ITEMS: u64 = 1_000_000;
-const FANOUT: u64 = 22;
 
 fn main() -> Result<()> {
     let brokers = std::env::var("TOPSELLERS_TEST_KAFKA")
@@ -61,7 +65,7 @@ fn wall_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// xorshift64*: a fast deterministic generator, no dependency.
+/// xorshift64*: picks partitions.
 struct Rng(u64);
 
 impl Rng {
@@ -71,26 +75,25 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
+}
 
-    /// A skewed item: the square of a uniform number favours small ids.
-    fn item(&mut self) -> u64 {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((u * u * u) * ITEMS as f64) as u64
+/// The generator settings of `bench/live.toml`.
+fn generator_config() -> GeneratorConfig {
+    GeneratorConfig {
+        rate: Rate::Max,
+        items: 1_000_000,
+        depth: 3,
+        fanout: 22,
+        ..GeneratorConfig::default()
     }
+}
 
-    fn purchase(&mut self, ts: i64) -> String {
-        let item = self.item();
-        let leaf = item.wrapping_mul(2_654_435_761) % (FANOUT * FANOUT * FANOUT);
-        let (a, b, c) = (
-            leaf / (FANOUT * FANOUT),
-            leaf / FANOUT % FANOUT,
-            leaf % FANOUT,
-        );
-        let quantity = if self.next() % 100 < 1 { -1 } else { 1 };
-        format!(
-            r#"{{"item_id":"item-{item}","category":"c{a}/c{b}/c{c}","ts":{ts},"quantity":{quantity}}}"#
-        )
-    }
+/// A purchase as the JSON message a shop would send.
+fn json(p: &Purchase) -> String {
+    format!(
+        r#"{{"item_id":"{}","category":"{}","ts":{},"quantity":{}}}"#,
+        p.item_id, p.category, p.ts_ms, p.quantity
+    )
 }
 
 fn create_topic(brokers: &str, topic: &str) -> Result<()> {
@@ -139,7 +142,7 @@ fn send(
     }
 }
 
-fn config(brokers: &str, topic: &str) -> Config {
+fn service_config(brokers: &str, topic: &str) -> Config {
     let workers = std::env::var("WORKERS")
         .ok()
         .and_then(|w| w.parse().ok())
@@ -155,6 +158,10 @@ fn config(brokers: &str, topic: &str) -> Config {
     Config {
         scoring: ScoringConfig {
             half_lives: vec!["7d".into()],
+            top_k: std::env::var("TOP_K")
+                .ok()
+                .and_then(|k| k.parse().ok())
+                .unwrap_or(100),
             ..ScoringConfig::default()
         },
         sources: vec![SourceConfig::Kafka(kafka)],
@@ -185,16 +192,20 @@ fn throughput(brokers: &str, n: u64) -> Result<()> {
     create_topic(brokers, &topic)?;
     let producer = producer(brokers)?;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let base = wall_ms() - 3_600_000;
+    // Event times over `SPAN_MS` (default an hour) ending now.
+    let span: i64 = std::env::var("SPAN_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3_600_000);
+    let config = generator_config();
+    let catalog = Arc::new(Catalog::new(&config)?);
     let mut partition_max: BTreeMap<i32, i64> = BTreeMap::new();
     let started = Instant::now();
-    for i in 0..n {
-        // Event times over an hour, up to 2 s out of order.
-        let ts = base + (i as i64 * 3_600_000 / n as i64) - (rng.next() % 2000) as i64;
+    for purchase in history(catalog, &config, n, wall_ms(), span)? {
         let partition = (rng.next() % PARTITIONS as u64) as i32;
-        let max = partition_max.entry(partition).or_insert(ts);
-        *max = (*max).max(ts);
-        send(&producer, &topic, partition, &rng.purchase(ts));
+        let max = partition_max.entry(partition).or_insert(purchase.ts_ms);
+        *max = (*max).max(purchase.ts_ms);
+        send(&producer, &topic, partition, &json(&purchase));
     }
     producer.flush(Duration::from_secs(300))?;
     println!(
@@ -207,7 +218,7 @@ fn throughput(brokers: &str, n: u64) -> Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let service = topsellers::run::start_with_stop(&config(brokers, &topic), stop.clone())?;
+    let service = topsellers::run::start_with_stop(&service_config(brokers, &topic), stop.clone())?;
     let mut read_all = None;
     loop {
         let published = service.table.published_time_ms().unwrap_or(i64::MIN);
@@ -242,7 +253,7 @@ fn freshness(brokers: &str, rate: u64, seconds: u64) -> Result<()> {
     let topic = format!("bench-freshness-{}", std::process::id());
     create_topic(brokers, &topic)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let service = topsellers::run::start_with_stop(&config(brokers, &topic), stop.clone())?;
+    let service = topsellers::run::start_with_stop(&service_config(brokers, &topic), stop.clone())?;
     let addr = service.addr;
     let producer = Arc::new(producer(brokers)?);
     let done = Arc::new(AtomicBool::new(false));
@@ -250,16 +261,18 @@ fn freshness(brokers: &str, rate: u64, seconds: u64) -> Result<()> {
     // Load: `rate` purchases per second in 10 ms slices, event time = now.
     let load_thread = {
         let (producer, topic, done) = (producer.clone(), topic.clone(), done.clone());
+        let config = generator_config();
+        let mut generator = Generator::new(Arc::new(Catalog::new(&config)?), &config, 0, 1)?;
         std::thread::spawn(move || {
-            let mut rng = Rng(42);
             let started = Instant::now();
             let mut sent = 0u64;
+            let mut batch = Vec::new();
             while !done.load(Ordering::Relaxed) {
                 let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
-                let now = wall_ms();
-                while sent < due {
+                generator.poll(wall_ms(), &mut batch, due.saturating_sub(sent) as usize);
+                for purchase in batch.drain(..) {
                     let partition = (sent % PARTITIONS as u64) as i32;
-                    send(&producer, &topic, partition, &rng.purchase(now));
+                    send(&producer, &topic, partition, &json(&purchase));
                     sent += 1;
                 }
                 std::thread::sleep(Duration::from_millis(10));
@@ -299,6 +312,13 @@ fn freshness(brokers: &str, rate: u64, seconds: u64) -> Result<()> {
             !listed && sent.elapsed() < Duration::from_secs(60)
         });
         std::thread::sleep(Duration::from_millis(2));
+    }
+    let text = service.metrics.render_prometheus(wall_ms());
+    for line in text
+        .lines()
+        .filter(|l| l.contains("lag") && !l.starts_with('#'))
+    {
+        println!("  {line}");
     }
     done.store(true, Ordering::Relaxed);
     let achieved = load_thread.join().expect("load thread");

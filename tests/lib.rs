@@ -1351,6 +1351,41 @@ pub fn top_items(doc: &serde_json::Value) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// Served lists: (profile index, category) → (the list's `as_of`, its items with scores).
+pub type Served = BTreeMap<(usize, String), (i64, Vec<(String, f64)>)>;
+
+/// Every list a service at `addr` serves: each category of `/v1/categories` under each of
+/// `profiles` (names, in configured order); panics on any answer but 200 with an `as_of`.
+pub fn served_lists(addr: SocketAddr, profiles: &[&str], context: &str) -> Served {
+    let categories = http(addr, "GET", "/v1/categories", &[]).json();
+    let listed: BTreeSet<String> = categories["categories"]
+        .as_array()
+        .expect("categories")
+        .iter()
+        .map(|c| c["category"].as_str().expect("category").to_owned())
+        .collect();
+    let mut served = Served::new();
+    for cat in &listed {
+        for (profile, name) in profiles.iter().enumerate() {
+            let target = format!("{}?profile={name}", top_path(cat));
+            let response = http(addr, "GET", &target, &[]);
+            assert_eq!(
+                response.status,
+                200,
+                "{context}: {target}: {}",
+                response.text()
+            );
+            let doc = response.json();
+            let as_of = doc["as_of"]
+                .as_str()
+                .and_then(parse_rfc3339)
+                .unwrap_or_else(|| panic!("{context}: {target}: as_of {}", doc["as_of"]));
+            served.insert((profile, cat.clone()), (as_of, top_items(&doc)));
+        }
+    }
+    served
+}
+
 /// The value of the Prometheus sample `series` (e.g. `name{label="x"}`), if present.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -1393,36 +1428,16 @@ pub fn within<T: Send + 'static>(
     }
 }
 
-/// Every list a service serves: each category of `/v1/categories` under each profile (by name,
-/// in order), checking that each document is as of `as_of`.
-pub fn served_lists(addr: SocketAddr, profiles: &[&str], as_of: i64) -> Result<Got, String> {
-    let categories = http(addr, "GET", "/v1/categories", &[]).json();
-    let listed: BTreeSet<String> = categories["categories"]
-        .as_array()
-        .ok_or_else(|| format!("no categories in {categories}"))?
-        .iter()
-        .map(|c| c["category"].as_str().unwrap_or_default().to_owned())
-        .collect();
-    let mut served = Got::new();
-    for cat in &listed {
-        for (profile, name) in profiles.iter().enumerate() {
-            let target = format!("{}?profile={name}", top_path(cat));
-            let response = http(addr, "GET", &target, &[]);
-            if response.status != 200 {
-                return Err(format!("{target}: {} {}", response.status, response.text()));
-            }
-            let doc = response.json();
-            let doc_as_of = doc["as_of"].as_str().and_then(parse_rfc3339);
-            if doc_as_of != Some(as_of) {
-                return Err(format!(
-                    "{target}: as_of {} instead of {as_of}",
-                    doc["as_of"]
-                ));
-            }
-            served.insert((profile, cat.clone()), top_items(&doc));
+/// [`served_lists`] where every list must be as of `as_of`: the lists and their items.
+pub fn served_lists_at(addr: SocketAddr, profiles: &[&str], as_of: i64) -> Result<Got, String> {
+    let mut got = Got::new();
+    for (key, (list_as_of, items)) in served_lists(addr, profiles, "served_lists_at") {
+        if list_as_of != as_of {
+            return Err(format!("{key:?}: as_of {list_as_of} instead of {as_of}"));
         }
+        got.insert(key, items);
     }
-    Ok(served)
+    Ok(got)
 }
 
 /// The `topsellers` executable of this build (`cargo test --workspace --all-targets` builds

@@ -25,7 +25,7 @@ use topsellers_sources::kafka::{
 };
 
 use crate::render::Graph;
-use crate::worker::{align, enter, wall_clock_ms, Job, Shared};
+use crate::worker::{align, wall_clock_ms, Job, Shared};
 
 /// Reads one counter of [`KafkaShared`].
 type ReadCounter = fn(&KafkaShared) -> u64;
@@ -194,6 +194,7 @@ pub(crate) fn follow(
         let deadline = Instant::now() + epoch;
         reader.read_round(
             current as i64,
+            job.epoch_ms as i64,
             job.batch_size,
             deadline,
             &mut purchases,
@@ -204,10 +205,11 @@ pub(crate) fn follow(
         );
         let count = purchases.len() as u64;
         let mut entered_max: Option<Time> = None;
-        for purchase in purchases.drain(..) {
-            let at = (purchase.ts_ms.max(0) as Time).max(current);
+        for (purchase, at) in purchases.drain(..) {
+            let at = (at.max(0) as Time).max(current);
             entered_max = entered_max.max(Some(at));
-            enter(graph, purchase, current);
+            let (event, quantity) = purchase.into_update();
+            graph.purchases.update_at(event, at, quantity);
         }
         if let Some(at) = entered_max {
             kafka.shared.entered(at as i64);

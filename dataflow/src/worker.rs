@@ -448,7 +448,7 @@ impl Aggregates {
 }
 
 /// Enters a live purchase at its own event time, or at the current input time if it is late.
-pub(crate) fn enter(graph: &mut render::Graph, purchase: Purchase, current: Time) {
+fn enter(graph: &mut render::Graph, purchase: Purchase, current: Time) {
     let time = (purchase.ts_ms.max(0) as Time).max(current);
     let (event, quantity) = purchase.into_update();
     graph.purchases.update_at(event, time, quantity);

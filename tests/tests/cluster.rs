@@ -8,8 +8,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use topsellers_tests::{
-    assert_no_problems, compare, default_as_of, free_loopback_address, generate, get, served_lists,
-    topsellers_exe, wait_until, write_parts, Fmt, Got, Params, Spec, DAY,
+    assert_no_problems, compare, default_as_of, free_loopback_address, generate, get,
+    served_lists_at, topsellers_exe, wait_until, write_parts, Fmt, Got, Params, Spec, DAY,
 };
 
 /// A cluster layout on loopback with fresh ports; the HTTP addresses of its processes.
@@ -155,7 +155,7 @@ impl Case {
         let names: Vec<&str> = self.params.half_lives.iter().map(|(n, _)| *n).collect();
         let mut first: Option<Got> = None;
         for (p, address) in http.iter().enumerate() {
-            let served = served_lists(address.parse().unwrap(), &names, self.until)
+            let served = served_lists_at(address.parse().unwrap(), &names, self.until)
                 .unwrap_or_else(|e| panic!("{context}: process {p}: {e}"));
             assert_no_problems(
                 &compare(&served, &self.want, self.params.k, names.len()),

@@ -28,7 +28,7 @@ use topsellers_tests::broker::{
 };
 use topsellers_tests::{
     assert_no_problems, check_twins, compare, default_as_of, generate, http, jsonl_line, metric,
-    parse_rfc3339, top_items, top_path, wait_until, Got, Params, Rec, Spec, DAY,
+    served_lists, top_items, top_path, wait_until, Got, Params, Rec, Served, Spec, DAY,
 };
 
 const R: i64 = 2 * DAY;
@@ -195,38 +195,10 @@ fn wait_read(service: &Service, messages: usize, context: &str) {
     );
 }
 
-/// Served lists: (profile, category) → (as_of, items).
-type Served = BTreeMap<(usize, String), (i64, Vec<(String, f64)>)>;
-
-/// Every list the service serves, read over HTTP.
+/// Every list the service serves.
 fn served(addr: SocketAddr, params: &Params, context: &str) -> Served {
-    let categories = http(addr, "GET", "/v1/categories", &[]).json();
-    let listed: BTreeSet<String> = categories["categories"]
-        .as_array()
-        .expect("categories")
-        .iter()
-        .map(|c| c["category"].as_str().expect("category").to_owned())
-        .collect();
-    let mut got = BTreeMap::new();
-    for cat in &listed {
-        for (profile, (name, _)) in params.half_lives.iter().enumerate() {
-            let target = format!("{}?profile={name}", top_path(cat));
-            let response = http(addr, "GET", &target, &[]);
-            assert_eq!(
-                response.status,
-                200,
-                "{context}: {target}: {}",
-                response.text()
-            );
-            let doc = response.json();
-            let as_of = doc["as_of"]
-                .as_str()
-                .and_then(parse_rfc3339)
-                .unwrap_or_else(|| panic!("{context}: {target}: as_of {}", doc["as_of"]));
-            got.insert((profile, cat.clone()), (as_of, top_items(&doc)));
-        }
-    }
-    got
+    let names: Vec<&str> = params.half_lives.iter().map(|(name, _)| *name).collect();
+    served_lists(addr, &names, context)
 }
 
 /// The served lists equal the oracle's as of the newest snapshot served, which is at or after

@@ -10,9 +10,9 @@ use std::time::Duration;
 use topsellers::Config;
 use topsellers_tests::s3::{self, TestBucket};
 use topsellers_tests::{
-    assert_no_problems, batch_lists, compare, default_as_of, generate, http, metric, served_lists,
-    topsellers_exe, wait_until, write_file, write_hive_parquet, write_parts, Fmt, Got, History,
-    Params, Rec, Spec, DAY,
+    assert_no_problems, batch_lists, compare, default_as_of, generate, http, metric,
+    served_lists_at, topsellers_exe, wait_until, write_file, write_hive_parquet, write_parts, Fmt,
+    Got, History, Params, Rec, Spec, DAY,
 };
 
 /// Retention of every case ("2d"); histories span three days before their latest purchase.
@@ -211,7 +211,7 @@ fn service_backfills_from_s3_reports_progress_and_turns_ready() {
         service.table.published_time_ms() == Some(until)
     }));
     let names: Vec<&str> = params.half_lives.iter().map(|(name, _)| *name).collect();
-    let served = served_lists(service.addr, &names, until).expect("served lists");
+    let served = served_lists_at(service.addr, &names, until).expect("served lists");
     let metrics = http(service.addr, "GET", "/metrics", &[]).text();
     service.stop();
     service.shutdown().expect("shutdown");

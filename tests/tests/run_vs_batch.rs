@@ -8,7 +8,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use topsellers_tests::{
-    assert_no_problems, batch_lists, compare, default_as_of, generate, served_lists, wait_until,
+    assert_no_problems, batch_lists, compare, default_as_of, generate, served_lists_at, wait_until,
     write_parts, Fmt, Params, Spec, DAY,
 };
 
@@ -77,7 +77,7 @@ fn run_vs_batch_sized(seed: u64, workers: usize, k: usize, batch_size: usize, pu
     );
     let names: Vec<&str> = params.half_lives.iter().map(|(name, _)| *name).collect();
     let served =
-        served_lists(service.addr, &names, until).unwrap_or_else(|e| panic!("{context}: {e}"));
+        served_lists_at(service.addr, &names, until).unwrap_or_else(|e| panic!("{context}: {e}"));
     service.stop();
     service.shutdown().expect("shutdown");
 

@@ -29,7 +29,7 @@ use super::KafkaSourceError;
 use crate::bad::BadRecord;
 
 /// How long one metadata request may take before it is retried.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 /// First and largest wait between connection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(10));
 /// Longest single wait inside a round, so the worker keeps stepping the dataflow.
@@ -117,6 +117,8 @@ pub struct PartitionReader {
     caught_up: bool,
     ignored: u64,
     last_error_log: Option<Instant>,
+    /// The largest event time read so far.
+    max_seen: i64,
 }
 
 impl std::fmt::Debug for PartitionReader {
@@ -126,6 +128,23 @@ impl std::fmt::Debug for PartitionReader {
             .field("partitions", &self.partitions)
             .finish_non_exhaustive()
     }
+}
+
+/// The input time a purchase with event time `ts` enters the dataflow at: its event time
+/// rounded up to the epoch, but no later than `max_seen` (the largest event time read so far,
+/// at least `ts`), and no earlier than `current` (the input time now: a late purchase enters
+/// now, and keeps its own `ts` for its weight).
+///
+/// ## Correctness
+/// The result is never before `ts`, so a snapshot of time `T` never holds a purchase after `T`.
+/// Snapshots come at epoch multiples while partitions are active (an event at `ts ≤ T` has
+/// `⌈ts⌉ ≤ T`) and at the largest event time seen once all are idle (`≤ max_seen`), so
+/// rounding delays no purchase past the snapshot it belongs to; it only makes the times in
+/// one round few (one per epoch spanned), which is what the dataflow's cost depends on.
+pub fn input_time(ts: i64, current: i64, epoch_ms: i64, max_seen: i64) -> i64 {
+    let epoch = epoch_ms.max(1);
+    let up = ts.max(0).saturating_add(epoch - 1) / epoch * epoch;
+    up.min(max_seen.max(ts)).max(current).max(ts)
 }
 
 /// Which partitions worker `index` of `peers` owns out of `count`.
@@ -227,6 +246,7 @@ impl PartitionReader {
             caught_up: false,
             ignored: 0,
             last_error_log: None,
+            max_seen: i64::MIN,
         }))
     }
 
@@ -237,14 +257,17 @@ impl PartitionReader {
 
     /// Reads messages until `max` were read or `deadline` passes, calling `between` whenever
     /// nothing is waiting (so the caller can step its dataflow). Valid purchases go to
-    /// `purchases`, bad messages to `bad` (and the dead-letter topic). `current` is the input
-    /// time now: a purchase enters at `max(ts, current)`. Returns the messages read.
+    /// `purchases` with the input time to enter them at (see [`input_time`]), bad messages to
+    /// `bad` (and the dead-letter topic). `current` is the input time now, `epoch_ms` the
+    /// granularity input times advance by. Returns the messages read.
+    #[allow(clippy::too_many_arguments)]
     pub fn read_round(
         &mut self,
         current: i64,
+        epoch_ms: i64,
         max: usize,
         deadline: Instant,
-        purchases: &mut Vec<Purchase>,
+        purchases: &mut Vec<(Purchase, i64)>,
         bad: &mut Vec<BadRecord>,
         mut between: impl FnMut(),
     ) -> usize {
@@ -276,13 +299,15 @@ impl PartitionReader {
                     self.at_end.remove(&partition);
                     match self.parser.parse(message.payload()) {
                         Ok(Some(purchase)) => {
-                            let input_time = purchase.ts_ms.max(current);
+                            self.max_seen = self.max_seen.max(purchase.ts_ms);
+                            let input_time =
+                                input_time(purchase.ts_ms, current, epoch_ms, self.max_seen);
                             self.marks.observe(partition, purchase.ts_ms, now);
                             self.offsets.note(partition, offset, Some(input_time));
                             if !seen.contains(&partition) {
                                 seen.push(partition);
                             }
-                            purchases.push(purchase);
+                            purchases.push((purchase, input_time));
                         }
                         Ok(None) => {
                             self.ignored += 1;
@@ -390,6 +415,13 @@ fn partition_count(
     index: usize,
     stop: &AtomicBool,
 ) -> Option<usize> {
+    if index == 0 {
+        tracing::info!(
+            "kafka: connecting to {} for topic {:?}",
+            config.brokers,
+            config.topic
+        );
+    }
     let mut backoff = BACKOFF.0;
     let mut attempt = 0u32;
     loop {
@@ -437,6 +469,26 @@ fn partition_count(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_times_round_up_to_the_epoch_within_what_was_seen() {
+        assert_eq!(input_time(1001, 0, 100, 5000), 1100);
+        assert_eq!(input_time(1100, 0, 100, 5000), 1100);
+        assert_eq!(
+            input_time(1001, 0, 100, 1050),
+            1050,
+            "capped at the largest seen"
+        );
+        assert_eq!(input_time(1001, 0, 100, 1001), 1001);
+        assert_eq!(input_time(1001, 2000, 100, 5000), 2000, "late: now");
+        assert_eq!(input_time(1001, 0, 1, 5000), 1001);
+        for ts in [0, 1, 99, 100, 101, 12_345] {
+            for max_seen in [ts, ts + 3, ts + 1000] {
+                let t = input_time(ts, 0, 100, max_seen);
+                assert!(t >= ts && t <= max_seen.max(ts), "{ts} {max_seen} {t}");
+            }
+        }
+    }
 
     #[test]
     fn partitions_by_index() {
