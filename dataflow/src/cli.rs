@@ -88,6 +88,11 @@ pub struct RunArgs {
     /// The Kafka consumer group (committed offsets). Default: topsellers.
     #[arg(long, value_name = "ID")]
     pub group: Option<String>,
+    /// The hand-over time T0 from the `--input` history to Kafka (RFC 3339 or epoch ms): the
+    /// history owns purchases before it, Kafka those at or after it (older messages are
+    /// skipped). Default: the largest event time in the history.
+    #[arg(long, value_name = "TIME")]
+    pub handover: Option<String>,
     /// Which process of the `--workers` file this is (0-based).
     #[arg(long, value_name = "I", env = PROCESS_ENV)]
     pub process: Option<usize>,
@@ -255,12 +260,12 @@ impl RunArgs {
                     .push(SourceConfig::Kafka(KafkaConfig::new(brokers, topic)));
                 return self.apply_kafka(config, origin);
             }
-            (None, None, None) if self.group.is_none() => return Ok(()),
+            (None, None, None) if self.group.is_none() && self.handover.is_none() => return Ok(()),
             (None, _, _) => {
                 return Err(ConfigError::Invalid {
                     origin: origin.into(),
                     key: "--kafka".into(),
-                    message: "--topic and --group need --kafka BROKERS (or a kafka source in the config file)".into(),
+                    message: "--topic, --group and --handover need --kafka BROKERS (or a kafka source in the config file)".into(),
                 })
             }
         };
@@ -272,6 +277,9 @@ impl RunArgs {
         }
         if let Some(group) = &self.group {
             kafka.group = group.clone();
+        }
+        if let Some(handover) = &self.handover {
+            kafka.handover = Some(handover.clone());
         }
         Ok(())
     }
@@ -428,5 +436,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("--kafka"), "{message}");
+    }
+
+    #[test]
+    fn handover_flag_sets_the_kafka_sources_cut_off() {
+        let args = run_args(&[
+            "--input",
+            "history/",
+            "--kafka",
+            "b:9092",
+            "--topic",
+            "t",
+            "--handover",
+            "2026-11-22T13:00:00Z",
+        ]);
+        let config = args.unwrap().config().unwrap();
+        let kafka = config
+            .sources
+            .iter()
+            .find_map(|s| match s {
+                SourceConfig::Kafka(kafka) => Some(kafka),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(kafka.handover_ms().unwrap(), Some(1_795_352_400_000));
+        let bad = run_args(&["--kafka", "b:9092", "--topic", "t", "--handover", "soon"]);
+        let message = bad.unwrap().config().unwrap_err().to_string();
+        assert!(message.contains("handover"), "{message}");
+        let message = run_args(&["--input", "history/", "--handover", "0"])
+            .unwrap()
+            .config()
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("--handover"), "{message}");
     }
 }

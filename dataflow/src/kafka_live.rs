@@ -13,7 +13,7 @@
 //! An offset is committed only once the snapshot covering its purchase was handed to the
 //! serving side ([`PendingOffsets`](topsellers_sources::kafka::PendingOffsets)).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use topsellers_sources::kafka::{
     DeadLetterTopic, KafkaConfig, KafkaShared, PartitionReader, Watermark,
 };
 
+use crate::handover::Handover;
 use crate::render::Graph;
 use crate::worker::{align, wall_clock_ms, Job, Shared};
 
@@ -39,6 +40,10 @@ pub struct KafkaLive {
     pub shared: Arc<KafkaShared>,
     /// Where bad messages go besides the dead-letter file, if configured.
     pub dead_letters: Option<Arc<DeadLetterTopic>>,
+    /// The hand-over from the history, if any: messages before its T0 are skipped.
+    pub handover: Option<Handover>,
+    /// Messages skipped because the history owns their time (before T0).
+    pub handover_skipped: Arc<AtomicU64>,
 }
 
 impl KafkaLive {
@@ -53,6 +58,8 @@ impl KafkaLive {
             config: config.clone(),
             shared,
             dead_letters,
+            handover: None,
+            handover_skipped: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -120,6 +127,13 @@ impl KafkaLive {
                 Box::new(move || read(&shared) as f64),
             );
         }
+        let skipped = self.handover_skipped.clone();
+        metrics.register_extra(
+            "topsellers_kafka_handover_skipped_total",
+            "Kafka purchases skipped because they are older than the hand-over time T0 (the history owns them).",
+            MetricKind::Counter,
+            Box::new(move || skipped.load(Ordering::Relaxed) as f64),
+        );
         let shared = self.shared.clone();
         metrics.register_family(
             "topsellers_kafka_partition_lag_messages",
@@ -203,9 +217,20 @@ pub(crate) fn follow(
                 worker.step();
             },
         );
-        let count = purchases.len() as u64;
+        let mut count = 0;
+        let mut skipped = 0;
         let mut entered_max: Option<Time> = None;
         for (purchase, at) in purchases.drain(..) {
+            // The history owns purchases before the hand-over: they were backfilled (or are
+            // deliberately left out), whatever offset this partition started from.
+            if kafka
+                .handover
+                .is_some_and(|handover| !handover.kafka_owns(purchase.ts_ms))
+            {
+                skipped += 1;
+                continue;
+            }
+            count += 1;
             let at = (at.max(0) as Time).max(current);
             entered_max = entered_max.max(Some(at));
             let (event, quantity) = purchase.into_update();
@@ -215,6 +240,9 @@ pub(crate) fn follow(
             kafka.shared.entered(at as i64);
         }
         shared.metrics.add_purchases(count);
+        if skipped > 0 {
+            kafka.handover_skipped.fetch_add(skipped, Ordering::Relaxed);
+        }
         shared.bad(&mut bad);
         shared.metrics.add_ignored_records(reader.take_ignored());
 

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod generate;
+pub mod handover;
 pub mod history;
 pub mod kafka_live;
 pub mod progress;

@@ -20,6 +20,7 @@ use topsellers_sources::{DeadLetter, SourceConfig};
 use crate::cli::RunArgs;
 use crate::cluster::{self, Hello, PeerLoss};
 use crate::config::Config;
+use crate::handover::Handover;
 use crate::history;
 use crate::kafka_live::KafkaLive;
 use crate::progress::{self, Workload};
@@ -60,24 +61,54 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
     let workers = config.runtime.workers;
 
     let units = history::units(&config.sources, &config.lake)?;
-    let mut pruned = Pruned::default();
-    let backfill = if units.is_empty() {
+    let kafka_source = config.sources.iter().find_map(|source| match source {
+        SourceConfig::Kafka(kafka) => Some(kafka),
+        _ => None,
+    });
+    let history_max_ms = if units.is_empty() {
         None
     } else {
-        let until_ms = history::max_event_time(&units, workers, config.lake.prune)?.unwrap_or(0);
-        if until_ms < 0 {
-            bail!("the input's latest event time {until_ms} is before 1970");
+        let max_ms = history::max_event_time(&units, workers, config.lake.prune)?.unwrap_or(0);
+        if max_ms < 0 {
+            bail!("the input's latest event time {max_ms} is before 1970");
         }
-        // Purchases at or before `until − retention` have expired by the time the backfill's
-        // snapshot is published: neither they nor the units holding only them are read.
-        let after_ms = until_ms.saturating_sub(scoring.retention_ms);
-        let (units, dropped) = history::prune(units, after_ms, &config.lake);
-        pruned = dropped;
-        Some(Backfill {
-            units,
-            until_ms,
-            after_ms: Some(after_ms),
-        })
+        Some(max_ms)
+    };
+    // With Kafka after the history, the history owns `ts < T0` and Kafka `ts >= T0`.
+    let handover = match kafka_source {
+        Some(kafka) => Handover::resolve(
+            kafka
+                .handover_ms()
+                .map_err(|e| anyhow!("kafka source: {e}"))?,
+            history_max_ms,
+        ),
+        None => None,
+    };
+    if let Some(handover) = handover {
+        tracing::info!(
+            "hand-over at {} ({} ms): the history owns purchases before it, Kafka from it on",
+            topsellers_model::format_rfc3339_ms(handover.t0_ms),
+            handover.t0_ms
+        );
+    }
+    let mut pruned = Pruned::default();
+    let backfill = match history_max_ms {
+        None => None,
+        Some(max_ms) => {
+            // Without Kafka, everything up to the history's latest event time (inclusive).
+            let until_ms = handover.map_or(max_ms, Handover::backfill_until_ms);
+            // Purchases at or before `until − retention` have expired by the time the
+            // backfill's snapshot is published: neither they nor the units holding only them
+            // are read.
+            let after_ms = until_ms.saturating_sub(scoring.retention_ms);
+            let (units, dropped) = history::prune(units, after_ms, &config.lake);
+            pruned = dropped;
+            Some(Backfill {
+                units,
+                until_ms,
+                after_ms: Some(after_ms),
+            })
+        }
     };
     let live = match config
         .sources
@@ -92,7 +123,9 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
             })
         }
         Some(SourceConfig::Kafka(kafka)) => {
-            Some(Live::Kafka(KafkaLive::new(kafka).context("kafka source")?))
+            let mut live = KafkaLive::new(kafka).context("kafka source")?;
+            live.handover = handover;
+            Some(Live::Kafka(live))
         }
         _ => None,
     };
@@ -177,6 +210,13 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
     ));
     if let Some(backfill) = &backfill {
         shared.expect_units(&backfill.units);
+        let skipped = shared.skipped.clone();
+        metrics.register_extra(
+            "topsellers_backfill_skipped_total",
+            "History purchases outside the backfill's window: expired by its cut-off, or at or after the hand-over time (Kafka owns them).",
+            MetricKind::Counter,
+            Box::new(move || skipped.load(Ordering::Relaxed) as f64),
+        );
     }
     let workload = backfill.as_ref().map(|b| history::workload(&b.units));
     let progress = workload.map(|work| progress::spawn(shared.clone(), work));

@@ -28,7 +28,9 @@ pub struct Backfill {
     /// Every unit of every file; each worker reads its share.
     pub units: Vec<ReadUnit>,
     /// The event time the replay is complete at (inclusive): its snapshot is published before
-    /// live input starts. Purchases after it are skipped (counted).
+    /// live input starts. Purchases after it are skipped (counted). With Kafka after the
+    /// backfill it is the hand-over time T0 − 1 ([`crate::handover`]), else the history's
+    /// largest event time.
     pub until_ms: i64,
     /// Purchases at or before this time are skipped (batch: `as_of − retention`).
     pub after_ms: Option<i64>,
@@ -94,8 +96,8 @@ pub struct Shared {
     pub rows_read: AtomicU64,
     /// Bytes read: of text files as they are read, of Parquet row groups once each is done.
     pub bytes_read: AtomicU64,
-    /// Purchases outside the backfill's time window, skipped.
-    pub skipped: AtomicU64,
+    /// Purchases outside the backfill's time window (expired, or owned by Kafka), skipped.
+    pub skipped: Arc<AtomicU64>,
     /// The first error a worker hit; the run fails with it.
     pub error: Mutex<Option<String>>,
 }
@@ -120,7 +122,7 @@ impl Shared {
             units_left: Mutex::new(HashMap::new()),
             rows_read: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
+            skipped: Arc::new(AtomicU64::new(0)),
             error: Mutex::new(None),
         }
     }

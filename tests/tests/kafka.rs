@@ -3,7 +3,8 @@
 //! messages (JSON and CSV payloads); `topsellers run` with a Kafka source serves, on every
 //! category, the brute-force oracle's lists as of the last event time; the dead-letter file and
 //! topic hold exactly the bad messages; offsets are committed once published and a restarted
-//! process resumes from them. Also: the broker down at start, and restarted mid-stream.
+//! process resumes from them. Also: the broker down at start, and restarted mid-stream; and the
+//! hand-over from a lake (backfill) to a topic that overlaps it in time.
 //!
 //! Waits are bounded (generous) liveness limits, never timing assertions.
 
@@ -28,7 +29,8 @@ use topsellers_tests::broker::{
 };
 use topsellers_tests::{
     assert_no_problems, check_twins, compare, default_as_of, generate, http, jsonl_line, metric,
-    served_lists, top_items, top_path, wait_until, Got, Params, Rec, Served, Spec, DAY,
+    rfc3339, served_lists, top_items, top_path, wait_until, write_parts, Fmt, Got, Params, Rec,
+    Served, Spec, DAY,
 };
 
 const R: i64 = 2 * DAY;
@@ -622,4 +624,110 @@ fn two_bursts(mut broker: Broker, restart: bool) {
     );
     service.stop();
     service.shutdown().expect("shutdown");
+}
+
+/// The hand-over from the lake to Kafka. The lake holds the purchases up to some time; the
+/// topic holds everything from a time well before that on (as a topic with retention would),
+/// so the two overlap. With T0 the lake's largest event time (default) or a configured time
+/// inside the overlap (`explicit`), every purchase counts exactly once: the served lists are
+/// the oracle's over the distinct purchases, the topic's purchases before T0 are skipped (and
+/// counted), and so are the lake's at or after T0.
+fn handover(seed: u64, workers: usize, explicit: bool) {
+    let context = format!("handover seed {seed} workers {workers} explicit {explicit}");
+    let history = generate(&Spec::new(seed, 2500, R, false));
+    let mut sorted = history.records.clone();
+    sorted.sort_by_key(|r| r.ts);
+    let n = sorted.len();
+    let (topic_from, lake_to) = (n * 2 / 5, n * 3 / 4);
+    let mut lake = sorted[..lake_to].to_vec();
+    let mut on_topic = sorted[topic_from..].to_vec();
+    let t0 = if explicit {
+        sorted[(topic_from + lake_to) / 2].ts
+    } else {
+        default_as_of(&lake).expect("purchases")
+    };
+    assert!(
+        on_topic[0].ts < t0 && t0 <= lake[lake.len() - 1].ts,
+        "{context}: lake and topic overlap around T0"
+    );
+    let mut rng = SmallRng::seed_from_u64(seed);
+    lake.shuffle(&mut rng);
+    on_topic.shuffle(&mut rng);
+    let valid = |r: &&Rec| r.quantity != 0;
+    let topic_skipped = on_topic.iter().filter(valid).filter(|r| r.ts < t0).count();
+    let expired = t0 - 1 - R;
+    let lake_skipped = lake
+        .iter()
+        .filter(valid)
+        .filter(|r| r.ts >= t0 || r.ts <= expired)
+        .count();
+    assert!(
+        topic_skipped > 0,
+        "{context}: the topic holds purchases before T0"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let lake_dir = dir.path().join("lake");
+    write_parts(
+        &lake_dir,
+        &[Fmt::Parquet, Fmt::Jsonl, Fmt::Csv],
+        &lake,
+        3,
+        seed,
+    );
+    let broker = Broker::start();
+    let topic = topic(&format!("handover-{workers}-{explicit}"));
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let data = encode(seed, on_topic, Vec::new(), &[]);
+    produce(&broker.addr, &topic, &data.messages);
+
+    let params = Params::new(K, workers, 500);
+    let mut kafka = kafka_config(&broker.addr, &topic);
+    if explicit {
+        // RFC 3339 in another offset than UTC: the same instant.
+        kafka.handover = Some(rfc3339(t0, 120));
+    }
+    let mut config = params.config(&[lake_dir], "");
+    config.sources.push(SourceConfig::Kafka(kafka));
+    let (service, _stop) = start(&config);
+    let until = default_as_of(&history.records).expect("purchases");
+    wait_published(&service, until, &context);
+    wait_read(&service, data.messages.len(), &context);
+    assert!(
+        wait_until(PATIENCE, || service.is_ready()),
+        "{context}: not ready: {}",
+        service.readiness.reason()
+    );
+    // The union of lake and topic, each purchase once: the generated history itself.
+    check_oracle(
+        &service,
+        &params,
+        &history.records,
+        &history.twins,
+        &context,
+    );
+    let text = http(service.addr, "GET", "/metrics", &[]).text();
+    for (series, want) in [
+        ("topsellers_kafka_handover_skipped_total", topic_skipped),
+        ("topsellers_backfill_skipped_total", lake_skipped),
+        ("topsellers_backfill_pruned_rows_total", 0),
+    ] {
+        assert_eq!(
+            metric(&text, series),
+            Some(want as f64),
+            "{context}: {series}\n{text}"
+        );
+    }
+    service.stop();
+    service.shutdown().expect("shutdown");
+}
+
+#[test]
+fn handover_at_the_lakes_last_time_counts_each_purchase_once() {
+    handover(81, 1, false);
+}
+
+#[test]
+fn handover_at_a_configured_time_counts_each_purchase_once() {
+    handover(82, 2, true);
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use topsellers_model::parse_duration_ms;
+use topsellers_model::{parse_duration_ms, parse_time_ms};
 
 use crate::error::ConfigError;
 
@@ -49,6 +49,12 @@ pub struct KafkaConfig {
     /// Topic bad messages are also written to (besides the dead-letter file); unset: none.
     #[serde(default = "default_dead_letter_topic")]
     pub dead_letter_topic: Option<String>,
+    /// The hand-over time T0 (RFC 3339 or epoch ms) when a backfill (`--input`, `files`
+    /// sources) comes first: the history owns purchases with `ts < T0`, this topic those with
+    /// `ts >= T0`; older messages are skipped (counted), whatever offset a partition starts
+    /// from. Unset: the largest event time of the history (no backfill: no cut). (`--handover`)
+    #[serde(default)]
+    pub handover: Option<String>,
     /// Any librdkafka client property (`"fetch.wait.max.ms" = "10"`, `"security.protocol"`,
     /// …), applied last: they override what the keys above set.
     #[serde(default)]
@@ -134,6 +140,7 @@ impl KafkaConfig {
             commit: default_commit(),
             commit_interval: default_commit_interval(),
             dead_letter_topic: default_dead_letter_topic(),
+            handover: None,
             properties: BTreeMap::new(),
         }
     }
@@ -152,7 +159,18 @@ impl KafkaConfig {
         }
         duration("kafka.idle_timeout", &self.idle_timeout)?;
         duration("kafka.commit_interval", &self.commit_interval)?;
+        self.handover_ms()?;
         Ok(())
+    }
+
+    /// [`KafkaConfig::handover`] in epoch ms, if set.
+    pub fn handover_ms(&self) -> Result<Option<i64>, ConfigError> {
+        self.handover
+            .as_deref()
+            .map(|text| {
+                parse_time_ms(text).map_err(|e| ConfigError::new("kafka.handover", e.to_string()))
+            })
+            .transpose()
     }
 
     /// [`KafkaConfig::idle_timeout`] (validated).
@@ -213,6 +231,12 @@ mod tests {
             (StartFrom::Earliest, Fallback::Latest, PayloadFormat::Csv)
         );
         assert_eq!(c.properties["fetch.wait.max.ms"], "10");
+        let c: KafkaConfig = serde_json::from_str(
+            r#"{"brokers":"b","topic":"t","handover":"2026-11-22T13:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.handover_ms().unwrap(), Some(1_795_352_400_000));
+        assert_eq!(KafkaConfig::new("b", "t").handover_ms().unwrap(), None);
     }
 
     #[test]
@@ -246,6 +270,13 @@ mod tests {
                     ..base.clone()
                 },
                 "kafka.brokers",
+            ),
+            (
+                KafkaConfig {
+                    handover: Some("yesterday".into()),
+                    ..base.clone()
+                },
+                "kafka.handover",
             ),
         ] {
             let error = config.validate().unwrap_err();
