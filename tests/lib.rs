@@ -1458,10 +1458,16 @@ pub fn topsellers_exe() -> PathBuf {
     exe
 }
 
-/// A loopback `127.0.0.1:port` that was free a moment ago.
-pub fn free_loopback_address() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").to_string()
+/// `n` distinct loopback `127.0.0.1:port` addresses that were free a moment ago (bound all at
+/// once: one at a time, the system may hand out a just-released port again).
+pub fn free_loopback_addresses(n: usize) -> Vec<String> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("address").to_string())
+        .collect()
 }
 
 #[cfg(test)]

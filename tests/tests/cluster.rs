@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use topsellers_tests::{
-    assert_no_problems, compare, default_as_of, free_loopback_address, generate, get,
+    assert_no_problems, compare, default_as_of, free_loopback_addresses, generate, get,
     served_lists_at, topsellers_exe, wait_until, write_parts, Fmt, Got, Params, Spec, DAY,
 };
 
@@ -16,12 +16,12 @@ use topsellers_tests::{
 fn layout(dir: &Path, processes: usize, threads: usize) -> (PathBuf, Vec<String>) {
     let mut text =
         format!("threads = {threads}\nprocesses = {processes}\nconnect_timeout = \"30s\"\n");
+    let mut addresses = free_loopback_addresses(2 * processes).into_iter();
     let mut http = Vec::new();
     for _ in 0..processes {
-        let address = free_loopback_address();
+        let (timely, address) = (addresses.next().unwrap(), addresses.next().unwrap());
         text.push_str(&format!(
-            "[[process]]\ntimely = \"{}\"\nhttp = \"{address}\"\n",
-            free_loopback_address()
+            "[[process]]\ntimely = \"{timely}\"\nhttp = \"{address}\"\n"
         ));
         http.push(address);
     }

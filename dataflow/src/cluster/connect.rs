@@ -283,9 +283,16 @@ mod tests {
     use super::*;
     use crate::cluster::layout::{ProcessAddr, Workers};
 
-    fn free_address() -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().to_string()
+    /// `n` distinct loopback addresses that were free a moment ago (all bound at once: one at a
+    /// time, the system may hand out a just-released port again).
+    fn free_addresses(n: usize) -> Vec<String> {
+        let listeners: Vec<TcpListener> = (0..n)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().to_string())
+            .collect()
     }
 
     fn seat(processes: usize, process: usize, addresses: &[String], timeout: &str) -> Seat {
@@ -336,7 +343,7 @@ mod tests {
 
     #[test]
     fn three_processes_connect_in_timely_order() {
-        let addresses: Vec<String> = (0..3).map(|_| free_address()).collect();
+        let addresses = free_addresses(3);
         let results: Vec<_> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..3)
                 .map(|p| {
@@ -357,7 +364,7 @@ mod tests {
 
     #[test]
     fn a_different_config_is_refused_by_name() {
-        let addresses: Vec<String> = (0..2).map(|_| free_address()).collect();
+        let addresses = free_addresses(2);
         let (first, second) = std::thread::scope(|scope| {
             let a = scope.spawn(|| connect(&seat(2, 0, &addresses, "20s"), hello(0, 1), quiet()));
             let b = scope.spawn(|| connect(&seat(2, 1, &addresses, "20s"), hello(1, 2), quiet()));
@@ -374,7 +381,7 @@ mod tests {
 
     #[test]
     fn an_unreachable_peer_is_named_after_the_timeout() {
-        let addresses: Vec<String> = (0..2).map(|_| free_address()).collect();
+        let addresses = free_addresses(2);
         // Process 1 dials process 0, which never starts.
         let message = format!(
             "{:#}",
