@@ -127,12 +127,10 @@ impl KafkaLive {
                 Box::new(move || read(&shared) as f64),
             );
         }
-        let skipped = self.handover_skipped.clone();
-        metrics.register_extra(
+        metrics.register_counter(
             "topsellers_kafka_handover_skipped_total",
             "Kafka purchases skipped because they are older than the hand-over time T0 (the history owns them).",
-            MetricKind::Counter,
-            Box::new(move || skipped.load(Ordering::Relaxed) as f64),
+            self.handover_skipped.clone(),
         );
         let shared = self.shared.clone();
         metrics.register_family(

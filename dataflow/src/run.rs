@@ -163,11 +163,10 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
     )
     .context("cannot open the changelog")?;
     if let Some(failures) = changelog.as_ref().and_then(Changelog::topic_failures) {
-        metrics.register_extra(
+        metrics.register_counter(
             "topsellers_changelog_topic_failures_total",
             "Top-k changes that could not be written to the changelog topic.",
-            MetricKind::Counter,
-            Box::new(move || failures.load(Ordering::Relaxed) as f64),
+            failures,
         );
     }
 
@@ -210,12 +209,10 @@ pub fn start_with_stop(config: &Config, stop: Arc<AtomicBool>) -> Result<Service
     ));
     if let Some(backfill) = &backfill {
         shared.expect_units(&backfill.units);
-        let skipped = shared.skipped.clone();
-        metrics.register_extra(
+        metrics.register_counter(
             "topsellers_backfill_skipped_total",
             "History purchases outside the backfill's window: expired by its cut-off, or at or after the hand-over time (Kafka owns them).",
-            MetricKind::Counter,
-            Box::new(move || skipped.load(Ordering::Relaxed) as f64),
+            shared.skipped.clone(),
         );
     }
     let workload = backfill.as_ref().map(|b| history::workload(&b.units));

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -259,6 +260,16 @@ impl Metrics {
             kind,
             value: ExtraValue::One(value_fn),
         });
+    }
+
+    /// Adds a counter that reads `count` at scrape time (a counter kept by a source or sink).
+    pub fn register_counter(&self, name: &str, help: &str, count: Arc<AtomicU64>) {
+        self.register_extra(
+            name,
+            help,
+            MetricKind::Counter,
+            Box::new(move || count.load(Ordering::Relaxed) as f64),
+        );
     }
 
     /// Adds a labelled metric family computed at scrape time, e.g. a lag per Kafka partition.
