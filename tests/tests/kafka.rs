@@ -197,6 +197,18 @@ fn wait_read(service: &Service, messages: usize, context: &str) {
     );
 }
 
+/// Waits until the snapshot of `until` is served, all `messages` are read, and `/readyz` says
+/// ready.
+fn wait_caught_up(service: &Service, until: i64, messages: usize, context: &str) {
+    wait_published(service, until, context);
+    wait_read(service, messages, context);
+    assert!(
+        wait_until(PATIENCE, || service.is_ready()),
+        "{context}: not ready: {}",
+        service.readiness.reason()
+    );
+}
+
 /// Every list the service serves.
 fn served(addr: SocketAddr, params: &Params, context: &str) -> Served {
     let names: Vec<&str> = params.half_lives.iter().map(|(name, _)| *name).collect();
@@ -340,13 +352,7 @@ fn kafka_end_to_end(seed: u64, workers: usize) {
     config.changelog.topic = Some(changelog_topic.clone());
     let (service, _stop) = start(&config);
     let until = default_as_of(&data.records).unwrap();
-    wait_published(&service, until, &context);
-    wait_read(&service, data.messages.len(), &context);
-    assert!(
-        wait_until(PATIENCE, || service.is_ready()),
-        "{context}: not ready: {}",
-        service.readiness.reason()
-    );
+    wait_caught_up(&service, until, data.messages.len(), &context);
     check_oracle(&service, &params, &data.records, &data.twins, &context);
 
     // Counters and gauges; offsets are committed while running.
@@ -542,13 +548,7 @@ fn broker_down_at_start_then_up() {
     let data = data(74, 1500);
     produce(&broker.addr, &topic, &data.messages);
     let until = default_as_of(&data.records).unwrap();
-    wait_published(&service, until, context);
-    wait_read(&service, data.messages.len(), context);
-    assert!(
-        wait_until(PATIENCE, || service.is_ready()),
-        "{}",
-        service.readiness.reason()
-    );
+    wait_caught_up(&service, until, data.messages.len(), context);
     check_oracle(&service, &params, &data.records, &data.twins, context);
     service.stop();
     service.shutdown().expect("shutdown");
@@ -691,13 +691,7 @@ fn handover(seed: u64, workers: usize, explicit: bool) {
     config.sources.push(SourceConfig::Kafka(kafka));
     let (service, _stop) = start(&config);
     let until = default_as_of(&history.records).expect("purchases");
-    wait_published(&service, until, &context);
-    wait_read(&service, data.messages.len(), &context);
-    assert!(
-        wait_until(PATIENCE, || service.is_ready()),
-        "{context}: not ready: {}",
-        service.readiness.reason()
-    );
+    wait_caught_up(&service, until, data.messages.len(), &context);
     // The union of lake and topic, each purchase once: the generated history itself.
     check_oracle(
         &service,
