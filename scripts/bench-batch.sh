@@ -9,13 +9,10 @@ events=${1:-10000000}
 runs=${2:-3}
 reference=../shared/bench/duckdb_topsellers.py
 [ -x .venv-bench/bin/python ] || { python3 -m venv .venv-bench && .venv-bench/bin/pip install -q duckdb; }
-cargo build --release -q -p topsellers
+input=$(scripts/bench-history.sh "$events")
 bin=./target/release/topsellers
 dir=target/bench-batch
 mkdir -p "$dir"
-input="$dir/history-$events.parquet"
-[ -f "$input" ] || "$bin" generate --events "$events" --items 1000000 --depth 3 --fanout 22 \
-    --end 2026-11-22T00:00:00Z --output "$input" 2>/dev/null
 ours=(); theirs=()
 for _ in $(seq "$runs"); do
     ours+=("$(/usr/bin/time -f '%e,%M' "$bin" batch "$input" --dead-letter "" \

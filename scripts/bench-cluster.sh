@@ -8,13 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-2000000}
 runs=${2:-5}
-cargo build --release -q -p topsellers
+input=$(scripts/bench-history.sh "$events")
 bin=./target/release/topsellers
 dir=target/bench-cluster
 mkdir -p "$dir"
-input="$dir/history-$events.parquet"
-[ -f "$input" ] || "$bin" generate --events "$events" --items 1000000 --depth 3 --fanout 22 \
-    --end 2026-11-22T00:00:00Z --output "$input" 2>/dev/null
 printf '[scoring]\nhalf_lives = ["7d"]\n[dead_letter]\npath = ""\n' >"$dir/config.toml"
 printf 'threads = 2\n[[process]]\ntimely = "127.0.0.1:2301"\nhttp = "127.0.0.1:8301"\n' \
     >"$dir/1x2.toml"
