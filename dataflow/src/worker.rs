@@ -319,8 +319,9 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
             // In a cluster, purchases at or after the input's next time wait here for their
             // epoch: entered early, they make the frontier stop at their own times, and the
             // snapshot times would depend on how each process saw progress, not on the epochs
-            // alone. One process has nobody to agree with, and entering at once measured ~15%
-            // faster (the workers then digest an epoch while it is generated).
+            // alone. One process has nobody to agree with, and enters them at once: an A/B run at
+            // load 5 showed holding them back ~15% slower (noisy: the workers then digest an
+            // epoch only after it is generated).
             let hold_ahead = job.leaders.len() > 1;
             let mut ahead: Vec<Purchase> = Vec::new();
             while !shared.stopped() {
