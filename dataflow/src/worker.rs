@@ -11,12 +11,12 @@ use timely::worker::Worker;
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use topsellers_model::purchase::Event;
-use topsellers_model::{DecayedSum, LatestLists, Purchase, Snapshot};
+use topsellers_model::{DecayedSum, LatestLists, Purchase, PurchaseRef, Snapshot};
 use topsellers_operators::Time;
 use topsellers_sinks::Metrics;
 use topsellers_sources::files::{units_for_worker, Opener, ReadUnit};
 use topsellers_sources::generator::{Catalog, Generator, GeneratorConfig, Rate};
-use topsellers_sources::{BadRecord, DeadLetter};
+use topsellers_sources::{BadRecord, DeadLetter, Interner};
 
 use crate::config::Scoring;
 use crate::kafka_live::{self, KafkaLive};
@@ -212,6 +212,7 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
         let mut aggregates =
             (job.expiry == Expiry::PreFiltered).then(|| Aggregates::new(&job.scoring));
         let until = backfill.until_ms.max(0) as Time;
+        let read_started = Instant::now();
         for (unit, opened) in Opener::new(units_for_worker(&backfill.units, index, peers)) {
             let mut reader = match opened {
                 Ok(reader) => reader,
@@ -225,7 +226,40 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
                 if shared.stopped() {
                     return worker.drop_dataflow(graph.id);
                 }
-                let more = match reader.next_batch(&mut purchases, &mut bad, job.batch_size) {
+                let inside = |ts_ms: i64| {
+                    ts_ms <= backfill.until_ms
+                        && backfill.after_ms.is_none_or(|after| ts_ms > after)
+                };
+                let (mut accepted, mut outside) = (0, 0);
+                let read = match &mut aggregates {
+                    // Summed straight from the reader's buffers: nothing allocated per purchase.
+                    Some(sums) => reader.visit_batch(
+                        &mut |purchase| {
+                            if inside(purchase.ts_ms) {
+                                sums.add(purchase);
+                                accepted += 1;
+                            } else {
+                                outside += 1;
+                            }
+                        },
+                        &mut bad,
+                        job.batch_size,
+                    ),
+                    None => reader
+                        .next_batch(&mut purchases, &mut bad, job.batch_size)
+                        .inspect(|_| {
+                            for purchase in purchases.drain(..) {
+                                if inside(purchase.ts_ms) {
+                                    let (event, quantity) = purchase.into_update();
+                                    graph.purchases.update(event, quantity);
+                                    accepted += 1;
+                                } else {
+                                    outside += 1;
+                                }
+                            }
+                        }),
+                };
+                let more = match read {
                     Ok(more) => more,
                     Err(e) => {
                         shared.fail(format!("cannot read {}: {e}", unit.location));
@@ -233,21 +267,7 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
                     }
                 };
                 shared.bad(&mut bad);
-                let mut accepted = 0;
-                for purchase in purchases.drain(..) {
-                    let inside = purchase.ts_ms <= backfill.until_ms
-                        && backfill.after_ms.is_none_or(|after| purchase.ts_ms > after);
-                    if !inside {
-                        shared.skipped.fetch_add(1, Ordering::Relaxed);
-                    } else if let Some(sums) = &mut aggregates {
-                        sums.add(purchase);
-                        accepted += 1;
-                    } else {
-                        let (event, quantity) = purchase.into_update();
-                        graph.purchases.update(event, quantity);
-                        accepted += 1;
-                    }
-                }
+                shared.skipped.fetch_add(outside, Ordering::Relaxed);
                 shared.metrics.add_purchases(accepted);
                 let rows = reader.rows_read();
                 shared
@@ -287,6 +307,11 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
             shared.unit_done(&unit);
         }
         if let Some(sums) = aggregates.take() {
+            tracing::debug!(
+                "worker {index}: read its share in {:.2}s, {} (item, category) pairs",
+                read_started.elapsed().as_secs_f64(),
+                sums.len()
+            );
             for (event, count) in sums.into_updates() {
                 graph.purchases.update(event, count);
             }
@@ -300,6 +325,10 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
             worker.step_or_park(Some(Duration::from_millis(1)));
         }
         shared.backfill_done.store(true, Ordering::SeqCst);
+        tracing::debug!(
+            "worker {index}: backfill published after {:.2}s",
+            read_started.elapsed().as_secs_f64()
+        );
         if job.exit_after_backfill {
             return worker.drop_dataflow(graph.id);
         }
@@ -376,16 +405,26 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
 /// Purchases summed per (item, leaf category): exact forward sums per profile.
 ///
 /// Pairs are found by a 128-bit hash of their text (no string comparison on the hot path; a
-/// collision among even billions of pairs has probability below 1e-20), with the values in
-/// flat arrays.
+/// collision among even billions of pairs has probability below 1e-20). A purchase touches one
+/// table entry holding everything it updates (one cache miss, not one per array); the pair's
+/// text is stored once, when it first appears.
 struct Aggregates {
     half_lives: Vec<i64>,
-    index: FxHashMap<u128, u32>,
+    index: FxHashMap<u128, PairSums>,
+    /// Item and category of each pair, by [`PairSums::pair`].
     pairs: Vec<(Arc<str>, Arc<str>)>,
-    counts: Vec<i64>,
-    latest_ms: Vec<i64>,
-    /// `half_lives.len()` sums per pair.
-    sums: Vec<DecayedSum>,
+    categories: Interner,
+    /// Sums of the profiles after the first: `half_lives.len() − 1` per pair.
+    more_sums: Vec<DecayedSum>,
+}
+
+/// The running totals of one (item, category) pair.
+struct PairSums {
+    pair: u32,
+    count: i64,
+    latest_ms: i64,
+    /// The first profile's sum.
+    sum: DecayedSum,
 }
 
 impl Aggregates {
@@ -394,59 +433,72 @@ impl Aggregates {
             half_lives: scoring.profiles.iter().map(|p| p.half_life_ms).collect(),
             index: FxHashMap::default(),
             pairs: Vec::new(),
-            counts: Vec::new(),
-            latest_ms: Vec::new(),
-            sums: Vec::new(),
+            categories: Interner::new(),
+            more_sums: Vec::new(),
         }
     }
 
-    fn add(&mut self, purchase: Purchase) {
+    fn add(&mut self, purchase: PurchaseRef<'_>) {
         // One-shot hashes (the streaming hasher copies its input): the category's 64-bit hash
         // seeds the item's 128-bit one.
         let seed = xxhash_rust::xxh3::xxh3_64(purchase.category.as_bytes());
         let key = xxhash_rust::xxh3::xxh3_128_with_seed(purchase.item_id.as_bytes(), seed);
-        let profiles = self.half_lives.len();
-        let at = *self.index.entry(key).or_insert_with(|| {
-            self.pairs
-                .push((purchase.item_id.clone(), purchase.category.clone()));
-            self.counts.push(0);
-            self.latest_ms.push(purchase.ts_ms);
-            self.sums
-                .extend(std::iter::repeat_n(DecayedSum::default(), profiles));
-            (self.pairs.len() - 1) as u32
-        }) as usize;
-        for (sum, &half_life) in self.sums[at * profiles..(at + 1) * profiles]
+        let more = self.half_lives.len() - 1;
+        let sums = self.index.entry(key).or_insert_with(|| {
+            // Text only for pairs, not per purchase.
+            self.pairs.push((
+                Arc::from(purchase.item_id),
+                self.categories.intern(purchase.category),
+            ));
+            self.more_sums
+                .extend(std::iter::repeat_n(DecayedSum::default(), more));
+            PairSums {
+                pair: (self.pairs.len() - 1) as u32,
+                count: 0,
+                latest_ms: purchase.ts_ms,
+                sum: DecayedSum::default(),
+            }
+        });
+        sums.count += 1;
+        sums.latest_ms = sums.latest_ms.max(purchase.ts_ms);
+        sums.sum
+            .add(purchase.ts_ms, purchase.quantity, self.half_lives[0]);
+        let at = sums.pair as usize * more;
+        for (sum, &half_life) in self.more_sums[at..at + more]
             .iter_mut()
-            .zip(&self.half_lives)
+            .zip(&self.half_lives[1..])
         {
             sum.add(purchase.ts_ms, purchase.quantity, half_life);
         }
-        self.counts[at] += 1;
-        self.latest_ms[at] = self.latest_ms[at].max(purchase.ts_ms);
+    }
+
+    /// How many pairs there are.
+    fn len(&self) -> usize {
+        self.pairs.len()
     }
 
     fn into_updates(self) -> impl Iterator<Item = (Event, i64)> {
-        let profiles = self.half_lives.len();
+        let more = self.half_lives.len() - 1;
         let Aggregates {
+            index,
             pairs,
-            counts,
-            latest_ms,
-            sums,
+            more_sums,
             ..
         } = self;
-        pairs
-            .into_iter()
-            .enumerate()
-            .map(move |(at, (item_id, category))| {
-                let parts: Box<[DecayedSum]> = sums[at * profiles..(at + 1) * profiles].into();
-                let event = Event {
-                    item_id,
-                    category,
-                    ts_ms: latest_ms[at],
-                    aggregate: Some(parts),
-                };
-                (event, counts[at])
-            })
+        index.into_values().map(move |sums| {
+            let at = sums.pair as usize;
+            let parts: Box<[DecayedSum]> = std::iter::once(sums.sum)
+                .chain(more_sums[at * more..(at + 1) * more].iter().copied())
+                .collect();
+            let (item_id, category) = pairs[at].clone();
+            let event = Event {
+                item_id,
+                category,
+                ts_ms: sums.latest_ms,
+                aggregate: Some(parts),
+            };
+            (event, sums.count)
+        })
     }
 }
 

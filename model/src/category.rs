@@ -10,16 +10,28 @@ pub const MAX_CATEGORY_BYTES: usize = 1024;
 /// Checks a purchase's category against the data contract: segments joined by `/`, no empty
 /// segment (so no leading, trailing or doubled `/`, and not the empty root itself), at most
 /// [`MAX_CATEGORY_LEVELS`] levels and [`MAX_CATEGORY_BYTES`] bytes.
+#[inline]
 pub fn validate_category(path: &str) -> Result<(), RecordError> {
     if path.len() > MAX_CATEGORY_BYTES {
         return Err(RecordError::CategoryTooLong(path.len()));
     }
-    let mut levels = 0;
-    for segment in path.split('/') {
-        if segment.is_empty() {
-            return Err(RecordError::EmptyCategorySegment);
+    // One pass over the bytes (`/` is never part of a multi-byte UTF-8 character): a segment
+    // is empty where a `/` starts or ends the path or follows another.
+    let mut levels = 1;
+    let mut after_slash = true;
+    for &byte in path.as_bytes() {
+        if byte == b'/' {
+            if after_slash {
+                return Err(RecordError::EmptyCategorySegment);
+            }
+            levels += 1;
+            after_slash = true;
+        } else {
+            after_slash = false;
         }
-        levels += 1;
+    }
+    if after_slash {
+        return Err(RecordError::EmptyCategorySegment);
     }
     if levels > MAX_CATEGORY_LEVELS {
         return Err(RecordError::CategoryTooDeep(levels));
@@ -67,6 +79,36 @@ mod tests {
             ancestors("bücher/roman").collect::<Vec<_>>(),
             ["bücher/roman", "bücher", ""]
         );
+    }
+
+    #[test]
+    fn validation_equals_the_segment_by_segment_rule() {
+        // The rule as written: split on `/`, no empty segment, a bounded depth.
+        fn reference(path: &str) -> Result<(), RecordError> {
+            if path.len() > MAX_CATEGORY_BYTES {
+                return Err(RecordError::CategoryTooLong(path.len()));
+            }
+            if path.split('/').any(str::is_empty) {
+                return Err(RecordError::EmptyCategorySegment);
+            }
+            let levels = path.split('/').count();
+            if levels > MAX_CATEGORY_LEVELS {
+                return Err(RecordError::CategoryTooDeep(levels));
+            }
+            Ok(())
+        }
+        let alphabet = ["a", "/", "é", "bc"];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (state >> 58) as usize;
+            let path: String = (0..len)
+                .map(|i| alphabet[((state >> (i % 60)) & 3) as usize])
+                .collect();
+            assert_eq!(validate_category(&path), reference(&path), "{path:?}");
+        }
     }
 
     #[test]

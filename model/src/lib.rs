@@ -10,7 +10,7 @@ pub mod topk;
 
 pub use category::{ancestors, parent, validate_category};
 pub use duration::{format_duration, parse_duration_ms, DurationError};
-pub use purchase::{Purchase, RecordError, MAX_ITEM_ID_BYTES};
+pub use purchase::{Purchase, PurchaseRef, RecordError, MAX_ITEM_ID_BYTES};
 pub use score::{DecayedSum, ScoreKey, Weight};
 pub use time::{format_rfc3339_ms, parse_time_ms, TimeError};
 pub use topk::{LatestLists, Profile, RankedItem, Snapshot, TopKList};

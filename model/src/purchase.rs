@@ -43,6 +43,53 @@ pub struct Event {
     pub aggregate: Option<Box<[DecayedSum]>>,
 }
 
+/// A valid purchase borrowed from a reader's buffers: what hot paths that only sum purchases
+/// (batch pre-aggregation) take, so that no text is allocated per record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PurchaseRef<'a> {
+    /// The item bought (see [`Purchase::item_id`]).
+    pub item_id: &'a str,
+    /// The leaf category path.
+    pub category: &'a str,
+    /// Event time, Unix epoch milliseconds.
+    pub ts_ms: i64,
+    /// Units bought; never 0.
+    pub quantity: i64,
+}
+
+impl<'a> PurchaseRef<'a> {
+    /// Checks every rule of the data contract on a record's fields.
+    ///
+    /// Returns `Ok(None)` for a zero quantity, which the contract says to ignore.
+    #[inline]
+    pub fn from_fields(
+        item_id: &'a str,
+        category: &'a str,
+        ts_ms: i64,
+        quantity: i64,
+    ) -> Result<Option<PurchaseRef<'a>>, RecordError> {
+        check_item_id(item_id)?;
+        validate_category(category)?;
+        check_ts(ts_ms)?;
+        Ok((quantity != 0).then_some(PurchaseRef {
+            item_id,
+            category,
+            ts_ms,
+            quantity,
+        }))
+    }
+
+    /// An owned copy, with the category given (shared, e.g. interned).
+    pub fn to_purchase(&self, category: Arc<str>) -> Purchase {
+        Purchase {
+            item_id: self.item_id.into(),
+            category,
+            ts_ms: self.ts_ms,
+            quantity: self.quantity,
+        }
+    }
+}
+
 impl Purchase {
     /// Builds a purchase from its fields, checking every rule of the data contract.
     ///
@@ -53,18 +100,20 @@ impl Purchase {
         ts_ms: i64,
         quantity: i64,
     ) -> Result<Option<Purchase>, RecordError> {
-        check_item_id(item_id)?;
-        validate_category(category)?;
-        check_ts(ts_ms)?;
-        if quantity == 0 {
-            return Ok(None);
+        Ok(
+            PurchaseRef::from_fields(item_id, category, ts_ms, quantity)?
+                .map(|p| p.to_purchase(category.into())),
+        )
+    }
+
+    /// The purchase, borrowed.
+    pub fn borrowed(&self) -> PurchaseRef<'_> {
+        PurchaseRef {
+            item_id: &self.item_id,
+            category: &self.category,
+            ts_ms: self.ts_ms,
+            quantity: self.quantity,
         }
-        Ok(Some(Purchase {
-            item_id: item_id.into(),
-            category: category.into(),
-            ts_ms,
-            quantity,
-        }))
     }
 
     /// Splits into the dataflow's datum and its difference.
@@ -88,6 +137,7 @@ impl Purchase {
 }
 
 /// Checks an `item_id`: 1..=256 bytes.
+#[inline]
 pub fn check_item_id(item_id: &str) -> Result<(), RecordError> {
     match item_id.len() {
         0 => Err(RecordError::EmptyItemId),
@@ -98,6 +148,7 @@ pub fn check_item_id(item_id: &str) -> Result<(), RecordError> {
 
 /// Checks an event time: not before 1970, since event time is the dataflow's (unsigned)
 /// logical time.
+#[inline]
 pub fn check_ts(ts_ms: i64) -> Result<(), RecordError> {
     if ts_ms < 0 {
         return Err(RecordError::BadTimestamp(format!("{ts_ms} is before 1970")));

@@ -15,12 +15,18 @@ use serde::{Deserialize, Serialize};
 const RESCALE_ABOVE: i64 = 32;
 
 /// `2^k` for an integer `k`, exact where representable (0 below the subnormal range).
+#[inline]
 fn pow2(k: i64) -> f64 {
+    if (-1022..=1023).contains(&k) {
+        // A normal power of two: its bits directly (exact, and no call on the hot path).
+        return f64::from_bits(((k + 1023) as u64) << 52);
+    }
     let k = k.clamp(-1100, 1100) as i32;
     2f64.powi(k)
 }
 
 /// Splits the weight `2^(t/h)` into an integer exponent and a mantissa in `[1, 2)`.
+#[inline]
 fn forward_weight(ts_ms: i64, half_life_ms: i64) -> (i64, f64) {
     let whole = ts_ms.div_euclid(half_life_ms);
     let rest = ts_ms.rem_euclid(half_life_ms);
@@ -36,6 +42,7 @@ pub struct Weight {
 
 impl Weight {
     /// The weight of `quantity` purchases at `ts_ms` under half-life `half_life_ms` (> 0).
+    #[inline]
     pub fn of(ts_ms: i64, quantity: i64, half_life_ms: i64) -> Weight {
         let (exp, mantissa) = forward_weight(ts_ms, half_life_ms);
         Weight {
@@ -57,22 +64,26 @@ pub struct DecayedSum {
 
 impl DecayedSum {
     /// Adds `quantity` purchases at `ts_ms` under half-life `half_life_ms` (> 0).
+    #[inline]
     pub fn add(&mut self, ts_ms: i64, quantity: i64, half_life_ms: i64) {
         self.add_weight(Weight::of(ts_ms, quantity, half_life_ms));
     }
 
     /// Adds a precomputed weight (one purchase counts in several categories: compute once).
+    #[inline]
     pub fn add_weight(&mut self, weight: Weight) {
         self.add_scaled(weight.exp, weight.value);
     }
 
     /// Adds another sum of the same half-life (pre-aggregation).
+    #[inline]
     pub fn merge(&mut self, other: &DecayedSum) {
         self.add_scaled(other.exp, other.hi);
         self.add_scaled(other.exp, other.lo);
     }
 
     /// Adds `value · 2^exp`.
+    #[inline]
     fn add_scaled(&mut self, exp: i64, value: f64) {
         if value == 0.0 {
             return;
@@ -110,6 +121,7 @@ impl DecayedSum {
     }
 
     /// The ranking key, if the sum is positive (only positive scores are ranked).
+    #[inline]
     pub fn key(&self) -> Option<ScoreKey> {
         let value = self.hi + self.lo;
         if value > 0.0 && value.is_finite() {
@@ -172,6 +184,7 @@ pub struct ScoreKey {
 
 impl ScoreKey {
     /// Normalises `value · 2^exp` for a positive finite `value`.
+    #[inline]
     fn from_scaled(exp: i64, value: f64) -> ScoreKey {
         debug_assert!(value > 0.0 && value.is_finite());
         let bits = value.to_bits();
@@ -215,6 +228,14 @@ impl Ord for ScoreKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pow2_by_bits_equals_powi() {
+        for k in -1200..=1200 {
+            let expected = 2f64.powi(k.clamp(-1100, 1100) as i32);
+            assert_eq!(pow2(k).to_bits(), expected.to_bits(), "2^{k}");
+        }
+    }
 
     const H: i64 = 7 * 86_400_000;
 

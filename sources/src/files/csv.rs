@@ -225,9 +225,9 @@ impl RecordReader for CsvReader {
                 &mut self.interner,
             );
             let label = &self.label;
-            fields::deliver(outcome, &mut self.tally, out, bad, |e| {
+            out.extend(fields::deliver(outcome, &mut self.tally, bad, |e| {
                 BadRecord::from_bytes(line_position(label, line), e, &render(record))
-            });
+            }));
         }
         Ok(!(self.done && (out.len(), bad.len()) == start))
     }

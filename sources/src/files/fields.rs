@@ -1,10 +1,8 @@
 //! Field rules shared by the file readers: from checked field values to a `Purchase`.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use topsellers_model::purchase::{check_item_id, check_ts};
-use topsellers_model::{parse_time_ms, validate_category, Purchase, RecordError};
+use topsellers_model::{parse_time_ms, Purchase, PurchaseRef, RecordError};
 
 use crate::bad::BadRecord;
 use crate::intern::Interner;
@@ -18,18 +16,10 @@ pub(crate) fn purchase(
     quantity: i64,
     interner: &mut Interner,
 ) -> Result<Option<Purchase>, RecordError> {
-    check_item_id(item_id)?;
-    validate_category(category)?;
-    check_ts(ts_ms)?;
-    if quantity == 0 {
-        return Ok(None);
-    }
-    Ok(Some(Purchase {
-        item_id: Arc::from(item_id),
-        category: interner.intern(category),
-        ts_ms,
-        quantity,
-    }))
+    Ok(
+        PurchaseRef::from_fields(item_id, category, ts_ms, quantity)?
+            .map(|p| p.to_purchase(interner.intern(category))),
+    )
 }
 
 /// Writes an integer item id as its decimal text into `buf` (reused) and returns it.
@@ -68,18 +58,23 @@ pub(crate) struct Tally {
 }
 
 /// Where one record's outcome goes.
-pub(crate) fn deliver(
-    outcome: Result<Option<Purchase>, RecordError>,
+pub(crate) fn deliver<T>(
+    outcome: Result<Option<T>, RecordError>,
     tally: &mut Tally,
-    out: &mut Vec<Purchase>,
     bad: &mut Vec<BadRecord>,
     on_bad: impl FnOnce(RecordError) -> BadRecord,
-) {
+) -> Option<T> {
     tally.rows += 1;
     match outcome {
-        Ok(Some(purchase)) => out.push(purchase),
-        Ok(None) => tally.ignored += 1,
-        Err(error) => bad.push(on_bad(error)),
+        Ok(Some(purchase)) => Some(purchase),
+        Ok(None) => {
+            tally.ignored += 1;
+            None
+        }
+        Err(error) => {
+            bad.push(on_bad(error));
+            None
+        }
     }
 }
 

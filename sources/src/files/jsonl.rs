@@ -74,9 +74,9 @@ impl RecordReader for JsonlReader {
                     let error = RecordError::Malformed(format!(
                         "line has {len} bytes (at most {MAX_LINE_BYTES})"
                     ));
-                    fields::deliver(Err(error), &mut self.tally, out, bad, |e| {
+                    out.extend(fields::deliver(Err(error), &mut self.tally, bad, |e| {
                         BadRecord::from_bytes(line_position(label, number), e, head)
-                    });
+                    }));
                 }
                 Line::Text(text) => {
                     if text.iter().all(u8::is_ascii_whitespace) {
@@ -89,9 +89,9 @@ impl RecordReader for JsonlReader {
                         &mut self.interner,
                         &mut self.number,
                     );
-                    fields::deliver(outcome, &mut self.tally, out, bad, |e| {
+                    out.extend(fields::deliver(outcome, &mut self.tally, bad, |e| {
                         BadRecord::from_bytes(line_position(label, number), e, text)
-                    });
+                    }));
                 }
             }
         }

@@ -20,7 +20,7 @@ use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use topsellers_model::Purchase;
+use topsellers_model::{Purchase, PurchaseRef};
 
 use crate::bad::BadRecord;
 use crate::error::SourceError;
@@ -169,6 +169,23 @@ pub trait RecordReader {
         bad: &mut Vec<BadRecord>,
         max: usize,
     ) -> Result<bool, SourceError>;
+
+    /// Like [`next_batch`](Self::next_batch), but hands each valid purchase to `visit`,
+    /// borrowed: readers that can (Parquet) lend it from their decoded columns, so summing
+    /// purchases allocates nothing per record.
+    fn visit_batch(
+        &mut self,
+        visit: &mut dyn FnMut(PurchaseRef<'_>),
+        bad: &mut Vec<BadRecord>,
+        max: usize,
+    ) -> Result<bool, SourceError> {
+        let mut out = Vec::new();
+        let more = self.next_batch(&mut out, bad, max)?;
+        for purchase in &out {
+            visit(purchase.borrowed());
+        }
+        Ok(more)
+    }
 
     /// Records with quantity 0, which the data contract says to ignore, seen so far.
     fn ignored(&self) -> u64;

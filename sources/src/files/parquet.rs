@@ -13,7 +13,7 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::arrow::ProjectionMask;
 use parquet::file::metadata::ParquetMetaData;
-use topsellers_model::{Purchase, RecordError};
+use topsellers_model::{Purchase, PurchaseRef, RecordError};
 
 use super::fields::{self, Tally};
 use super::location::Location;
@@ -342,13 +342,14 @@ pub(crate) fn max_ts(unit: &ReadUnit) -> Result<Option<i64>, SourceError> {
     Ok(max)
 }
 
-fn parse_row(
-    columns: &BatchColumns,
+/// One row's purchase, borrowed from the decoded columns (an integer item id is written into
+/// `number` as its decimal text).
+fn parse_row<'c>(
+    columns: &'c BatchColumns,
     row: usize,
-    default_category: Option<&str>,
-    interner: &mut Interner,
-    number: &mut String,
-) -> Result<Option<Purchase>, RecordError> {
+    default_category: Option<&'c str>,
+    number: &'c mut String,
+) -> Result<Option<PurchaseRef<'c>>, RecordError> {
     let item_id: &str = match &columns.item_id {
         ItemCol::Text(c) => c.get(row).ok_or(RecordError::MissingField("item_id"))?,
         ItemCol::Int(c) => fields::int_text(
@@ -367,18 +368,21 @@ fn parse_row(
         None => 1,
         Some(v) => i64::try_from(v).map_err(|_| RecordError::BadQuantity(v.to_string()))?,
     };
-    fields::purchase(item_id, category, ts_ms, quantity, interner)
+    PurchaseRef::from_fields(item_id, category, ts_ms, quantity)
 }
 
-impl RecordReader for ParquetReader {
-    fn next_batch(
+impl ParquetReader {
+    /// Reads at most `max` rows: each valid purchase goes to `visit`, borrowed from the decoded
+    /// columns, each bad record to `bad`. The return value is [`RecordReader::next_batch`]'s.
+    fn scan(
         &mut self,
-        out: &mut Vec<Purchase>,
         bad: &mut Vec<BadRecord>,
         max: usize,
+        mut visit: impl FnMut(PurchaseRef<'_>, &mut Interner),
     ) -> Result<bool, SourceError> {
         let max = max.max(1);
-        let start = (out.len(), bad.len());
+        let delivered = |tally: &Tally| tally.rows - tally.ignored;
+        let before = delivered(&self.tally);
         let mut examined = 0;
         while examined < max && !self.done {
             if !self.ensure_batch().inspect_err(|_| self.done = true)? {
@@ -393,16 +397,10 @@ impl RecordReader for ParquetReader {
                 let row = current.next;
                 current.next += 1;
                 examined += 1;
-                let outcome = parse_row(
-                    &current.columns,
-                    row,
-                    self.category.as_deref(),
-                    &mut self.interner,
-                    &mut self.number,
-                );
                 let columns = &current.columns;
+                let outcome = parse_row(columns, row, self.category.as_deref(), &mut self.number);
                 let file_row = current.first_row + row as u64;
-                fields::deliver(outcome, &mut self.tally, out, bad, |error| {
+                let purchase = fields::deliver(outcome, &mut self.tally, bad, |error| {
                     let mut raw = columns.render(row);
                     truncate_at_char(&mut raw, MAX_RAW_BYTES);
                     BadRecord {
@@ -411,9 +409,34 @@ impl RecordReader for ParquetReader {
                         raw,
                     }
                 });
+                if let Some(purchase) = purchase {
+                    visit(purchase, &mut self.interner);
+                }
             }
         }
-        Ok(!(self.done && (out.len(), bad.len()) == start))
+        Ok(!(self.done && delivered(&self.tally) == before))
+    }
+}
+
+impl RecordReader for ParquetReader {
+    fn next_batch(
+        &mut self,
+        out: &mut Vec<Purchase>,
+        bad: &mut Vec<BadRecord>,
+        max: usize,
+    ) -> Result<bool, SourceError> {
+        self.scan(bad, max, |purchase, interner| {
+            out.push(purchase.to_purchase(interner.intern(purchase.category)))
+        })
+    }
+
+    fn visit_batch(
+        &mut self,
+        visit: &mut dyn FnMut(PurchaseRef<'_>),
+        bad: &mut Vec<BadRecord>,
+        max: usize,
+    ) -> Result<bool, SourceError> {
+        self.scan(bad, max, |purchase, _| visit(purchase))
     }
 
     fn ignored(&self) -> u64 {
