@@ -7,7 +7,9 @@ use timely::worker::Worker;
 
 use topsellers_model::purchase::Event;
 use topsellers_model::Snapshot;
-use topsellers_operators::{DecayedLocalTopK, MergeTopK, Snapshots, Time, TopKConfig};
+use topsellers_operators::{
+    BulkLocalTopK, DecayedLocalTopK, MergeTopK, Snapshots, Time, TopKConfig,
+};
 
 use crate::config::Scoring;
 
@@ -30,7 +32,8 @@ pub enum Expiry {
     PreFiltered,
 }
 
-/// Builds `purchases → decayed_local_topk → merge_topk → snapshots` on `worker`.
+/// Builds `purchases → decayed_local_topk (bulk_local_topk for batch) → merge_topk → snapshots`
+/// on `worker`.
 /// `sink` gets the snapshots on the workers listed in `leaders`.
 pub fn build(
     worker: &mut Worker,
@@ -51,8 +54,11 @@ pub fn build(
     };
     let purchases = worker.dataflow::<Time, _, _>(|scope| {
         let (input, purchases) = scope.new_collection::<Event, i64>();
-        purchases
-            .decayed_local_topk(&topk)
+        let local = match expiry {
+            Expiry::Retract => purchases.decayed_local_topk(&topk),
+            Expiry::PreFiltered => purchases.bulk_local_topk(&topk),
+        };
+        local
             .merge_topk(scoring.k)
             .probe_with(&probe)
             .snapshots(leaders, sink);

@@ -17,6 +17,7 @@ use timely::dataflow::StreamVec;
 use topsellers_model::purchase::Event;
 use topsellers_model::{ancestors, DecayedSum, RankedItem, ScoreKey, Weight};
 
+use crate::interner::Interner;
 use crate::stash::{frontier_time, TimeStash};
 use crate::{route_hash, Time};
 
@@ -128,40 +129,6 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                     }
                 },
             )
-    }
-}
-
-/// Dense ids for repeated strings; ids are local to one worker.
-#[derive(Default)]
-struct Interner {
-    ids: FxHashMap<Arc<str>, u32>,
-    names: Vec<Arc<str>>,
-}
-
-impl Interner {
-    fn intern(&mut self, name: &str) -> (u32, bool) {
-        if let Some(&id) = self.ids.get(name) {
-            return (id, false);
-        }
-        let id = self.names.len() as u32;
-        let name: Arc<str> = name.into();
-        self.names.push(name.clone());
-        self.ids.insert(name, id);
-        (id, true)
-    }
-
-    fn intern_arc(&mut self, name: &Arc<str>) -> u32 {
-        if let Some(&id) = self.ids.get(&**name) {
-            return id;
-        }
-        let id = self.names.len() as u32;
-        self.names.push(name.clone());
-        self.ids.insert(name.clone(), id);
-        id
-    }
-
-    fn name(&self, id: u32) -> &Arc<str> {
-        &self.names[id as usize]
     }
 }
 

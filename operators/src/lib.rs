@@ -6,16 +6,21 @@
 //! purchases ─ decayed_local_topk (by item; retention inside) ─ merge_topk (by category) ─ snapshots
 //! ```
 //!
+//! Batch input, cut to a fixed window, takes `bulk_local_topk` instead of `decayed_local_topk`.
+//!
 //! Logical time is event time in milliseconds (`u64`). A purchase is the update
 //! `(Event, t, q)` with `t = max(ts, input time)` and the integer quantity `q` as its
 //! difference, so returns cancel exactly; each purchase is retracted at `ts + retention`.
 #![warn(missing_docs)]
 
+pub mod bulk_topk;
 pub mod decayed_topk;
+mod interner;
 pub mod merge_topk;
 pub mod snapshots;
 pub mod stash;
 
+pub use bulk_topk::BulkLocalTopK;
 pub use decayed_topk::{DecayedLocalTopK, LocalChange, TopKConfig};
 pub use merge_topk::MergeTopK;
 pub use snapshots::Snapshots;

@@ -6,6 +6,9 @@ use timely::dataflow::operators::Capability;
 
 use crate::Time;
 
+/// Stashed updates by time.
+pub type Rounds<D> = BTreeMap<Time, Vec<D>>;
+
 /// Pending updates, grouped by the time they take effect (which may lie ahead of the
 /// message's capability: a purchase whose event time is ahead of the input time).
 ///
@@ -15,7 +18,7 @@ use crate::Time;
 /// pending time after each round, so an update far ahead holds the output frontier only at its
 /// own time, never earlier.
 pub struct TimeStash<D> {
-    pending: BTreeMap<Time, Vec<D>>,
+    pending: Rounds<D>,
     capability: Option<Capability<Time>>,
 }
 
@@ -68,6 +71,19 @@ impl<D> TimeStash<D> {
         frontier: Option<Time>,
         out: &mut Vec<(D, Time)>,
     ) -> Option<Capability<Time>> {
+        let (emit, complete) = self.take_complete(frontier)?;
+        for (time, updates) in complete {
+            out.extend(updates.into_iter().map(|data| (data, time)));
+        }
+        Some(emit)
+    }
+
+    /// What [`drain_complete`](Self::drain_complete) drains, as the stashed lists by time
+    /// (no copy: a big round is consumed, and freed, list by list).
+    pub fn take_complete(
+        &mut self,
+        frontier: Option<Time>,
+    ) -> Option<(Capability<Time>, Rounds<D>)> {
         let complete = match frontier {
             Some(f) => {
                 let later = self.pending.split_off(&f);
@@ -76,9 +92,6 @@ impl<D> TimeStash<D> {
             None => std::mem::take(&mut self.pending),
         };
         let latest = *complete.last_key_value()?.0;
-        for (time, updates) in complete {
-            out.extend(updates.into_iter().map(|data| (data, time)));
-        }
         let held = self
             .capability
             .as_mut()
@@ -89,7 +102,7 @@ impl<D> TimeStash<D> {
             Some((&next, _)) => held.downgrade(&next),
             None => self.capability = None,
         }
-        Some(emit)
+        Some((emit, complete))
     }
 }
 

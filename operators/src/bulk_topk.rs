@@ -1,0 +1,427 @@
+//! `bulk_local_topk`: each category's local top-k from input that never expires (batch), with
+//! the ranking built once per round by selection instead of maintained incrementally.
+
+use std::cmp::{Ordering, Reverse};
+use std::sync::Arc;
+
+use differential_dataflow::VecCollection;
+use rustc_hash::FxHashMap;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::StreamVec;
+
+use topsellers_model::purchase::Event;
+use topsellers_model::{ancestors, DecayedSum, RankedItem, ScoreKey};
+
+use crate::decayed_topk::{LocalChange, TopKConfig};
+use crate::interner::Interner;
+use crate::stash::{frontier_time, TimeStash};
+use crate::{route_hash, Time};
+
+/// Per-worker exact decayed sums and local top-k lists, for input that never expires.
+pub trait BulkLocalTopK<'scope> {
+    /// What [`decayed_local_topk`](crate::DecayedLocalTopK::decayed_local_topk) computes, for
+    /// input already cut to a fixed window (`config.retention_ms` is ignored: nothing
+    /// expires), in the same output form, so that `merge_topk` follows unchanged.
+    ///
+    /// Routes updates by `item_id` and adds each (a purchase, or a pre-aggregated batch of
+    /// them) to its leaf, every ancestor and the root. When a round's input is complete it
+    /// selects the top k of every category the round touched from all of the category's
+    /// items, and emits the difference from what it emitted before. Selection is linear in a
+    /// category's items, so a round costs what it touches plus the size of those categories:
+    /// ideal for a backfill that arrives in one round, wasteful for a trickle of small rounds
+    /// (the live service uses `decayed_local_topk`).
+    fn bulk_local_topk(self, config: &TopKConfig) -> StreamVec<'scope, Time, LocalChange>;
+}
+
+impl<'scope> BulkLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64> {
+    fn bulk_local_topk(self, config: &TopKConfig) -> StreamVec<'scope, Time, LocalChange> {
+        let mut state = BulkTopK::new(config);
+        let route = Exchange::new(|(event, _time, _diff): &(Event, Time, i64)| {
+            route_hash(event.item_id.as_bytes())
+        });
+        self.inner
+            .unary_frontier::<CapacityContainerBuilder<Vec<LocalChange>>, _, _, _>(
+                route,
+                "BulkLocalTopK",
+                |_capability, _info| {
+                    let mut stash = TimeStash::default();
+                    let mut changes = Vec::new();
+                    move |(input, frontier), output| {
+                        input.for_each_stamp(|capability, batches| {
+                            if let Some(capability) = capability.retain_least(0) {
+                                for batch in batches {
+                                    stash.extend(
+                                        capability.clone(),
+                                        batch
+                                            .drain(..)
+                                            .map(|(event, time, diff)| ((event, diff), time)),
+                                    );
+                                }
+                            }
+                        });
+                        let Some((emit_at, complete)) =
+                            stash.take_complete(frontier_time(frontier))
+                        else {
+                            return;
+                        };
+                        state.reserve(complete.values().map(Vec::len).sum());
+                        for updates in complete.into_values() {
+                            for (event, diff) in updates {
+                                state.add(&event, diff);
+                            }
+                        }
+                        state.finish_round(&mut changes);
+                        output.session(&emit_at).give_iterator(changes.drain(..));
+                    }
+                },
+            )
+    }
+}
+
+/// A ranked entry: score descending, then the item's text ascending (see [`BulkTopK::order`]).
+type Entry = (Reverse<ScoreKey>, u32);
+
+/// `item_leaves` of an item seen in more than one leaf.
+const SEVERAL_LEAVES: u32 = u32::MAX;
+
+/// The operator's state: see [`BulkLocalTopK`].
+///
+/// Sums are kept per (leaf, item) only. Most items sit in one leaf, and then their score in
+/// every ancestor is that leaf's sum: it is looked up, not stored again per ancestor. Items in
+/// several leaves are rolled up per category when it is ranked.
+struct BulkTopK {
+    half_lives: Vec<i64>,
+    k: usize,
+    items: Interner,
+    categories: Interner,
+    /// Leaf category → ids of itself, its ancestors and the root.
+    lineage: FxHashMap<Arc<str>, Box<[u32]>>,
+    /// (leaf, item) → slot in `sums`.
+    slots: FxHashMap<u64, u32>,
+    /// `half_lives.len()` sums per slot.
+    sums: Vec<DecayedSum>,
+    /// Item of each slot.
+    slot_items: Vec<u32>,
+    /// Per item: its leaf, or [`SEVERAL_LEAVES`].
+    item_leaves: Vec<u32>,
+    /// Per category: the slots of every leaf at or below it.
+    members: Vec<Vec<u32>>,
+    /// Per category and profile (`category · profiles + profile`): the top k last emitted.
+    shown: Vec<Vec<Entry>>,
+    /// Per category: whether the current round touched it.
+    dirty: Vec<bool>,
+    /// Categories the current round touched, in order of first touch.
+    touched: Vec<u32>,
+    /// Categories first seen this round, to announce.
+    announced: Vec<u32>,
+}
+
+impl BulkTopK {
+    fn new(config: &TopKConfig) -> Self {
+        BulkTopK {
+            half_lives: config.half_lives_ms.clone(),
+            k: config.k,
+            items: Interner::default(),
+            categories: Interner::default(),
+            lineage: FxHashMap::default(),
+            slots: FxHashMap::default(),
+            sums: Vec::new(),
+            slot_items: Vec::new(),
+            item_leaves: Vec::new(),
+            members: Vec::new(),
+            shown: Vec::new(),
+            dirty: Vec::new(),
+            touched: Vec::new(),
+            announced: Vec::new(),
+        }
+    }
+
+    /// Makes room for a round of `updates` (at most a slot and an item each), so that a
+    /// backfill's tables do not grow step by step.
+    fn reserve(&mut self, updates: usize) {
+        self.slots.reserve(updates);
+        self.slot_items.reserve(updates);
+        self.sums.reserve(updates * self.half_lives.len());
+        self.items.reserve(updates);
+        self.item_leaves.reserve(updates);
+    }
+
+    fn lineage(&mut self, leaf: &Arc<str>) -> Box<[u32]> {
+        if let Some(ids) = self.lineage.get(leaf) {
+            return ids.clone();
+        }
+        let profiles = self.half_lives.len();
+        let mut ids = Vec::new();
+        for category in ancestors(leaf) {
+            let (id, new) = self.categories.intern(category);
+            if new {
+                self.members.push(Vec::new());
+                self.shown.extend((0..profiles).map(|_| Vec::new()));
+                self.dirty.push(false);
+                self.announced.push(id);
+            }
+            ids.push(id);
+        }
+        let ids: Box<[u32]> = ids.into();
+        self.lineage.insert(leaf.clone(), ids.clone());
+        ids
+    }
+
+    /// Adds one update: a purchase with its quantity, or a pre-aggregated batch of them
+    /// (whose difference counts the purchases and is not needed here).
+    fn add(&mut self, event: &Event, quantity: i64) {
+        let (item, new_item) = self.items.intern_shared(&event.item_id);
+        if new_item {
+            self.item_leaves.push(SEVERAL_LEAVES);
+        }
+        let lineage = self.lineage(&event.category);
+        let leaf = lineage[0];
+        let profiles = self.half_lives.len();
+        let key = (u64::from(leaf) << 32) | u64::from(item);
+        let slot = match self.slots.get(&key) {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.slot_items.len() as u32;
+                self.slots.insert(key, slot);
+                self.slot_items.push(item);
+                self.sums
+                    .extend(std::iter::repeat_n(DecayedSum::default(), profiles));
+                for &category in lineage.iter() {
+                    self.members[category as usize].push(slot);
+                }
+                // A new item's first leaf is its own; any further leaf makes it several.
+                self.item_leaves[item as usize] = if new_item { leaf } else { SEVERAL_LEAVES };
+                slot
+            }
+        } as usize;
+        let sums = &mut self.sums[slot * profiles..(slot + 1) * profiles];
+        match &event.aggregate {
+            Some(parts) => {
+                for (sum, part) in sums.iter_mut().zip(parts.iter()) {
+                    sum.merge(part);
+                }
+            }
+            None => {
+                for (sum, &half_life) in sums.iter_mut().zip(&self.half_lives) {
+                    sum.add(event.ts_ms, quantity, half_life);
+                }
+            }
+        }
+        for &category in lineage.iter() {
+            if !self.dirty[category as usize] {
+                self.dirty[category as usize] = true;
+                self.touched.push(category);
+            }
+        }
+    }
+
+    /// The ranking order of two entries: score descending, then `item_id` ascending.
+    fn order(items: &Interner, a: &Entry, b: &Entry) -> Ordering {
+        a.0.cmp(&b.0)
+            .then_with(|| items.name(a.1).cmp(items.name(b.1)))
+    }
+
+    /// Selects the top k of every touched category and emits the changes.
+    fn finish_round(&mut self, out: &mut Vec<LocalChange>) {
+        let profiles = self.half_lives.len();
+        for category in self.announced.drain(..) {
+            for profile in 0..profiles {
+                out.push(LocalChange {
+                    profile: profile as u32,
+                    category: self.categories.name(category).clone(),
+                    entry: None,
+                    diff: 0,
+                });
+            }
+        }
+        let mut ranked: Vec<Entry> = Vec::new();
+        let mut rolled: FxHashMap<u32, DecayedSum> = FxHashMap::default();
+        for category in std::mem::take(&mut self.touched) {
+            self.dirty[category as usize] = false;
+            let name = self.categories.name(category).clone();
+            for profile in 0..profiles {
+                ranked.clear();
+                rolled.clear();
+                for &slot in &self.members[category as usize] {
+                    let (item, sum) = (
+                        self.slot_items[slot as usize],
+                        &self.sums[slot as usize * profiles + profile],
+                    );
+                    if self.item_leaves[item as usize] == SEVERAL_LEAVES {
+                        rolled.entry(item).or_default().merge(sum);
+                    } else if let Some(key) = sum.key() {
+                        ranked.push((Reverse(key), item));
+                    }
+                }
+                ranked.extend(
+                    rolled
+                        .iter()
+                        .filter_map(|(&item, sum)| Some((Reverse(sum.key()?), item))),
+                );
+                let order = |a: &Entry, b: &Entry| Self::order(&self.items, a, b);
+                if ranked.len() > self.k {
+                    ranked.select_nth_unstable_by(self.k, order);
+                    ranked.truncate(self.k);
+                }
+                ranked.sort_unstable_by(order);
+                let shown = &mut self.shown[category as usize * profiles + profile];
+                diff_sorted(shown, &ranked, order, |entry, diff| {
+                    out.push(LocalChange {
+                        profile: profile as u32,
+                        category: name.clone(),
+                        entry: Some(RankedItem {
+                            item_id: self.items.name(entry.1).clone(),
+                            score: entry.0 .0,
+                        }),
+                        diff,
+                    });
+                });
+                shown.clone_from(&ranked);
+            }
+        }
+    }
+}
+
+/// Calls `emit(entry, −1)` for each entry of `old` not in `new` and `emit(entry, +1)` for each
+/// of `new` not in `old`; both are sorted by `order`.
+fn diff_sorted<T: PartialEq>(
+    old: &[T],
+    new: &[T],
+    order: impl Fn(&T, &T) -> Ordering,
+    mut emit: impl FnMut(&T, i64),
+) {
+    let (mut o, mut n) = (0, 0);
+    while o < old.len() || n < new.len() {
+        let step = match (old.get(o), new.get(n)) {
+            (Some(a), Some(b)) if a == b => Ordering::Equal,
+            (Some(a), Some(b)) => order(a, b),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        match step {
+            Ordering::Equal => {
+                o += 1;
+                n += 1;
+            }
+            Ordering::Less => {
+                emit(&old[o], -1);
+                o += 1;
+            }
+            Ordering::Greater => {
+                emit(&new[n], 1);
+                n += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    type Lists = BTreeMap<(u32, Arc<str>), BTreeSet<(Reverse<ScoreKey>, Arc<str>)>>;
+
+    /// Applies the changes to local top-k lists, as the merge stage would.
+    fn replay(lists: &mut Lists, changes: &[LocalChange]) {
+        for change in changes {
+            let list = lists
+                .entry((change.profile, change.category.clone()))
+                .or_default();
+            if let Some(entry) = &change.entry {
+                if change.diff > 0 {
+                    assert!(list.insert(entry.rank_key()), "inserted twice: {change:?}");
+                } else {
+                    assert!(list.remove(&entry.rank_key()), "removed absent: {change:?}");
+                }
+            }
+        }
+    }
+
+    /// Every category's top k, summing each purchase straight into every category it counts
+    /// for (no pairs, no roll-up).
+    fn brute_force(purchases: &[(Arc<str>, Arc<str>, i64, i64)], config: &TopKConfig) -> Lists {
+        let mut sums: BTreeMap<(u32, Arc<str>, Arc<str>), DecayedSum> = BTreeMap::new();
+        let mut lists = Lists::new();
+        for (item, leaf, ts_ms, quantity) in purchases {
+            for category in ancestors(leaf) {
+                for (profile, &half_life) in config.half_lives_ms.iter().enumerate() {
+                    lists.entry((profile as u32, category.into())).or_default();
+                    sums.entry((profile as u32, category.into(), item.clone()))
+                        .or_default()
+                        .add(*ts_ms, *quantity, half_life);
+                }
+            }
+        }
+        for ((profile, category, item), sum) in sums {
+            if let Some(key) = sum.key() {
+                lists
+                    .get_mut(&(profile, category))
+                    .expect("listed")
+                    .insert((Reverse(key), item));
+            }
+        }
+        for list in lists.values_mut() {
+            while list.len() > config.k {
+                list.pop_last();
+            }
+        }
+        lists
+    }
+
+    #[test]
+    fn rounds_of_random_purchases_match_brute_force() {
+        let config = TopKConfig {
+            half_lives_ms: vec![1000, 2000],
+            k: 3,
+            retention_ms: None,
+        };
+        let leaves = ["a/x", "a/y", "b/z", "a/x/deep", "c"];
+        for seed in 0..40 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut state = BulkTopK::new(&config);
+            let mut lists = Lists::new();
+            let mut purchases = Vec::new();
+            for _round in 0..4 {
+                let mut out = Vec::new();
+                for _ in 0..rng.gen_range(0..25) {
+                    let item: Arc<str> = format!("i{}", rng.gen_range(0..10)).into();
+                    let leaf: Arc<str> = leaves[rng.gen_range(0..leaves.len())].into();
+                    // Whole multiples of both half-lives: every weight, and so every sum, is
+                    // exact, and ties are real ties.
+                    let ts_ms = rng.gen_range(0..6) * 2000;
+                    let quantity = [-2, -1, 1, 1, 2, 3][rng.gen_range(0..6)];
+                    // Half the updates come pre-aggregated, as batch sends them.
+                    let aggregate = rng.gen_bool(0.5).then(|| {
+                        config
+                            .half_lives_ms
+                            .iter()
+                            .map(|&h| {
+                                let mut sum = DecayedSum::default();
+                                sum.add(ts_ms, quantity, h);
+                                sum
+                            })
+                            .collect()
+                    });
+                    let event = Event {
+                        item_id: item.clone(),
+                        category: leaf.clone(),
+                        ts_ms,
+                        aggregate,
+                    };
+                    state.add(&event, quantity);
+                    purchases.push((item, leaf, ts_ms, quantity));
+                }
+                state.finish_round(&mut out);
+                replay(&mut lists, &out);
+                assert_eq!(lists, brute_force(&purchases, &config), "seed {seed}");
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Dense per-worker ids for repeated strings (categories, items).
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+/// Dense ids for repeated strings; ids are local to one worker.
+#[derive(Default)]
+pub(crate) struct Interner {
+    ids: FxHashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+}
+
+impl Interner {
+    /// The id of `name`, and whether it is new.
+    pub(crate) fn intern(&mut self, name: &str) -> (u32, bool) {
+        if let Some(&id) = self.ids.get(name) {
+            return (id, false);
+        }
+        let id = self.names.len() as u32;
+        let name: Arc<str> = name.into();
+        self.names.push(name.clone());
+        self.ids.insert(name, id);
+        (id, true)
+    }
+
+    /// The id of `name`, keeping this `Arc` when new.
+    pub(crate) fn intern_arc(&mut self, name: &Arc<str>) -> u32 {
+        self.intern_shared(name).0
+    }
+
+    /// The id of `name`, keeping this `Arc` when new, and whether it is new.
+    pub(crate) fn intern_shared(&mut self, name: &Arc<str>) -> (u32, bool) {
+        if let Some(&id) = self.ids.get(&**name) {
+            return (id, false);
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.clone());
+        self.ids.insert(name.clone(), id);
+        (id, true)
+    }
+
+    /// Makes room for `more` new strings.
+    pub(crate) fn reserve(&mut self, more: usize) {
+        self.ids.reserve(more);
+        self.names.reserve(more);
+    }
+
+    /// The text of `id`.
+    pub(crate) fn name(&self, id: u32) -> &Arc<str> {
+        &self.names[id as usize]
+    }
+}
