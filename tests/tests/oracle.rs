@@ -258,6 +258,20 @@ fn batch_file_lines_match_oracle() {
     let want = params.oracle(&history.records, history.anchor_ms);
     assert_no_problems(&compare(&got, &want, params.k, 2), "batch file");
     assert_no_problems(&check_twins(&got, &history.twins), "batch file");
+    let partial = dir.path().join("out/lists.jsonl.partial");
+    assert!(!partial.exists(), "the temporary file is renamed");
+
+    // A run that fails leaves the last good result in place and no temporary file.
+    let broken = dir.path().join("in/broken.parquet");
+    std::fs::write(&broken, b"PAR1 not really").unwrap();
+    let mut with_broken = paths.clone();
+    with_broken.push(broken);
+    let config = params.config(&with_broken, "");
+    let err = topsellers::batch::batch_to_file(&config, Some(history.anchor_ms), &out)
+        .expect_err("a corrupt input fails the run");
+    assert!(format!("{err:#}").contains("broken.parquet"), "{err:#}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), text, "output kept");
+    assert!(!partial.exists(), "no temporary file after a failure");
 }
 
 /// Many small random cases: k from 1 up, 1 to 4 workers, batches down to one record.
