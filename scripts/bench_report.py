@@ -130,8 +130,10 @@ def main():
     for row in rows:
         out.append("| " + " | ".join(row) + " |")
     out.append("")
-    out.append("Load: the 1-minute load average (`/proc/loadavg`) before and after each benchmark; "
-               "the machine is shared, so figures under load above 2 (the core count) are low.")
+    out.append("Load: the 1-minute load average (`/proc/loadavg`) before and after each benchmark. "
+               "Before is mostly other work (and the tail of the previous benchmark); after includes "
+               "the benchmark's own threads, which alone bring it towards 2. The machine is shared: "
+               "with other work running (load before well above 1 on 2 cores), figures are low.")
     out.append("")
     out.append("README rows (`figure | target | peer | measured | date/commit/load`):")
     out.append("")
