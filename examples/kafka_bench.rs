@@ -336,6 +336,15 @@ fn freshness(brokers: &str, rate: u64, seconds: u64) -> Result<()> {
         service.metrics.purchases_total(),
         load()
     );
+    // For scripts/bench-suite.sh: one machine-readable last line.
+    println!(
+        "RESULT rate={achieved:.0} probes={} p50_s={:.3} p99_s={:.3} max_s={:.3} load={}",
+        latencies.len(),
+        at(0.5).as_secs_f64(),
+        at(0.99).as_secs_f64(),
+        latencies.last().expect("probes").as_secs_f64(),
+        load().split_whitespace().next().unwrap_or("?")
+    );
     stop.store(true, Ordering::SeqCst);
     service.shutdown()?;
     Ok(())

@@ -2,8 +2,9 @@
 # Serving: `wrk` GETs random top-100 lists at 64 connections for SECONDS while topsellers
 # ingests 100k purchases/s (bench/serving.toml); then, in the same run, `redis-benchmark` GETs
 # values of the same size from a local redis-server at the same concurrency (the cache of the
-# design this replaces). Prints req/s, latency and the ratio. Installs wrk and redis from
-# Debian if they are missing. Usage: scripts/bench-serving.sh [SECONDS]
+# design this replaces). Prints req/s, latency and the ratio; the last line is
+# `RESULT key=value ...` for scripts/bench-suite.sh. Installs wrk and redis from Debian if they
+# are missing. Usage: scripts/bench-serving.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-20}
@@ -19,7 +20,10 @@ addr=127.0.0.1:8091
 pid=$!
 redis_pid=
 trap 'kill $pid 2>/dev/null || true; [ -n "$redis_pid" ] && kill $redis_pid 2>/dev/null; wait 2>/dev/null || true' EXIT
-until curl -sf "http://$addr/readyz" >/dev/null; do sleep 0.2; done
+until curl -sf "http://$addr/readyz" >/dev/null; do
+    kill -0 $pid 2>/dev/null || { echo "topsellers exited: see $dir/topsellers.log" >&2; exit 1; }
+    sleep 0.2
+done
 sleep 10 # let every category fill
 curl -s "http://$addr/v1/categories" | python3 -c '
 import json, sys, urllib.parse
@@ -52,4 +56,8 @@ print(f"serving: {rps:,.0f} req/s, p50 {int(w['p50_us'])/1000:.2f} ms, p99 {int(
       f"ingest meanwhile {(after-before)/seconds:,.0f} purchases/s")
 print(f"redis GET ({size}-byte values, 64 connections): {redis_rps:,.0f} req/s")
 print(f"ratio topsellers/redis: {rps/redis_rps:.2f}   load {load}")
+print(f"RESULT rps={rps:.0f} p50_ms={int(w['p50_us'])/1000:.2f} p99_ms={int(w['p99_us'])/1000:.2f} "
+      f"max_ms={int(w['max_us'])/1000:.1f} errors={w['errors']} bytes={size} "
+      f"ingest_per_s={(after-before)/seconds:.0f} redis_rps={redis_rps:.0f} ratio={rps/redis_rps:.2f} "
+      f"seconds={seconds:g} load={load}")
 PY
