@@ -390,15 +390,15 @@ mod tests {
             let mut purchases = Vec::new();
             for _round in 0..4 {
                 let mut out = Vec::new();
-                for _ in 0..rng.gen_range(0..25) {
-                    let item: Arc<str> = format!("i{}", rng.gen_range(0..10)).into();
-                    let leaf: Arc<str> = leaves[rng.gen_range(0..leaves.len())].into();
+                for _ in 0..rng.random_range(0..25) {
+                    let item: Arc<str> = format!("i{}", rng.random_range(0..10)).into();
+                    let leaf: Arc<str> = leaves[rng.random_range(0..leaves.len())].into();
                     // Whole multiples of both half-lives: every weight, and so every sum, is
                     // exact, and ties are real ties.
-                    let ts_ms = rng.gen_range(0..6) * 2000;
-                    let quantity = [-2, -1, 1, 1, 2, 3][rng.gen_range(0..6)];
+                    let ts_ms = rng.random_range(0..6) * 2000;
+                    let quantity = [-2, -1, 1, 1, 2, 3][rng.random_range(0..6)];
                     // Half the updates come pre-aggregated, as batch sends them.
-                    let aggregate = rng.gen_bool(0.5).then(|| {
+                    let aggregate = rng.random_bool(0.5).then(|| {
                         config
                             .half_lives_ms
                             .iter()
