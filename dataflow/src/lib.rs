@@ -1,6 +1,7 @@
 //! The topsellers program: config, CLI, the dataflow's construction, and the run/batch drivers.
 #![warn(missing_docs)]
 
+mod aggregates;
 pub mod batch;
 pub mod cli;
 pub mod cluster;

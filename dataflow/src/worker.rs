@@ -1,6 +1,6 @@
 //! What every worker thread does: replay its share of the files, then follow the live source.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,16 +8,15 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use timely::worker::Worker;
 
-use rustc_hash::FxHashMap;
 use std::collections::HashMap;
-use topsellers_model::purchase::Event;
-use topsellers_model::{DecayedSum, LatestLists, Purchase, PurchaseRef, Snapshot};
+use topsellers_model::{LatestLists, Purchase, Snapshot};
 use topsellers_operators::Time;
 use topsellers_sinks::Metrics;
 use topsellers_sources::files::{units_for_worker, Opener, ReadUnit};
 use topsellers_sources::generator::{Catalog, Generator, GeneratorConfig, Rate};
-use topsellers_sources::{BadRecord, DeadLetter, Interner};
+use topsellers_sources::{BadRecord, DeadLetter};
 
+use crate::aggregates::Aggregates;
 use crate::config::Scoring;
 use crate::kafka_live::{self, KafkaLive};
 use crate::render::{self, Expiry};
@@ -100,6 +99,8 @@ pub struct Shared {
     pub skipped: Arc<AtomicU64>,
     /// The first error a worker hit; the run fails with it.
     pub error: Mutex<Option<String>>,
+    /// The next backfill unit for a worker to claim (one process: see `run_worker`).
+    next_unit: AtomicUsize,
 }
 
 impl Shared {
@@ -124,6 +125,7 @@ impl Shared {
             bytes_read: AtomicU64::new(0),
             skipped: Arc::new(AtomicU64::new(0)),
             error: Mutex::new(None),
+            next_unit: AtomicUsize::new(0),
         }
     }
 
@@ -213,7 +215,19 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
             (job.expiry == Expiry::PreFiltered).then(|| Aggregates::new(&job.scoring));
         let until = backfill.until_ms.max(0) as Time;
         let read_started = Instant::now();
-        for (unit, opened) in Opener::new(units_for_worker(&backfill.units, index, peers)) {
+        // In one process, workers claim units as they go, so that one that drew quick units
+        // does not idle while another still reads. Across processes, each worker reads the
+        // units of its global index (nobody to share a counter with).
+        let units: Box<dyn Iterator<Item = ReadUnit>> = if job.leaders.len() == 1 {
+            let (all, shared) = (backfill.units.clone(), Arc::clone(shared));
+            Box::new(std::iter::from_fn(move || {
+                all.get(shared.next_unit.fetch_add(1, Ordering::Relaxed))
+                    .cloned()
+            }))
+        } else {
+            Box::new(units_for_worker(&backfill.units, index, peers).into_iter())
+        };
+        for (unit, opened) in Opener::new(units) {
             let mut reader = match opened {
                 Ok(reader) => reader,
                 Err(e) => {
@@ -400,106 +414,6 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
     }
     // Stop without draining: closing the input would retract everything still retained.
     worker.drop_dataflow(graph.id);
-}
-
-/// Purchases summed per (item, leaf category): exact forward sums per profile.
-///
-/// Pairs are found by a 128-bit hash of their text (no string comparison on the hot path; a
-/// collision among even billions of pairs has probability below 1e-20). A purchase touches one
-/// table entry holding everything it updates (one cache miss, not one per array); the pair's
-/// text is stored once, when it first appears.
-struct Aggregates {
-    half_lives: Vec<i64>,
-    index: FxHashMap<u128, PairSums>,
-    /// Item and category of each pair, by [`PairSums::pair`].
-    pairs: Vec<(Arc<str>, Arc<str>)>,
-    categories: Interner,
-    /// Sums of the profiles after the first: `half_lives.len() − 1` per pair.
-    more_sums: Vec<DecayedSum>,
-}
-
-/// The running totals of one (item, category) pair.
-struct PairSums {
-    pair: u32,
-    count: i64,
-    latest_ms: i64,
-    /// The first profile's sum.
-    sum: DecayedSum,
-}
-
-impl Aggregates {
-    fn new(scoring: &Scoring) -> Self {
-        Aggregates {
-            half_lives: scoring.profiles.iter().map(|p| p.half_life_ms).collect(),
-            index: FxHashMap::default(),
-            pairs: Vec::new(),
-            categories: Interner::new(),
-            more_sums: Vec::new(),
-        }
-    }
-
-    fn add(&mut self, purchase: PurchaseRef<'_>) {
-        // One-shot hashes (the streaming hasher copies its input): the category's 64-bit hash
-        // seeds the item's 128-bit one.
-        let seed = xxhash_rust::xxh3::xxh3_64(purchase.category.as_bytes());
-        let key = xxhash_rust::xxh3::xxh3_128_with_seed(purchase.item_id.as_bytes(), seed);
-        let more = self.half_lives.len() - 1;
-        let sums = self.index.entry(key).or_insert_with(|| {
-            // Text only for pairs, not per purchase.
-            self.pairs.push((
-                Arc::from(purchase.item_id),
-                self.categories.intern(purchase.category),
-            ));
-            self.more_sums
-                .extend(std::iter::repeat_n(DecayedSum::default(), more));
-            PairSums {
-                pair: (self.pairs.len() - 1) as u32,
-                count: 0,
-                latest_ms: purchase.ts_ms,
-                sum: DecayedSum::default(),
-            }
-        });
-        sums.count += 1;
-        sums.latest_ms = sums.latest_ms.max(purchase.ts_ms);
-        sums.sum
-            .add(purchase.ts_ms, purchase.quantity, self.half_lives[0]);
-        let at = sums.pair as usize * more;
-        for (sum, &half_life) in self.more_sums[at..at + more]
-            .iter_mut()
-            .zip(&self.half_lives[1..])
-        {
-            sum.add(purchase.ts_ms, purchase.quantity, half_life);
-        }
-    }
-
-    /// How many pairs there are.
-    fn len(&self) -> usize {
-        self.pairs.len()
-    }
-
-    fn into_updates(self) -> impl Iterator<Item = (Event, i64)> {
-        let more = self.half_lives.len() - 1;
-        let Aggregates {
-            index,
-            pairs,
-            more_sums,
-            ..
-        } = self;
-        index.into_values().map(move |sums| {
-            let at = sums.pair as usize;
-            let parts: Box<[DecayedSum]> = std::iter::once(sums.sum)
-                .chain(more_sums[at * more..(at + 1) * more].iter().copied())
-                .collect();
-            let (item_id, category) = pairs[at].clone();
-            let event = Event {
-                item_id,
-                category,
-                ts_ms: sums.latest_ms,
-                aggregate: Some(parts),
-            };
-            (event, sums.count)
-        })
-    }
 }
 
 /// Enters a live purchase at its own event time, or at the current input time if it is late.

@@ -1,8 +1,6 @@
 //! Opens a worker's read units in order, fetching the next unit's bytes from the object store
 //! while the current one is decoded.
 
-use std::collections::VecDeque;
-
 use super::location::Location;
 use super::object::Prefetch;
 use super::parquet::{ParquetPlan, ParquetReader};
@@ -25,15 +23,15 @@ enum Next {
 /// The readers of a list of units, in order. While the caller reads one unit, the next one's
 /// bytes are on their way (one unit ahead: the memory of one row group's read columns).
 pub struct Opener {
-    units: VecDeque<ReadUnit>,
+    units: Box<dyn Iterator<Item = ReadUnit>>,
     next: Option<Next>,
 }
 
 impl Opener {
-    /// Opens `units` in order.
-    pub fn new(units: Vec<ReadUnit>) -> Self {
+    /// Opens `units` in order (taking each from the iterator one unit ahead of its reading).
+    pub fn new(units: impl IntoIterator<Item = ReadUnit> + 'static) -> Self {
         Opener {
-            units: units.into(),
+            units: Box::new(units.into_iter()),
             next: None,
         }
     }
@@ -81,10 +79,10 @@ impl Iterator for Opener {
     fn next(&mut self) -> Option<Self::Item> {
         let current = match self.next.take() {
             Some(next) => next,
-            None => start(self.units.pop_front()?),
+            None => start(self.units.next()?),
         };
         let opened = finish(current);
-        self.next = self.units.pop_front().map(start);
+        self.next = self.units.next().map(start);
         Some(opened)
     }
 }
