@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::{Array, RecordBatch};
-use arrow_schema::DataType;
+use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder,
@@ -185,8 +185,32 @@ fn arrow_metadata(unit: &ReadUnit, row_group: usize) -> Result<ArrowReaderMetada
             format!("row group {row_group} does not exist (the file has {groups})"),
         ));
     }
-    ArrowReaderMetadata::try_new(footer.0, ArrowReaderOptions::new())
-        .map_err(|e| SourceError::parquet(&unit.location, e))
+    let meta = ArrowReaderMetadata::try_new(footer.0.clone(), ArrowReaderOptions::new())
+        .map_err(|e| SourceError::parquet(&unit.location, e))?;
+    // A few thousand category paths repeat over millions of rows: decoded as a dictionary, a
+    // row's category is an index into them rather than a copy of its text.
+    let hinted = category_as_dictionary(meta.schema()).and_then(|schema| {
+        let options = ArrowReaderOptions::new().with_schema(schema);
+        ArrowReaderMetadata::try_new(footer.0, options).ok()
+    });
+    Ok(hinted.unwrap_or(meta))
+}
+
+/// `schema` with a plain-text `category` column read as a dictionary; `None` if there is none.
+fn category_as_dictionary(schema: &Schema) -> Option<Arc<Schema>> {
+    let (at, field) = schema.column_with_name("category")?;
+    if field.data_type() != &DataType::Utf8 {
+        return None;
+    }
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[at] = field.clone().with_data_type(DataType::Dictionary(
+        Box::new(DataType::Int32),
+        Box::new(DataType::Utf8),
+    ));
+    Some(Arc::new(Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
 }
 
 impl ParquetReader {

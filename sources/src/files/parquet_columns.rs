@@ -93,6 +93,12 @@ impl IntCol {
 /// A string column, plain or dictionary-encoded.
 pub(crate) enum TextCol {
     Utf8(StringArray),
+    /// The common dictionary (how categories are read: see `parquet::category_as_dictionary`),
+    /// taken apart so a row costs an index, not a dynamic call.
+    DictUtf8 {
+        keys: Int32Array,
+        values: StringArray,
+    },
     Large(LargeStringArray),
     View(StringViewArray),
     Dict {
@@ -108,6 +114,15 @@ impl TextCol {
             DataType::Utf8 => TextCol::Utf8(array.as_string_opt::<i32>()?.clone()),
             DataType::LargeUtf8 => TextCol::Large(array.as_string_opt::<i64>()?.clone()),
             DataType::Utf8View => TextCol::View(array.as_string_view_opt()?.clone()),
+            DataType::Dictionary(key, value)
+                if **key == DataType::Int32 && **value == DataType::Utf8 =>
+            {
+                let dict = array.as_dictionary_opt::<Int32Type>()?;
+                TextCol::DictUtf8 {
+                    keys: dict.keys().clone(),
+                    values: dict.values().as_string_opt::<i32>()?.clone(),
+                }
+            }
             DataType::Dictionary(_, _) => {
                 let dict = array.as_any_dictionary_opt()?;
                 let values = TextCol::new(dict.values())?;
@@ -128,6 +143,13 @@ impl TextCol {
     pub(crate) fn get(&self, row: usize) -> Option<&str> {
         match self {
             TextCol::Utf8(a) => (!a.is_null(row)).then(|| a.value(row)),
+            TextCol::DictUtf8 { keys, values } => {
+                if keys.is_null(row) {
+                    return None;
+                }
+                let at = usize::try_from(keys.value(row)).ok()?;
+                (at < values.len() && !values.is_null(at)).then(|| values.value(at))
+            }
             TextCol::Large(a) => (!a.is_null(row)).then(|| a.value(row)),
             TextCol::View(a) => (!a.is_null(row)).then(|| a.value(row)),
             TextCol::Dict {
