@@ -17,7 +17,7 @@ use topsellers_model::{ancestors, DecayedSum, RankedItem, ScoreKey};
 use crate::decayed_topk::{LocalChange, TopKConfig};
 use crate::interner::Interner;
 use crate::stash::{frontier_time, TimeStash};
-use crate::{route_hash, Time};
+use crate::{by_item, Time};
 
 /// Per-worker exact decayed sums and local top-k lists, for input that never expires.
 pub trait BulkLocalTopK<'scope> {
@@ -38,9 +38,7 @@ pub trait BulkLocalTopK<'scope> {
 impl<'scope> BulkLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64> {
     fn bulk_local_topk(self, config: &TopKConfig) -> StreamVec<'scope, Time, LocalChange> {
         let mut state = BulkTopK::new(config);
-        let route = Exchange::new(|(event, _time, _diff): &(Event, Time, i64)| {
-            route_hash(event.item_id.as_bytes())
-        });
+        let route = Exchange::new(by_item);
         self.inner
             .unary_frontier::<CapacityContainerBuilder<Vec<LocalChange>>, _, _, _>(
                 route,
@@ -49,18 +47,7 @@ impl<'scope> BulkLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64> {
                     let mut stash = TimeStash::default();
                     let mut changes = Vec::new();
                     move |(input, frontier), output| {
-                        input.for_each_stamp(|capability, batches| {
-                            if let Some(capability) = capability.retain_least(0) {
-                                for batch in batches {
-                                    stash.extend(
-                                        capability.clone(),
-                                        batch
-                                            .drain(..)
-                                            .map(|(event, time, diff)| ((event, diff), time)),
-                                    );
-                                }
-                            }
-                        });
+                        stash.absorb(input, |(event, time, diff), _| ((event, diff), time));
                         let Some((emit_at, complete)) =
                             stash.take_complete(frontier_time(frontier))
                         else {
@@ -325,30 +312,16 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
+    use crate::decayed_topk::tests::replay;
+    use crate::decayed_topk::RankKey;
 
-    type Lists = BTreeMap<(u32, Arc<str>), BTreeSet<(Reverse<ScoreKey>, Arc<str>)>>;
-
-    /// Applies the changes to local top-k lists, as the merge stage would.
-    fn replay(lists: &mut Lists, changes: &[LocalChange]) {
-        for change in changes {
-            let list = lists
-                .entry((change.profile, change.category.clone()))
-                .or_default();
-            if let Some(entry) = &change.entry {
-                if change.diff > 0 {
-                    assert!(list.insert(entry.rank_key()), "inserted twice: {change:?}");
-                } else {
-                    assert!(list.remove(&entry.rank_key()), "removed absent: {change:?}");
-                }
-            }
-        }
-    }
+    type Lists = FxHashMap<(u32, Arc<str>), BTreeSet<RankKey>>;
 
     /// Every category's top k, summing each purchase straight into every category it counts
     /// for (no pairs, no roll-up).
     fn brute_force(purchases: &[(Arc<str>, Arc<str>, i64, i64)], config: &TopKConfig) -> Lists {
         let mut sums: BTreeMap<(u32, Arc<str>, Arc<str>), DecayedSum> = BTreeMap::new();
-        let mut lists = Lists::new();
+        let mut lists = Lists::default();
         for (item, leaf, ts_ms, quantity) in purchases {
             for category in ancestors(leaf) {
                 for (profile, &half_life) in config.half_lives_ms.iter().enumerate() {
@@ -386,7 +359,7 @@ mod tests {
         for seed in 0..40 {
             let mut rng = StdRng::seed_from_u64(seed);
             let mut state = BulkTopK::new(&config);
-            let mut lists = Lists::new();
+            let mut lists = Lists::default();
             let mut purchases = Vec::new();
             for _round in 0..4 {
                 let mut out = Vec::new();

@@ -19,7 +19,7 @@ use topsellers_model::{ancestors, DecayedSum, RankedItem, ScoreKey, Weight};
 
 use crate::interner::Interner;
 use crate::stash::{frontier_time, TimeStash};
-use crate::{route_hash, Time};
+use crate::{by_item, Time};
 
 /// Entries the ranking of a big category keeps in order (at least; between this and twice
 /// this): the rest of its items are kept as sums only, see [`CategoryState::floor`].
@@ -79,9 +79,7 @@ pub trait DecayedLocalTopK<'scope> {
 impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64> {
     fn decayed_local_topk(self, config: &TopKConfig) -> StreamVec<'scope, Time, LocalChange> {
         let mut state = LocalTopK::new(config.clone());
-        let route = Exchange::new(|(event, _time, _diff): &(Event, Time, i64)| {
-            route_hash(event.item_id.as_bytes())
-        });
+        let route = Exchange::new(by_item);
         self.inner
             .unary_frontier::<CapacityContainerBuilder<Vec<LocalChange>>, _, _, _>(
                 route,
@@ -92,18 +90,7 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                     let mut changes = Vec::new();
                     let mut expiry_capability: Option<Capability<Time>> = None;
                     move |(input, frontier), output| {
-                        input.for_each_stamp(|capability, batches| {
-                            if let Some(capability) = capability.retain_least(0) {
-                                for batch in batches {
-                                    stash.extend(
-                                        capability.clone(),
-                                        batch
-                                            .drain(..)
-                                            .map(|(event, time, diff)| ((event, diff), time)),
-                                    );
-                                }
-                            }
-                        });
+                        stash.absorb(input, |(event, time, diff), _| ((event, diff), time));
                         let frontier = frontier_time(frontier);
                         let from_input = stash.drain_complete(frontier, &mut complete);
                         // Expiries take effect at their own time, once the frontier passes it.
@@ -133,7 +120,7 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
 }
 
 /// The ranking order: score descending, then `item_id` ascending.
-type RankKey = (Reverse<ScoreKey>, Arc<str>);
+pub(crate) type RankKey = (Reverse<ScoreKey>, Arc<str>);
 
 /// One category's rankings and last emitted top-k, per profile.
 struct CategoryState {
@@ -658,7 +645,7 @@ fn refill(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn event(item: &str, category: &str, ts_ms: i64) -> Event {
@@ -679,7 +666,10 @@ mod tests {
     }
 
     /// Applies the changes to a map of local top-k lists, as the merge stage would.
-    fn replay(lists: &mut FxHashMap<(u32, Arc<str>), BTreeSet<RankKey>>, changes: &[LocalChange]) {
+    pub(crate) fn replay(
+        lists: &mut FxHashMap<(u32, Arc<str>), BTreeSet<RankKey>>,
+        changes: &[LocalChange],
+    ) {
         for change in changes {
             let list = lists
                 .entry((change.profile, change.category.clone()))

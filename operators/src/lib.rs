@@ -20,6 +20,8 @@ pub mod merge_topk;
 pub mod snapshots;
 pub mod stash;
 
+use topsellers_model::purchase::Event;
+
 pub use bulk_topk::BulkLocalTopK;
 pub use decayed_topk::{DecayedLocalTopK, LocalChange, TopKConfig};
 pub use merge_topk::MergeTopK;
@@ -27,6 +29,12 @@ pub use snapshots::Snapshots;
 
 /// The dataflow's logical time: event time in milliseconds since the Unix epoch.
 pub type Time = u64;
+
+/// Routes a purchase update to the worker that owns its item: every stage keyed by item
+/// (`decayed_local_topk`, `bulk_local_topk`) must agree on it.
+pub(crate) fn by_item((event, _time, _diff): &(Event, Time, i64)) -> u64 {
+    route_hash(event.item_id.as_bytes())
+}
 
 /// Stable 64-bit hash used to route records to workers (the same in every process).
 pub fn route_hash(bytes: &[u8]) -> u64 {

@@ -54,20 +54,8 @@ impl<'scope> MergeTopK<'scope> for StreamVec<'scope, Time, LocalChange> {
                     FxHashMap::default();
                 let mut touched: Vec<(u32, Arc<str>)> = Vec::new();
                 move |(input, frontier), output| {
-                    input.for_each_stamp(|capability, batches| {
-                        if let Some(capability) = capability.retain_least(0) {
-                            for batch in batches {
-                                stash.extend(
-                                    capability.clone(),
-                                    batch.drain(..).map(|change| {
-                                        // Local changes take effect at their message's time.
-                                        let time = *capability.time();
-                                        (change, time)
-                                    }),
-                                );
-                            }
-                        }
-                    });
+                    // Local changes take effect at their message's time.
+                    stash.absorb(input, |change, time| (change, time));
                     let Some(emit_at) =
                         stash.drain_complete(frontier_time(frontier), &mut complete)
                     else {

@@ -2,6 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use timely::communication::Pull;
+use timely::dataflow::channels::Message;
+use timely::dataflow::operators::generic::InputHandleCore;
 use timely::dataflow::operators::Capability;
 
 use crate::Time;
@@ -59,6 +62,25 @@ impl<D> TimeStash<D> {
             Some(held) if held.time() <= capability.time() => {}
             _ => self.capability = Some(capability),
         }
+    }
+
+    /// Stashes every message waiting on `input`: `at` turns each record and its message's time
+    /// into the datum to stash and the time it takes effect.
+    pub fn absorb<R, P>(
+        &mut self,
+        input: &mut InputHandleCore<Time, Vec<R>, P>,
+        mut at: impl FnMut(R, Time) -> (D, Time),
+    ) where
+        P: Pull<Message<Time, Vec<R>>>,
+    {
+        input.for_each_stamp(|capability, batches| {
+            if let Some(capability) = capability.retain_least(0) {
+                let time = *capability.time();
+                for batch in batches {
+                    self.extend(capability.clone(), batch.drain(..).map(|r| at(r, time)));
+                }
+            }
+        });
     }
 
     /// Removes every update whose time the frontier has passed (`frontier` is the input
