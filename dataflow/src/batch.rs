@@ -63,7 +63,14 @@ pub fn batch(args: &BatchArgs) -> Result<BatchSummary> {
 pub fn batch_to_file(config: &Config, as_of: Option<i64>, output: &Path) -> Result<BatchSummary> {
     let started = Instant::now();
     let mut running = Running::start(config, as_of)?;
-    let (summary, lists) = running.lists()?;
+    let (summary, lists) = match running.lists() {
+        Ok(done) => done,
+        Err(e) => {
+            // The workers have stopped (or published nothing): join them before failing.
+            let _ = running.finish();
+            return Err(e);
+        }
+    };
     let partial = partial_path(output);
     let writing = Instant::now();
     let written = write_file(&partial, &lists, &running.profiles, summary.as_of_ms);

@@ -214,6 +214,9 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
         let mut aggregates =
             (job.expiry == Expiry::PreFiltered).then(|| Aggregates::new(&job.scoring));
         let until = backfill.until_ms.max(0) as Time;
+        let inside = |ts_ms: i64| {
+            ts_ms <= backfill.until_ms && backfill.after_ms.is_none_or(|after| ts_ms > after)
+        };
         let read_started = Instant::now();
         // In one process, workers claim units as they go, so that one that drew quick units
         // does not idle while another still reads. Across processes, each worker reads the
@@ -240,10 +243,6 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
                 if shared.stopped() {
                     return worker.drop_dataflow(graph.id);
                 }
-                let inside = |ts_ms: i64| {
-                    ts_ms <= backfill.until_ms
-                        && backfill.after_ms.is_none_or(|after| ts_ms > after)
-                };
                 let (mut accepted, mut outside) = (0, 0);
                 let read = match &mut aggregates {
                     // Summed straight from the reader's buffers: nothing allocated per purchase.
