@@ -319,7 +319,7 @@ pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
             );
             shared.unit_done(&unit);
         }
-        if let Some(sums) = aggregates.take() {
+        if let Some(mut sums) = aggregates.take() {
             tracing::debug!(
                 "worker {index}: read its share in {:.2}s, {} (item, category) pairs",
                 read_started.elapsed().as_secs_f64(),
