@@ -99,6 +99,9 @@ impl Aggregates {
 
     /// Sums the pending purchases.
     fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
         self.table.reserve(self.pending.len());
         self.table.touch(self.pending.iter().map(|p| p.key));
         let more = self.half_lives.len() - 1;
@@ -138,6 +141,9 @@ impl Aggregates {
     }
 
     /// One update per pair: its sums, with the number of purchases as the difference.
+    ///
+    /// In the order pairs first appeared, so that each pair's text is moved into its update,
+    /// not cloned: a clone writes to the text's memory once more, long out of the cache.
     pub(crate) fn into_updates(mut self) -> impl Iterator<Item = (Event, i64)> {
         self.flush();
         let more = self.half_lives.len() - 1;
@@ -147,20 +153,30 @@ impl Aggregates {
             more_sums,
             ..
         } = self;
-        table.into_entries().map(move |sums| {
-            let at = sums.pair as usize;
-            let parts: Box<[DecayedSum]> = std::iter::once(sums.sum)
-                .chain(more_sums[at * more..(at + 1) * more].iter().copied())
-                .collect();
-            let (item_id, category) = pairs[at].clone();
-            let event = Event {
-                item_id,
-                category,
-                ts_ms: sums.latest_ms,
-                aggregate: Some(parts),
-            };
-            (event, sums.count)
-        })
+        let mut by_pair = table.into_entries().collect::<Vec<_>>();
+        // The entries' `pair`s are a permutation of their places: applied in place.
+        for at in 0..by_pair.len() {
+            while by_pair[at].pair as usize != at {
+                let to = by_pair[at].pair as usize;
+                by_pair.swap(at, to);
+            }
+        }
+        by_pair
+            .into_iter()
+            .zip(pairs)
+            .map(move |(sums, (item_id, category))| {
+                let at = sums.pair as usize;
+                let parts: Box<[DecayedSum]> = std::iter::once(sums.sum)
+                    .chain(more_sums[at * more..(at + 1) * more].iter().copied())
+                    .collect();
+                let event = Event {
+                    item_id,
+                    category,
+                    ts_ms: sums.latest_ms,
+                    aggregate: Some(parts),
+                };
+                (event, sums.count)
+            })
     }
 }
 
@@ -267,7 +283,7 @@ mod tests {
         };
         let mut rng = SmallRng::seed_from_u64(11);
         // Several chunks of pending purchases and table growths; pairs repeat within a chunk.
-        for purchases in [1, PENDING - 1, PENDING, 3 * PENDING + 5, 20_000] {
+        for purchases in [0, 1, PENDING - 1, PENDING, 3 * PENDING + 5, 20_000] {
             let mut aggregates = Aggregates::new(&scoring);
             let mut oracle = Oracle::new();
             let distinct = rng.random_range(1..3000);

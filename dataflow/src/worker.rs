@@ -172,7 +172,25 @@ impl Shared {
 const MAX_BATCHES_IN_FLIGHT: u64 = 2;
 
 /// Runs one worker: builds the dataflow, replays the backfill, then follows the live source.
+///
+/// A panic (a bug) fails the run and stops the other workers, which would otherwise wait for
+/// this one forever, before it goes on to end the thread.
 pub fn run_worker(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
+    let index = worker.index();
+    let run = std::panic::AssertUnwindSafe(|| work(worker, job, shared));
+    if let Err(panic) = std::panic::catch_unwind(run) {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|text| text.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        shared.fail(format!("worker {index} failed (a bug): {message}"));
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// What [`run_worker`] runs.
+fn work(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
     let index = worker.index();
     let peers = worker.peers();
     let leader = job.leaders.contains(&index);

@@ -45,22 +45,28 @@ impl<'scope> BulkLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64> {
                 "BulkLocalTopK",
                 |_capability, _info| {
                     let mut stash = TimeStash::default();
-                    let mut changes = Vec::new();
                     move |(input, frontier), output| {
-                        stash.absorb(input, |(event, time, diff), _| ((event, diff), time));
-                        let Some((emit_at, complete)) =
-                            stash.take_complete(frontier_time(frontier))
-                        else {
-                            return;
-                        };
-                        state.reserve(complete.values().map(Vec::len).sum());
-                        for updates in complete.into_values() {
-                            for (event, diff) in updates {
-                                state.add(&event, diff);
+                        let open = frontier_time(frontier);
+                        // Rounds before `open` first: the input's updates at `open` are added
+                        // as they are taken in, and those rounds must not see them.
+                        if let Some((emit_at, complete)) = stash.take_complete(open) {
+                            state.reserve(complete.values().map(Vec::len).sum());
+                            for updates in complete.into_values() {
+                                for (event, diff) in updates {
+                                    state.add(&event, diff);
+                                }
                             }
+                            // Straight into the output's buffers: a backfill's changes are
+                            // about as many as its lists' entries.
+                            let mut session = output.session(&emit_at);
+                            state.finish_round(|change| session.give(change));
                         }
-                        state.finish_round(&mut changes);
-                        output.session(&emit_at).give_iterator(changes.drain(..));
+                        stash.absorb_applying(
+                            input,
+                            open,
+                            |(event, time, diff), _| ((event, diff), time),
+                            |(event, diff)| state.add(&event, diff),
+                        );
                     }
                 },
             )
@@ -83,8 +89,10 @@ struct BulkTopK {
     k: usize,
     items: Interner,
     categories: Interner,
-    /// Leaf category → ids of itself, its ancestors and the root.
-    lineage: FxHashMap<Arc<str>, Box<[u32]>>,
+    /// Leaf category → its index in `lineages`.
+    leaves: FxHashMap<Arc<str>, u32>,
+    /// Per leaf: the ids of itself, its ancestors and the root.
+    lineages: Vec<Box<[u32]>>,
     /// (leaf, item) → slot in `sums`.
     slots: FxHashMap<u64, u32>,
     /// `half_lives.len()` sums per slot.
@@ -112,7 +120,8 @@ impl BulkTopK {
             k: config.k,
             items: Interner::default(),
             categories: Interner::default(),
-            lineage: FxHashMap::default(),
+            leaves: FxHashMap::default(),
+            lineages: Vec::new(),
             slots: FxHashMap::default(),
             sums: Vec::new(),
             slot_items: Vec::new(),
@@ -135,9 +144,10 @@ impl BulkTopK {
         self.item_leaves.reserve(updates);
     }
 
-    fn lineage(&mut self, leaf: &Arc<str>) -> Box<[u32]> {
-        if let Some(ids) = self.lineage.get(leaf) {
-            return ids.clone();
+    /// The index in `lineages` of `leaf`'s.
+    fn lineage(&mut self, leaf: &Arc<str>) -> usize {
+        if let Some(&at) = self.leaves.get(leaf) {
+            return at as usize;
         }
         let profiles = self.half_lives.len();
         let mut ids = Vec::new();
@@ -151,9 +161,10 @@ impl BulkTopK {
             }
             ids.push(id);
         }
-        let ids: Box<[u32]> = ids.into();
-        self.lineage.insert(leaf.clone(), ids.clone());
-        ids
+        self.lineages.push(ids.into());
+        self.leaves
+            .insert(leaf.clone(), (self.lineages.len() - 1) as u32);
+        self.lineages.len() - 1
     }
 
     /// Adds one update: a purchase with its quantity, or a pre-aggregated batch of them
@@ -164,6 +175,7 @@ impl BulkTopK {
             self.item_leaves.push(SEVERAL_LEAVES);
         }
         let lineage = self.lineage(&event.category);
+        let lineage = &self.lineages[lineage];
         let leaf = lineage[0];
         let profiles = self.half_lives.len();
         let key = (u64::from(leaf) << 32) | u64::from(item);
@@ -211,11 +223,11 @@ impl BulkTopK {
     }
 
     /// Selects the top k of every touched category and emits the changes.
-    fn finish_round(&mut self, out: &mut Vec<LocalChange>) {
+    fn finish_round(&mut self, mut emit: impl FnMut(LocalChange)) {
         let profiles = self.half_lives.len();
         for category in self.announced.drain(..) {
             for profile in 0..profiles {
-                out.push(LocalChange {
+                emit(LocalChange {
                     profile: profile as u32,
                     category: self.categories.name(category).clone(),
                     entry: None,
@@ -255,7 +267,7 @@ impl BulkTopK {
                 ranked.sort_unstable_by(order);
                 let shown = &mut self.shown[category as usize * profiles + profile];
                 diff_sorted(shown, &ranked, order, |entry, diff| {
-                    out.push(LocalChange {
+                    emit(LocalChange {
                         profile: profile as u32,
                         category: name.clone(),
                         entry: Some(RankedItem {
@@ -391,7 +403,7 @@ mod tests {
                     state.add(&event, quantity);
                     purchases.push((item, leaf, ts_ms, quantity));
                 }
-                state.finish_round(&mut out);
+                state.finish_round(|change| out.push(change));
                 replay(&mut lists, &out);
                 assert_eq!(lists, brute_force(&purchases, &config), "seed {seed}");
             }

@@ -1,6 +1,7 @@
 //! `merge_topk`: each category's global top-k from the workers' local top-k lists.
 
 use std::cmp::Reverse;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -39,6 +40,64 @@ struct CategoryState {
     dirty: bool,
 }
 
+/// The merge's state: per (profile, category).
+type Categories = FxHashMap<(u32, Arc<str>), CategoryState>;
+
+/// Applies one local change, listing its category in `touched` the first time in a round.
+///
+/// Texts are moved, not cloned, where they can be: an `Arc` clone writes to memory that
+/// another worker may be writing to.
+fn apply(categories: &mut Categories, touched: &mut Vec<(u32, Arc<str>)>, change: LocalChange) {
+    let key = (change.profile, change.category);
+    let state = match categories.get_mut(&key) {
+        Some(state) => state,
+        None => categories.entry(key.clone()).or_default(),
+    };
+    if let Some(RankedItem { item_id, score }) = change.entry {
+        match state.entries.entry((Reverse(score), item_id)) {
+            Entry::Vacant(vacant) => {
+                if change.diff != 0 {
+                    vacant.insert(change.diff);
+                }
+            }
+            Entry::Occupied(mut occupied) => {
+                *occupied.get_mut() += change.diff;
+                if *occupied.get() == 0 {
+                    occupied.remove();
+                }
+            }
+        }
+    }
+    if !state.dirty {
+        state.dirty = true;
+        touched.push(key);
+    }
+}
+
+impl CategoryState {
+    /// Ends a round that touched the category: its new top k, if it differs from the one
+    /// shown (or the category was never shown).
+    fn refresh(&mut self, k: usize) -> Option<Vec<RankedItem>> {
+        self.dirty = false;
+        let fresh: Vec<RankedItem> = self
+            .entries
+            .iter()
+            .filter(|(_, &count)| count > 0)
+            .take(k)
+            .map(|((Reverse(score), item_id), _)| RankedItem {
+                item_id: item_id.clone(),
+                score: *score,
+            })
+            .collect();
+        if fresh == self.shown && self.announced {
+            return None;
+        }
+        self.announced = true;
+        self.shown.clone_from(&fresh);
+        Some(fresh)
+    }
+}
+
 impl<'scope> MergeTopK<'scope> for StreamVec<'scope, Time, LocalChange> {
     fn merge_topk(self, k: usize) -> StreamVec<'scope, Time, TopKList> {
         let route = Exchange::new(|change: &LocalChange| {
@@ -50,56 +109,35 @@ impl<'scope> MergeTopK<'scope> for StreamVec<'scope, Time, LocalChange> {
             |_capability, _info| {
                 let mut stash = TimeStash::default();
                 let mut complete = Vec::new();
-                let mut categories: FxHashMap<(u32, Arc<str>), CategoryState> =
-                    FxHashMap::default();
+                let mut categories = Categories::default();
                 let mut touched: Vec<(u32, Arc<str>)> = Vec::new();
                 move |(input, frontier), output| {
-                    // Local changes take effect at their message's time.
-                    stash.absorb(input, |change, time| (change, time));
-                    let Some(emit_at) =
-                        stash.drain_complete(frontier_time(frontier), &mut complete)
-                    else {
-                        return;
-                    };
-                    for (change, _time) in complete.drain(..) {
-                        let key = (change.profile, change.category);
-                        let state = categories.entry(key.clone()).or_default();
-                        if let Some(entry) = change.entry {
-                            let count = state.entries.entry(entry.rank_key()).or_insert(0);
-                            *count += change.diff;
-                            if *count == 0 {
-                                state.entries.remove(&entry.rank_key());
+                    let open = frontier_time(frontier);
+                    // Rounds before `open` first: changes at `open` are applied as they are
+                    // taken in, and those rounds must not see them.
+                    if let Some(emit_at) = stash.drain_complete(open, &mut complete) {
+                        for (change, _time) in complete.drain(..) {
+                            apply(&mut categories, &mut touched, change);
+                        }
+                        let mut session = output.session(&emit_at);
+                        for key in touched.drain(..) {
+                            let state = categories.get_mut(&key).expect("touched categories exist");
+                            if let Some(items) = state.refresh(k) {
+                                session.give(TopKList {
+                                    profile: key.0 as usize,
+                                    category: key.1,
+                                    items,
+                                });
                             }
                         }
-                        if !state.dirty {
-                            state.dirty = true;
-                            touched.push(key);
-                        }
                     }
-                    let mut session = output.session(&emit_at);
-                    for key in touched.drain(..) {
-                        let state = categories.get_mut(&key).expect("touched categories exist");
-                        state.dirty = false;
-                        let fresh: Vec<RankedItem> = state
-                            .entries
-                            .iter()
-                            .filter(|(_, &count)| count > 0)
-                            .take(k)
-                            .map(|((Reverse(score), item_id), _)| RankedItem {
-                                item_id: item_id.clone(),
-                                score: *score,
-                            })
-                            .collect();
-                        if fresh != state.shown || !state.announced {
-                            state.announced = true;
-                            state.shown = fresh.clone();
-                            session.give(TopKList {
-                                profile: key.0 as usize,
-                                category: key.1,
-                                items: fresh,
-                            });
-                        }
-                    }
+                    // Local changes take effect at their message's time.
+                    stash.absorb_applying(
+                        input,
+                        open,
+                        |change, time| (change, time),
+                        |change| apply(&mut categories, &mut touched, change),
+                    );
                 }
             },
         )

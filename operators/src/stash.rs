@@ -55,9 +55,13 @@ impl<D> TimeStash<D> {
             }
             added += 1;
         }
-        if added == 0 {
-            return;
+        if added > 0 {
+            self.hold(capability);
         }
+    }
+
+    /// Keeps `capability` if it is earlier than the one held (or none is).
+    fn hold(&mut self, capability: Capability<Time>) {
         match &self.capability {
             Some(held) if held.time() <= capability.time() => {}
             _ => self.capability = Some(capability),
@@ -78,6 +82,51 @@ impl<D> TimeStash<D> {
                 let time = *capability.time();
                 for batch in batches {
                     self.extend(capability.clone(), batch.drain(..).map(|r| at(r, time)));
+                }
+            }
+        });
+    }
+
+    /// Like [`absorb`](Self::absorb), but hands the updates at `open`, the input frontier's
+    /// least time, to `apply` instead of stashing them, and opens a round at `open` for them
+    /// (which [`take_complete`](Self::take_complete) returns once the frontier passes `open`,
+    /// with whatever else was stashed at that time).
+    ///
+    /// No update earlier than `open` can arrive any more, so an operator whose state takes
+    /// updates in any order can add them at once; it must first have finished every round
+    /// before `open` (`take_complete(Some(open))`), so that those see none of them. Spares a
+    /// copy of every update when the input arrives at its frontier's time, as a backfill does.
+    pub fn absorb_applying<R, P>(
+        &mut self,
+        input: &mut InputHandleCore<Time, Vec<R>, P>,
+        open: Option<Time>,
+        mut at: impl FnMut(R, Time) -> (D, Time),
+        mut apply: impl FnMut(D),
+    ) where
+        P: Pull<Message<Time, Vec<R>>>,
+    {
+        input.for_each_stamp(|capability, batches| {
+            if let Some(capability) = capability.retain_least(0) {
+                let time = *capability.time();
+                let mut applied = false;
+                for batch in batches {
+                    let later = batch
+                        .drain(..)
+                        .map(|r| at(r, time))
+                        .filter_map(|(data, t)| {
+                            if Some(t) == open {
+                                apply(data);
+                                applied = true;
+                                None
+                            } else {
+                                Some((data, t))
+                            }
+                        });
+                    self.extend(capability.clone(), later);
+                }
+                if let (true, Some(open)) = (applied, open) {
+                    self.pending.entry(open).or_default();
+                    self.hold(capability);
                 }
             }
         });
