@@ -12,13 +12,12 @@ use crate::config::Scoring;
 /// Purchases summed per (item, leaf category): exact forward sums per profile.
 ///
 /// Pairs are found by a 128-bit hash of their text (no string comparison on the hot path; a
-/// collision among even billions of pairs has probability below 1e-20). A purchase touches one
-/// table entry holding everything it updates; the pair's text is stored once, when it first
-/// appears.
+/// collision among even billions of pairs has probability below 1e-20), through a
+/// [`PairTable`]. The pair's text is stored once, when it first appears.
 pub(crate) struct Aggregates {
     half_lives: Vec<i64>,
     table: PairTable,
-    /// Item and category of each pair, by [`PairSums::pair`].
+    /// Item and category of each pair, in the table's order of pairs.
     pairs: Vec<(Arc<str>, Arc<str>)>,
     categories: Interner,
     /// Sums of the profiles after the first: `half_lives.len() − 1` per pair.
@@ -34,22 +33,23 @@ struct Pending {
     key: u128,
     ts_ms: i64,
     quantity: i64,
+    /// The pair the table guesses it belongs to ([`PairTable::guess`]).
+    guess: Option<u32>,
     /// Where its item and category start in `pending_text`, and their lengths.
     text_at: u32,
     item_len: u32,
     category_len: u32,
 }
 
-/// Purchases hashed before their table entries are touched: enough for the entries' memory
-/// reads to overlap, few enough for the entries to stay in the L1 cache until they are summed.
+/// Purchases hashed before their table slots and totals are touched: enough for the memory
+/// reads to overlap, few enough for what they read to stay in the L1 cache until it is used.
 const PENDING: usize = 32;
 
 /// The running totals of one (item, category) pair.
 #[derive(Clone, Copy, Default)]
 struct PairSums {
-    /// The pair's hash; 0 marks an empty table entry.
-    key: u128,
-    pair: u32,
+    /// The pair's hash (two halves: 8-byte alignment keeps the totals at 56 bytes).
+    key: [u64; 2],
     count: i64,
     latest_ms: i64,
     /// The first profile's sum.
@@ -88,6 +88,7 @@ impl Aggregates {
             key,
             ts_ms: purchase.ts_ms,
             quantity: purchase.quantity,
+            guess: None,
             text_at,
             item_len: purchase.item_id.len() as u32,
             category_len: purchase.category.len() as u32,
@@ -97,16 +98,23 @@ impl Aggregates {
         }
     }
 
-    /// Sums the pending purchases.
+    /// Sums the pending purchases: their slots are read first, then the totals the slots point
+    /// to, then the totals are updated (each pass's reads overlap).
     fn flush(&mut self) {
         if self.pending.is_empty() {
             return;
         }
         self.table.reserve(self.pending.len());
-        self.table.touch(self.pending.iter().map(|p| p.key));
+        self.table.touch_slots(self.pending.iter().map(|p| p.key));
+        for pending in &mut self.pending {
+            pending.guess = self.table.guess(pending.key);
+        }
+        self.table
+            .touch_sums(self.pending.iter().filter_map(|p| p.guess));
         let more = self.half_lives.len() - 1;
         for pending in self.pending.drain(..) {
-            let (sums, new) = self.table.entry(pending.key);
+            let (pair, new) = self.table.entry(pending.key, pending.guess);
+            let sums = &mut self.table.sums[pair];
             if new {
                 // Text only for pairs, not per purchase.
                 let at = pending.text_at as usize;
@@ -116,15 +124,13 @@ impl Aggregates {
                     .push((Arc::from(item), self.categories.intern(category)));
                 self.more_sums
                     .extend(std::iter::repeat_n(DecayedSum::default(), more));
-                sums.pair = (self.pairs.len() - 1) as u32;
                 sums.latest_ms = pending.ts_ms;
             }
             sums.count += 1;
             sums.latest_ms = sums.latest_ms.max(pending.ts_ms);
             sums.sum
                 .add(pending.ts_ms, pending.quantity, self.half_lives[0]);
-            let at = sums.pair as usize * more;
-            for (sum, &half_life) in self.more_sums[at..at + more]
+            for (sum, &half_life) in self.more_sums[pair * more..(pair + 1) * more]
                 .iter_mut()
                 .zip(&self.half_lives[1..])
             {
@@ -153,19 +159,8 @@ impl Aggregates {
             more_sums,
             ..
         } = self;
-        let mut by_pair = table.into_entries().collect::<Vec<_>>();
-        // The entries' `pair`s are a permutation of their places: applied in place.
-        for at in 0..by_pair.len() {
-            while by_pair[at].pair as usize != at {
-                let to = by_pair[at].pair as usize;
-                by_pair.swap(at, to);
-            }
-        }
-        by_pair
-            .into_iter()
-            .zip(pairs)
-            .map(move |(sums, (item_id, category))| {
-                let at = sums.pair as usize;
+        table.sums.into_iter().zip(pairs).enumerate().map(
+            move |(at, (sums, (item_id, category)))| {
                 let parts: Box<[DecayedSum]> = std::iter::once(sums.sum)
                     .chain(more_sums[at * more..(at + 1) * more].iter().copied())
                     .collect();
@@ -176,80 +171,130 @@ impl Aggregates {
                     aggregate: Some(parts),
                 };
                 (event, sums.count)
-            })
+            },
+        )
     }
 }
 
-/// Open addressing on 128-bit hashes with linear probing, at most half full: a lookup costs
-/// one memory access (the entry itself, no separate control bytes), which is what a purchase
-/// costs once the table outgrows the caches.
+/// Where each pair's totals are: open addressing over 8-byte slots (a tag of the key and the
+/// pair's index), at most half full, in front of the totals, which are dense in the order the
+/// pairs first appeared.
+///
+/// The slots are what is hashed into and regrown; at an eighth of the totals' size they keep
+/// the memory a batch first touches small, which on a virtual machine costs more than the
+/// summing itself. The totals grow at the end, and the pairs seen early, the popular ones, sit
+/// together. A lookup reads a slot and then the totals: [`Aggregates::flush`] reads each for a
+/// chunk of purchases at once, so that the cache misses overlap.
 #[derive(Default)]
 struct PairTable {
-    /// A power of two of entries (or none).
-    entries: Vec<PairSums>,
-    len: usize,
+    /// A power of two of slots (or none): 0 is empty, else the key's tag in the high half and
+    /// the pair's index + 1 in the low half.
+    slots: Vec<u64>,
+    /// Per pair, in order of first appearance.
+    sums: Vec<PairSums>,
+}
+
+/// Where the search for `key` starts, before masking.
+fn home(key: u128) -> usize {
+    key as u64 as usize
+}
+
+/// What a slot keeps of `key`: bits not used by [`home`] in any table that fits in memory.
+fn tag(key: u128) -> u64 {
+    (key >> 96) as u64
 }
 
 impl PairTable {
-    /// The entry of `key`, and whether it was just created (zeroed but for its key).
-    /// [`reserve`](Self::reserve) room for it first.
-    fn entry(&mut self, key: u128) -> (&mut PairSums, bool) {
-        // 0 marks empty entries: a real hash of 0 is taken as 1 (one more collision pair in
-        // 2^128, nothing to notice).
-        let key = key.max(1);
-        debug_assert!(
-            (self.len + 1) * 2 <= self.entries.len(),
-            "entry without reserve"
-        );
-        let mask = self.entries.len() - 1;
-        let mut at = key as usize & mask;
-        loop {
-            let found = self.entries[at].key;
-            if found == key {
-                return (&mut self.entries[at], false);
+    /// Makes room for `more` new pairs (the slots stay at most half full).
+    fn reserve(&mut self, more: usize) {
+        while (self.sums.len() + more) * 2 > self.slots.len() {
+            self.grow();
+        }
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(1024);
+        self.slots = vec![0; size];
+        let mask = size - 1;
+        for (pair, sums) in self.sums.iter().enumerate() {
+            let key = sums.key();
+            let mut at = home(key) & mask;
+            while self.slots[at] != 0 {
+                at = (at + 1) & mask;
             }
-            if found == 0 {
-                self.len += 1;
-                let entry = &mut self.entries[at];
-                entry.key = key;
-                return (entry, true);
+            self.slots[at] = (tag(key) << 32) | (pair as u64 + 1);
+        }
+    }
+
+    /// Reads the slots where `keys` start their search, so that the reads overlap: each read
+    /// is independent of the others, unlike in a search's loop.
+    fn touch_slots(&self, keys: impl Iterator<Item = u128>) {
+        let mask = self.slots.len() - 1;
+        let seen = keys.fold(0, |seen, key| seen ^ self.slots[home(key) & mask]);
+        std::hint::black_box(seen);
+    }
+
+    /// Reads the totals of `pairs`, as [`touch_slots`](Self::touch_slots) does the slots.
+    fn touch_sums(&self, pairs: impl Iterator<Item = u32>) {
+        let seen = pairs.fold(0, |seen, pair| seen ^ self.sums[pair as usize].key[0]);
+        std::hint::black_box(seen);
+    }
+
+    /// The pair a search for `key` most likely ends at, from the slots alone: the first on
+    /// its path with the key's tag, or `None` (most likely a new pair).
+    fn guess(&self, key: u128) -> Option<u32> {
+        let mask = self.slots.len() - 1;
+        let mut at = home(key) & mask;
+        loop {
+            let slot = self.slots[at];
+            if slot == 0 {
+                return None;
+            }
+            if slot >> 32 == tag(key) {
+                return Some((slot as u32).wrapping_sub(1));
             }
             at = (at + 1) & mask;
         }
     }
 
-    /// Makes room for `more` new keys (the table stays at most half full).
-    fn reserve(&mut self, more: usize) {
-        while (self.len + more) * 2 > self.entries.len() {
-            self.grow();
-        }
-    }
-
-    /// Reads the entries where `keys` start their search, so that the reads overlap: each
-    /// read is independent of the others, unlike in [`entry`](Self::entry)'s loop.
-    fn touch(&self, keys: impl Iterator<Item = u128>) {
-        let mask = self.entries.len() - 1;
-        let seen = keys.fold(0u64, |seen, key| {
-            seen ^ self.entries[key.max(1) as usize & mask].key as u64
-        });
-        std::hint::black_box(seen);
-    }
-
-    fn grow(&mut self) {
-        let size = (self.entries.len() * 2).max(1024);
-        let old = std::mem::replace(&mut self.entries, vec![PairSums::default(); size]);
-        let mask = size - 1;
-        for entry in old.into_iter().filter(|e| e.key != 0) {
-            let mut at = entry.key as usize & mask;
-            while self.entries[at].key != 0 {
-                at = (at + 1) & mask;
+    /// The index of `key`'s totals, and whether they were just created (zeroed but for the
+    /// key). `guess` is a hint ([`guess`](Self::guess)), checked. [`reserve`](Self::reserve)
+    /// room first.
+    fn entry(&mut self, key: u128, guess: Option<u32>) -> (usize, bool) {
+        if let Some(pair) = guess {
+            if self.sums.get(pair as usize).is_some_and(|s| s.key() == key) {
+                return (pair as usize, false);
             }
-            self.entries[at] = entry;
+        }
+        debug_assert!(
+            (self.sums.len() + 1) * 2 <= self.slots.len(),
+            "entry without reserve"
+        );
+        let mask = self.slots.len() - 1;
+        let mut at = home(key) & mask;
+        loop {
+            let slot = self.slots[at];
+            if slot == 0 {
+                let pair = self.sums.len();
+                self.slots[at] = (tag(key) << 32) | (pair as u64 + 1);
+                self.sums.push(PairSums {
+                    key: [key as u64, (key >> 64) as u64],
+                    ..PairSums::default()
+                });
+                return (pair, true);
+            }
+            let pair = (slot as u32).wrapping_sub(1) as usize;
+            if slot >> 32 == tag(key) && self.sums[pair].key() == key {
+                return (pair, false);
+            }
+            at = (at + 1) & mask;
         }
     }
+}
 
-    fn into_entries(self) -> impl Iterator<Item = PairSums> {
-        self.entries.into_iter().filter(|e| e.key != 0)
+impl PairSums {
+    fn key(&self) -> u128 {
+        (u128::from(self.key[1]) << 64) | u128::from(self.key[0])
     }
 }
 
@@ -327,25 +372,33 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(7);
         let mut table = PairTable::default();
         let mut oracle: HashMap<u128, i64> = HashMap::new();
-        // Few distinct keys, many repeats, through several growths; low bits colliding on
-        // purpose (linear probing runs), and the key 0.
+        // Few distinct keys, many repeats, through several growths; on purpose, keys whose
+        // low bits collide (long probe runs), keys sharing a tag (a guess that is wrong), and
+        // the key 0.
         let keys: Vec<u128> = (0..5000)
-            .map(|i| match i % 3 {
+            .map(|i| match i % 4 {
                 0 => rng.random(),
                 1 => (rng.random::<u128>() << 64) | (i as u128 % 7),
+                2 => (5 << 96) | rng.random::<u64>() as u128,
                 _ => i as u128 % 11,
             })
             .collect();
         for _ in 0..60_000 {
             let key = keys[rng.random_range(0..keys.len())];
             table.reserve(1);
-            let (entry, new) = table.entry(key);
-            let count = oracle.entry(key.max(1)).or_insert(0);
+            // The guess is a hint: the table's own, none, or any pair at all.
+            let guess = match rng.random_range(0..3) {
+                0 => table.guess(key),
+                1 => None,
+                _ => Some(rng.random_range(0..=table.sums.len() as u32)),
+            };
+            let (pair, new) = table.entry(key, guess);
+            let count = oracle.entry(key).or_insert(0);
             assert_eq!(new, *count == 0, "key {key}");
-            entry.count += 1;
+            table.sums[pair].count += 1;
             *count += 1;
         }
-        let mut got: Vec<(u128, i64)> = table.into_entries().map(|e| (e.key, e.count)).collect();
+        let mut got: Vec<(u128, i64)> = table.sums.iter().map(|e| (e.key(), e.count)).collect();
         let mut want: Vec<(u128, i64)> = oracle.into_iter().collect();
         got.sort_unstable();
         want.sort_unstable();
