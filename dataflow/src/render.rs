@@ -8,7 +8,7 @@ use timely::worker::Worker;
 use topsellers_model::purchase::Event;
 use topsellers_model::Snapshot;
 use topsellers_operators::{
-    BulkLocalTopK, DecayedLocalTopK, MergeTopK, Snapshots, Time, TopKConfig,
+    BulkLocalTopK, DecayedLocalTopK, MergeTopK, SizeHint, Snapshots, Time, TopKConfig,
 };
 
 use crate::config::Scoring;
@@ -21,6 +21,8 @@ pub struct Graph {
     pub probe: ProbeHandle<Time>,
     /// The dataflow's id, to drop it without draining pending retractions.
     pub id: usize,
+    /// How many updates to expect (batch: see [`SizeHint`]).
+    pub size_hint: SizeHint,
 }
 
 /// What the graph does with retention.
@@ -44,6 +46,7 @@ pub fn build(
 ) -> Graph {
     let id = worker.next_dataflow_index();
     let probe = ProbeHandle::new();
+    let size_hint = SizeHint::default();
     let topk = TopKConfig {
         half_lives_ms: scoring.profiles.iter().map(|p| p.half_life_ms).collect(),
         k: scoring.k,
@@ -56,7 +59,7 @@ pub fn build(
         let (input, purchases) = scope.new_collection::<Event, i64>();
         let local = match expiry {
             Expiry::Retract => purchases.decayed_local_topk(&topk),
-            Expiry::PreFiltered => purchases.bulk_local_topk(&topk),
+            Expiry::PreFiltered => purchases.bulk_local_topk(&topk, size_hint.clone()),
         };
         local
             .merge_topk(scoring.k)
@@ -68,5 +71,6 @@ pub fn build(
         purchases,
         probe,
         id,
+        size_hint,
     }
 }

@@ -343,6 +343,7 @@ fn work(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
                 read_started.elapsed().as_secs_f64(),
                 sums.len()
             );
+            graph.size_hint.expect(sums.len());
             for (event, count) in sums.into_updates() {
                 graph.purchases.update(event, count);
             }

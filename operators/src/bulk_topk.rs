@@ -1,7 +1,9 @@
 //! `bulk_local_topk`: each category's local top-k from input that never expires (batch), with
 //! the ranking built once per round by selection instead of maintained incrementally.
 
+use std::cell::Cell;
 use std::cmp::{Ordering, Reverse};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
@@ -32,11 +34,36 @@ pub trait BulkLocalTopK<'scope> {
     /// category's items, so a round costs what it touches plus the size of those categories:
     /// ideal for a backfill that arrives in one round, wasteful for a trickle of small rounds
     /// (the live service uses `decayed_local_topk`).
-    fn bulk_local_topk(self, config: &TopKConfig) -> StreamVec<'scope, Time, LocalChange>;
+    ///
+    /// `hint` tells how many updates to expect, so that the state is sized once.
+    fn bulk_local_topk(
+        self,
+        config: &TopKConfig,
+        hint: SizeHint,
+    ) -> StreamVec<'scope, Time, LocalChange>;
+}
+
+/// How many updates a worker's [`bulk_local_topk`](BulkLocalTopK::bulk_local_topk) is to
+/// expect, set by the worker before it enters them, so that the operator sizes its tables
+/// once instead of regrowing them step by step (each regrowth copies them into fresh memory).
+/// Only a hint: the updates a worker enters, which are routed to all workers, are a fair guess
+/// of those it receives.
+#[derive(Clone, Default)]
+pub struct SizeHint(Rc<Cell<usize>>);
+
+impl SizeHint {
+    /// Expects `updates` more updates.
+    pub fn expect(&self, updates: usize) {
+        self.0.set(self.0.get() + updates);
+    }
 }
 
 impl<'scope> BulkLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64> {
-    fn bulk_local_topk(self, config: &TopKConfig) -> StreamVec<'scope, Time, LocalChange> {
+    fn bulk_local_topk(
+        self,
+        config: &TopKConfig,
+        hint: SizeHint,
+    ) -> StreamVec<'scope, Time, LocalChange> {
         let mut state = BulkTopK::new(config);
         let route = Exchange::new(by_item);
         self.inner
@@ -46,6 +73,7 @@ impl<'scope> BulkLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64> {
                 |_capability, _info| {
                     let mut stash = TimeStash::default();
                     move |(input, frontier), output| {
+                        state.reserve(hint.0.take());
                         let open = frontier_time(frontier);
                         // Rounds before `open` first: the input's updates at `open` are added
                         // as they are taken in, and those rounds must not see them.

@@ -22,7 +22,7 @@ pub mod stash;
 
 use topsellers_model::purchase::Event;
 
-pub use bulk_topk::BulkLocalTopK;
+pub use bulk_topk::{BulkLocalTopK, SizeHint};
 pub use decayed_topk::{DecayedLocalTopK, LocalChange, TopKConfig};
 pub use merge_topk::MergeTopK;
 pub use snapshots::Snapshots;
