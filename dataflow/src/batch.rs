@@ -281,34 +281,158 @@ impl Running {
 
 /// Writes one line per (profile, category, rank), scores decayed to `as_of_ms`:
 /// `{"profile":"7d","category":"books","rank":1,"item_id":"…","score":12.5}`.
+///
+/// Rendering the lines costs far more than writing them, so two threads render chunks of lists
+/// in turn while this one writes the chunks out in order.
 pub fn write_lines(
     out: &mut impl Write,
     lists: &[TopKList],
     profiles: &[Profile],
     as_of_ms: i64,
 ) -> std::io::Result<u64> {
-    let mut lines = 0;
+    const LISTS_PER_CHUNK: usize = 256;
+    const RENDERERS: usize = 2;
+    let chunks: Vec<&[TopKList]> = lists.chunks(LISTS_PER_CHUNK).collect();
+    std::thread::scope(|scope| {
+        let rendered: Vec<_> = (0..RENDERERS)
+            .map(|first| {
+                // A chunk or two ahead per renderer: bounded memory.
+                let (send, receive) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+                let chunks = &chunks;
+                scope.spawn(move || {
+                    for chunk in chunks.iter().skip(first).step_by(RENDERERS) {
+                        let mut text = Vec::with_capacity(chunk.len() * 8192);
+                        for list in *chunk {
+                            render_list(&mut text, list, &profiles[list.profile], as_of_ms);
+                        }
+                        if send.send(text).is_err() {
+                            return; // The writer failed: it reports why.
+                        }
+                    }
+                });
+                receive
+            })
+            .collect();
+        for at in 0..chunks.len() {
+            let text = rendered[at % RENDERERS]
+                .recv()
+                .map_err(|_| std::io::Error::other(format!("rendering lists {at} failed")))?;
+            out.write_all(&text)?;
+        }
+        Ok(lists.iter().map(|list| list.items.len() as u64).sum())
+    })
+}
+
+/// Appends the lines of one list to `text`.
+fn render_list(text: &mut Vec<u8>, list: &TopKList, profile: &Profile, as_of_ms: i64) {
+    if list.items.is_empty() {
+        return;
+    }
     // What the lines of one list share is rendered (and escaped) once per list.
-    let mut head = Vec::new();
-    for list in lists {
-        let profile = &profiles[list.profile];
-        head.clear();
-        head.extend_from_slice(b"{\"profile\":");
-        serde_json::to_writer(&mut head, &profile.name)?;
-        head.extend_from_slice(b",\"category\":");
-        serde_json::to_writer(&mut head, &*list.category)?;
-        head.extend_from_slice(b",\"rank\":");
-        for (rank, item) in list.items.iter().enumerate() {
-            out.write_all(&head)?;
-            write!(out, "{}", rank + 1)?;
-            out.write_all(b",\"item_id\":")?;
-            serde_json::to_writer(&mut *out, &*item.item_id)?;
-            out.write_all(b",\"score\":")?;
-            let score = item.score.score_at(as_of_ms, profile.half_life_ms);
-            serde_json::to_writer(&mut *out, &score)?;
-            out.write_all(b"}\n")?;
-            lines += 1;
+    let head_at = text.len();
+    text.extend_from_slice(b"{\"profile\":");
+    json_str(text, &profile.name);
+    text.extend_from_slice(b",\"category\":");
+    json_str(text, &list.category);
+    text.extend_from_slice(b",\"rank\":");
+    let head = head_at..text.len();
+    for (rank, item) in list.items.iter().enumerate() {
+        if rank > 0 {
+            text.extend_from_within(head.clone());
+        }
+        text.extend_from_slice(itoa::Buffer::new().format(rank + 1).as_bytes());
+        text.extend_from_slice(b",\"item_id\":");
+        json_str(text, &item.item_id);
+        text.extend_from_slice(b",\"score\":");
+        let score = item.score.score_at(as_of_ms, profile.half_life_ms);
+        // Writing to memory cannot fail; a non-finite score is written as `null`, as ever.
+        let _ = serde_json::to_writer(&mut *text, &score);
+        text.extend_from_slice(b"}\n");
+    }
+}
+
+/// Appends `value` as a JSON string.
+fn json_str(text: &mut Vec<u8>, value: &str) {
+    // Writing to memory cannot fail.
+    let _ = serde_json::to_writer(&mut *text, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+    use topsellers_model::{Profile, RankedItem, ScoreKey, TopKList};
+
+    use super::write_lines;
+
+    /// Many lists (several chunks per renderer), texts that need escaping, lists without
+    /// entries: the lines are those of one `serde_json` object per entry, in order.
+    #[test]
+    fn lines_equal_one_json_object_per_entry_in_order() {
+        let mut rng = SmallRng::seed_from_u64(3);
+        let profiles = vec![
+            Profile {
+                name: "7d".into(),
+                half_life_ms: 7 * 86_400_000,
+            },
+            Profile {
+                name: "1\"h".into(),
+                half_life_ms: 3_600_000,
+            },
+        ];
+        let texts = ["books", "a/\"quoted\"", "bücher/ä\\b", "tab\there", "x"];
+        let lists: Vec<TopKList> = (0..1500)
+            .map(|i| TopKList {
+                profile: rng.random_range(0..profiles.len()),
+                category: format!("{}/{i}", texts[rng.random_range(0..texts.len())]).into(),
+                items: (0..rng.random_range(0..12))
+                    .map(|j| RankedItem {
+                        item_id: Arc::from(format!("{}{j}", texts[rng.random_range(0..5)])),
+                        score: ScoreKey {
+                            exp: rng.random_range(2900..3000),
+                            mantissa: rng.random_range(1.0..2.0),
+                        },
+                    })
+                    .collect(),
+            })
+            .collect();
+        let as_of_ms = 1_780_000_000_000;
+        let mut want = Vec::new();
+        for list in &lists {
+            let profile = &profiles[list.profile];
+            for (rank, item) in list.items.iter().enumerate() {
+                want.push(serde_json::json!({
+                    "profile": profile.name,
+                    "category": &*list.category,
+                    "rank": rank + 1,
+                    "item_id": &*item.item_id,
+                    "score": item.score.score_at(as_of_ms, profile.half_life_ms),
+                }));
+            }
+        }
+        let mut got = Vec::new();
+        let lines = write_lines(&mut got, &lists, &profiles, as_of_ms).unwrap();
+        let got = String::from_utf8(got).unwrap();
+        assert_eq!(lines as usize, want.len());
+        assert_eq!(got.lines().count(), want.len());
+        for (line, want) in got.lines().zip(&want) {
+            let mut parsed: serde_json::Value = serde_json::from_str(line).unwrap();
+            // The score to the bit (serde_json's parser may round the last digit).
+            let score = line
+                .rsplit_once("\"score\":")
+                .unwrap()
+                .1
+                .trim_end_matches('}');
+            let want_score = want["score"].as_f64().unwrap();
+            assert_eq!(score.parse::<f64>().unwrap(), want_score, "{line}");
+            parsed["score"] = want["score"].clone();
+            assert_eq!(&parsed, want, "{line}");
+            // The documented order of the fields.
+            let at = |key: &str| line.find(&format!("\"{key}\":")).unwrap();
+            let order = ["profile", "category", "rank", "item_id", "score"].map(at);
+            assert!(order.is_sorted(), "{line}");
         }
     }
-    Ok(lines)
 }
