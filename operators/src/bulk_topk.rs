@@ -104,7 +104,7 @@ impl<'scope> BulkLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64> {
 /// A ranked entry: score descending, then the item's text ascending (see [`BulkTopK::order`]).
 type Entry = (Reverse<ScoreKey>, u32);
 
-/// `item_leaves` of an item seen in more than one leaf.
+/// The leaf in `item_homes` of an item seen in more than one leaf.
 const SEVERAL_LEAVES: u32 = u32::MAX;
 
 /// The operator's state: see [`BulkLocalTopK`].
@@ -121,14 +121,15 @@ struct BulkTopK {
     leaves: FxHashMap<Arc<str>, u32>,
     /// Per leaf: the ids of itself, its ancestors and the root.
     lineages: Vec<Box<[u32]>>,
-    /// (leaf, item) → slot in `sums`.
+    /// (leaf, item) → slot in `sums`, for the items in several leaves only: the slot of an
+    /// item in one leaf, most of them, is in `item_homes` (no lookup in a big table).
     slots: FxHashMap<u64, u32>,
     /// `half_lives.len()` sums per slot.
     sums: Vec<DecayedSum>,
     /// Item of each slot.
     slot_items: Vec<u32>,
-    /// Per item: its leaf, or [`SEVERAL_LEAVES`].
-    item_leaves: Vec<u32>,
+    /// Per item: its leaf and slot, or [`SEVERAL_LEAVES`] once it has more than one leaf.
+    item_homes: Vec<(u32, u32)>,
     /// Per category: the slots of every leaf at or below it.
     members: Vec<Vec<u32>>,
     /// Per category and profile (`category · profiles + profile`): the top k last emitted.
@@ -153,7 +154,7 @@ impl BulkTopK {
             slots: FxHashMap::default(),
             sums: Vec::new(),
             slot_items: Vec::new(),
-            item_leaves: Vec::new(),
+            item_homes: Vec::new(),
             members: Vec::new(),
             shown: Vec::new(),
             dirty: Vec::new(),
@@ -165,11 +166,10 @@ impl BulkTopK {
     /// Makes room for a round of `updates` (at most a slot and an item each), so that a
     /// backfill's tables do not grow step by step.
     fn reserve(&mut self, updates: usize) {
-        self.slots.reserve(updates);
         self.slot_items.reserve(updates);
         self.sums.reserve(updates * self.half_lives.len());
         self.items.reserve(updates);
-        self.item_leaves.reserve(updates);
+        self.item_homes.reserve(updates);
     }
 
     /// The index in `lineages` of `leaf`'s.
@@ -199,28 +199,32 @@ impl BulkTopK {
     /// (whose difference counts the purchases and is not needed here).
     fn add(&mut self, event: &Event, quantity: i64) {
         let (item, new_item) = self.items.intern_shared(&event.item_id);
-        if new_item {
-            self.item_leaves.push(SEVERAL_LEAVES);
-        }
         let lineage = self.lineage(&event.category);
-        let lineage = &self.lineages[lineage];
-        let leaf = lineage[0];
+        let leaf = self.lineages[lineage][0];
         let profiles = self.half_lives.len();
-        let key = (u64::from(leaf) << 32) | u64::from(item);
-        let slot = match self.slots.get(&key) {
-            Some(&slot) => slot,
-            None => {
-                let slot = self.slot_items.len() as u32;
-                self.slots.insert(key, slot);
-                self.slot_items.push(item);
-                self.sums
-                    .extend(std::iter::repeat_n(DecayedSum::default(), profiles));
-                for &category in lineage.iter() {
-                    self.members[category as usize].push(slot);
+        let key = |leaf: u32| (u64::from(leaf) << 32) | u64::from(item);
+        let slot = if new_item {
+            let slot = self.new_slot(item, lineage);
+            self.item_homes.push((leaf, slot));
+            slot
+        } else {
+            match self.item_homes[item as usize] {
+                (home, slot) if home == leaf => slot,
+                (home, slot) => {
+                    if home != SEVERAL_LEAVES {
+                        // A second leaf: the first one's slot joins the table.
+                        self.slots.insert(key(home), slot);
+                        self.item_homes[item as usize].0 = SEVERAL_LEAVES;
+                    }
+                    match self.slots.get(&key(leaf)) {
+                        Some(&slot) => slot,
+                        None => {
+                            let slot = self.new_slot(item, lineage);
+                            self.slots.insert(key(leaf), slot);
+                            slot
+                        }
+                    }
                 }
-                // A new item's first leaf is its own; any further leaf makes it several.
-                self.item_leaves[item as usize] = if new_item { leaf } else { SEVERAL_LEAVES };
-                slot
             }
         } as usize;
         let sums = &mut self.sums[slot * profiles..(slot + 1) * profiles];
@@ -236,12 +240,26 @@ impl BulkTopK {
                 }
             }
         }
-        for &category in lineage.iter() {
+        for &category in self.lineages[lineage].iter() {
             if !self.dirty[category as usize] {
                 self.dirty[category as usize] = true;
                 self.touched.push(category);
             }
         }
+    }
+
+    /// A new (leaf, item) slot, listed in the members of the leaf and its ancestors.
+    fn new_slot(&mut self, item: u32, lineage: usize) -> u32 {
+        let slot = self.slot_items.len() as u32;
+        self.slot_items.push(item);
+        self.sums.extend(std::iter::repeat_n(
+            DecayedSum::default(),
+            self.half_lives.len(),
+        ));
+        for &category in self.lineages[lineage].iter() {
+            self.members[category as usize].push(slot);
+        }
+        slot
     }
 
     /// The ranking order of two entries: score descending, then `item_id` ascending.
@@ -276,7 +294,7 @@ impl BulkTopK {
                         self.slot_items[slot as usize],
                         &self.sums[slot as usize * profiles + profile],
                     );
-                    if self.item_leaves[item as usize] == SEVERAL_LEAVES {
+                    if self.item_homes[item as usize].0 == SEVERAL_LEAVES {
                         rolled.entry(item).or_default().merge(sum);
                     } else if let Some(key) = sum.key() {
                         ranked.push((Reverse(key), item));
