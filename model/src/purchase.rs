@@ -68,8 +68,25 @@ impl<'a> PurchaseRef<'a> {
         ts_ms: i64,
         quantity: i64,
     ) -> Result<Option<PurchaseRef<'a>>, RecordError> {
+        let category_error = validate_category(category).err();
+        Self::from_checked_category(item_id, category, category_error.as_ref(), ts_ms, quantity)
+    }
+
+    /// [`from_fields`](Self::from_fields) for a reader that checks each distinct category
+    /// once (a Parquet dictionary): `category_error` is what [`validate_category`] found
+    /// wrong with `category`, if anything.
+    #[inline]
+    pub fn from_checked_category(
+        item_id: &'a str,
+        category: &'a str,
+        category_error: Option<&RecordError>,
+        ts_ms: i64,
+        quantity: i64,
+    ) -> Result<Option<PurchaseRef<'a>>, RecordError> {
         check_item_id(item_id)?;
-        validate_category(category)?;
+        if let Some(error) = category_error {
+            return Err(error.clone());
+        }
         check_ts(ts_ms)?;
         Ok((quantity != 0).then_some(PurchaseRef {
             item_id,

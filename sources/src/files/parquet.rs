@@ -18,7 +18,7 @@ use topsellers_model::{Purchase, PurchaseRef, RecordError};
 use super::fields::{self, Tally};
 use super::location::Location;
 use super::parquet_columns::{
-    is_int, is_text, is_time, BatchColumns, IntCol, ItemCol, TextCol, TsCol,
+    is_int, is_text, is_time, BatchColumns, CategoryChecks, IntCol, ItemCol, TextCol, TsCol,
 };
 use super::parquet_input::{read_footer, Fetched, Footer, ParquetInput};
 use super::{ReadUnit, RecordReader};
@@ -300,6 +300,13 @@ impl ParquetReader {
                 None => return Err(unsupported("category")),
                 Some(array) => Some(TextCol::new(array).ok_or_else(|| unsupported("category"))?),
             },
+            category_checks: batch.column_by_name("category").and_then(|array| {
+                let reuse = self
+                    .current
+                    .as_ref()
+                    .and_then(|c| c.columns.category_checks.as_ref());
+                CategoryChecks::of(array, reuse)
+            }),
             ts: TsCol::new(get("ts")?).ok_or_else(|| unsupported("ts"))?,
             quantity: match batch.column_by_name("quantity") {
                 None => None,
@@ -381,17 +388,27 @@ fn parse_row<'c>(
             c.get(row).ok_or(RecordError::MissingField("item_id"))?,
         ),
     };
+    let ts_ms = columns.ts.get(row);
+    let quantity = |columns: &BatchColumns| match columns.quantity.as_ref().and_then(|c| c.get(row))
+    {
+        None => Ok(1),
+        Some(v) => i64::try_from(v).map_err(|_| RecordError::BadQuantity(v.to_string())),
+    };
+    // A dictionary's values were checked once each: a row's category costs an index.
+    if let (Some(column), Some(checks)) = (&columns.category, &columns.category_checks) {
+        if let Some((key, category)) = column.get_keyed(row) {
+            let error = checks.errors.get(key).and_then(Option::as_ref);
+            let (ts_ms, quantity) = (ts_ms?, quantity(columns)?);
+            return PurchaseRef::from_checked_category(item_id, category, error, ts_ms, quantity);
+        }
+    }
     let category = columns
         .category
         .as_ref()
         .and_then(|c| c.get(row))
         .or(default_category)
         .ok_or(RecordError::MissingField("category"))?;
-    let ts_ms = columns.ts.get(row)?;
-    let quantity = match columns.quantity.as_ref().and_then(|c| c.get(row)) {
-        None => 1,
-        Some(v) => i64::try_from(v).map_err(|_| RecordError::BadQuantity(v.to_string()))?,
-    };
+    let (ts_ms, quantity) = (ts_ms?, quantity(columns)?);
     PurchaseRef::from_fields(item_id, category, ts_ms, quantity)
 }
 
@@ -801,6 +818,70 @@ mod tests {
             let stats = crate::files::max_event_time(&units[0]).unwrap();
             assert_eq!(stats, read, "{name}");
         }
+    }
+
+    /// Categories read as a dictionary are checked once per value: over several batches and
+    /// row groups, every row gets what checking it alone gives (the same purchase, or the same
+    /// error, item errors first).
+    #[test]
+    fn dictionary_categories_checked_once_equal_row_by_row_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dictionary.parquet");
+        let categories = ["a/b", "a//b", "/c", "a", "d/e/f", "g/"];
+        let rows = 3 * BATCH_ROWS + 17;
+        let item = |row: usize| {
+            if row % 101 == 0 {
+                String::new()
+            } else {
+                format!("i{}", row % 37)
+            }
+        };
+        // The second row group meets the values in another order: another dictionary.
+        let category = |row: usize| {
+            let at = (row * 7 + row / 5) % categories.len();
+            categories[if row < 2 * BATCH_ROWS {
+                at
+            } else {
+                categories.len() - 1 - at
+            }]
+        };
+        write(
+            &path,
+            vec![
+                (
+                    "item_id",
+                    Arc::new(StringArray::from_iter_values((0..rows).map(item))),
+                ),
+                (
+                    "category",
+                    Arc::new(StringArray::from_iter_values((0..rows).map(category))),
+                ),
+                (
+                    "ts",
+                    Arc::new(Int64Array::from_iter_values(
+                        (0..rows as i64).map(|r| r * 1000),
+                    )),
+                ),
+            ],
+            2 * BATCH_ROWS,
+        );
+        let (out, bad, units) = read_all(&path);
+        assert_eq!(units, 2);
+        let (mut want_out, mut want_bad) = (Vec::new(), Vec::new());
+        for row in 0..rows {
+            let (item, category) = (item(row), category(row));
+            match Purchase::from_fields(&item, category, row as i64 * 1000, 1) {
+                Ok(Some(purchase)) => want_out.push(purchase),
+                Ok(None) => {}
+                Err(error) => {
+                    want_bad.push((row_position(&path.display().to_string(), row as u64), error))
+                }
+            }
+        }
+        assert!(!want_out.is_empty() && want_bad.len() > rows / 3);
+        assert_eq!(out, want_out);
+        let got_bad: Vec<_> = bad.into_iter().map(|b| (b.position, b.error)).collect();
+        assert_eq!(got_bad, want_bad);
     }
 
     #[test]

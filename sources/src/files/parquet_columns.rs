@@ -11,7 +11,8 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, TimeUnit};
 use serde_json::Value;
-use topsellers_model::{format_rfc3339_ms, RecordError};
+use std::sync::Arc;
+use topsellers_model::{format_rfc3339_ms, validate_category, RecordError};
 
 /// Whether `dt` is a string type, or a dictionary of one.
 pub(crate) fn is_text(dt: &DataType) -> bool {
@@ -137,6 +138,19 @@ impl TextCol {
             }
             _ => return None,
         })
+    }
+
+    /// For the common dictionary: the text at `row` and its index among the dictionary's
+    /// values (`None` if null, or for other encodings).
+    pub(crate) fn get_keyed(&self, row: usize) -> Option<(usize, &str)> {
+        let TextCol::DictUtf8 { keys, values } = self else {
+            return None;
+        };
+        if keys.is_null(row) {
+            return None;
+        }
+        let at = usize::try_from(keys.value(row)).ok()?;
+        (at < values.len() && !values.is_null(at)).then(|| (at, values.value(at)))
     }
 
     /// The text at `row`, `None` if null.
@@ -273,8 +287,40 @@ pub(crate) struct BatchColumns {
     pub item_id: ItemCol,
     /// `None`: the file has no category column (a `category=` partition supplies it).
     pub category: Option<TextCol>,
+    /// For a category read as the common dictionary: what is wrong with each of its values
+    /// (checked once per value, not per row).
+    pub category_checks: Option<CategoryChecks>,
     pub ts: TsCol,
     pub quantity: Option<IntCol>,
+}
+
+/// The data-contract check of each value of a category dictionary.
+#[derive(Clone)]
+pub(crate) struct CategoryChecks {
+    /// The dictionary's values: kept, so that the next batch can tell whether it shares them.
+    pub values: ArrayRef,
+    /// Per value, what `validate_category` found wrong with it, if anything.
+    pub errors: Arc<[Option<RecordError>]>,
+}
+
+impl CategoryChecks {
+    /// The checks of `column`'s dictionary values: `reuse`'s if it has the same values (the
+    /// batches of a column chunk share its dictionary), else new ones.
+    pub(crate) fn of(column: &ArrayRef, reuse: Option<&CategoryChecks>) -> Option<CategoryChecks> {
+        let dictionary = column.as_dictionary_opt::<Int32Type>()?;
+        let values = dictionary.values();
+        if let Some(known) = reuse.filter(|known| Arc::ptr_eq(&known.values, values)) {
+            return Some(known.clone());
+        }
+        let texts = values.as_string_opt::<i32>()?;
+        let errors = (0..texts.len())
+            .map(|at| validate_category(texts.value(at)).err())
+            .collect();
+        Some(CategoryChecks {
+            values: values.clone(),
+            errors,
+        })
+    }
 }
 
 impl BatchColumns {
@@ -294,5 +340,39 @@ impl BatchColumns {
             object.insert("quantity".into(), int_value(q.get(row)));
         }
         Value::Object(object).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::DictionaryArray;
+
+    use super::*;
+
+    fn dictionary(values: &[&str]) -> ArrayRef {
+        let array: DictionaryArray<Int32Type> = values.iter().copied().collect();
+        Arc::new(array)
+    }
+
+    #[test]
+    fn category_checks_follow_the_dictionary_they_were_made_for() {
+        let first = dictionary(&["a/b", "a//b", "c"]);
+        let checks = CategoryChecks::of(&first, None).unwrap();
+        let expected: Vec<_> = ["a/b", "a//b", "c"]
+            .iter()
+            .map(|c| validate_category(c).err())
+            .collect();
+        assert_eq!(&*checks.errors, expected.as_slice());
+        // The same values (another batch of the column chunk): the same checks, not redone.
+        let again = CategoryChecks::of(&first, Some(&checks)).unwrap();
+        assert!(Arc::ptr_eq(&again.errors, &checks.errors));
+        // Other values: checked anew, whatever was checked before.
+        let other = dictionary(&["/x", "y"]);
+        let anew = CategoryChecks::of(&other, Some(&checks)).unwrap();
+        assert_eq!(anew.errors.len(), 2);
+        assert!(anew.errors[0].is_some() && anew.errors[1].is_none());
+        // Not a dictionary: no checks (rows are checked one by one).
+        let plain: ArrayRef = Arc::new(StringArray::from(vec!["a"]));
+        assert!(CategoryChecks::of(&plain, None).is_none());
     }
 }
