@@ -338,12 +338,12 @@ fn work(worker: &mut Worker, job: &Job, shared: &Arc<Shared>) {
             shared.unit_done(&unit);
         }
         if let Some(mut sums) = aggregates.take() {
+            let pairs = sums.len();
             tracing::debug!(
-                "worker {index}: read its share in {:.2}s, {} (item, category) pairs",
+                "worker {index}: read its share in {:.2}s, {pairs} (item, category) pairs",
                 read_started.elapsed().as_secs_f64(),
-                sums.len()
             );
-            graph.size_hint.expect(sums.len());
+            graph.size_hint.expect(pairs);
             for (event, count) in sums.into_updates() {
                 graph.purchases.update(event, count);
             }

@@ -108,15 +108,14 @@ impl<'scope> MergeTopK<'scope> for StreamVec<'scope, Time, LocalChange> {
             "MergeTopK",
             |_capability, _info| {
                 let mut stash = TimeStash::default();
-                let mut complete = Vec::new();
                 let mut categories = Categories::default();
                 let mut touched: Vec<(u32, Arc<str>)> = Vec::new();
                 move |(input, frontier), output| {
                     let open = frontier_time(frontier);
                     // Rounds before `open` first: changes at `open` are applied as they are
                     // taken in, and those rounds must not see them.
-                    if let Some(emit_at) = stash.drain_complete(open, &mut complete) {
-                        for (change, _time) in complete.drain(..) {
+                    if let Some((emit_at, complete)) = stash.take_complete(open) {
+                        for change in complete.into_values().flatten() {
                             apply(&mut categories, &mut touched, change);
                         }
                         let mut session = output.session(&emit_at);

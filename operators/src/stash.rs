@@ -73,18 +73,12 @@ impl<D> TimeStash<D> {
     pub fn absorb<R, P>(
         &mut self,
         input: &mut InputHandleCore<Time, Vec<R>, P>,
-        mut at: impl FnMut(R, Time) -> (D, Time),
+        at: impl FnMut(R, Time) -> (D, Time),
     ) where
         P: Pull<Message<Time, Vec<R>>>,
     {
-        input.for_each_stamp(|capability, batches| {
-            if let Some(capability) = capability.retain_least(0) {
-                let time = *capability.time();
-                for batch in batches {
-                    self.extend(capability.clone(), batch.drain(..).map(|r| at(r, time)));
-                }
-            }
-        });
+        // No time is open: nothing is applied, everything is stashed.
+        self.absorb_applying(input, None, at, |_| {});
     }
 
     /// Like [`absorb`](Self::absorb), but hands the updates at `open`, the input frontier's

@@ -388,28 +388,33 @@ fn parse_row<'c>(
             c.get(row).ok_or(RecordError::MissingField("item_id"))?,
         ),
     };
-    let ts_ms = columns.ts.get(row);
-    let quantity = |columns: &BatchColumns| match columns.quantity.as_ref().and_then(|c| c.get(row))
-    {
-        None => Ok(1),
-        Some(v) => i64::try_from(v).map_err(|_| RecordError::BadQuantity(v.to_string())),
+    // A dictionary's values were checked once each: such a row's category costs an index.
+    let keyed = match (&columns.category, &columns.category_checks) {
+        (Some(column), Some(checks)) => column
+            .get_keyed(row)
+            .map(|(key, text)| (text, checks.errors.get(key).and_then(Option::as_ref))),
+        _ => None,
     };
-    // A dictionary's values were checked once each: a row's category costs an index.
-    if let (Some(column), Some(checks)) = (&columns.category, &columns.category_checks) {
-        if let Some((key, category)) = column.get_keyed(row) {
-            let error = checks.errors.get(key).and_then(Option::as_ref);
-            let (ts_ms, quantity) = (ts_ms?, quantity(columns)?);
-            return PurchaseRef::from_checked_category(item_id, category, error, ts_ms, quantity);
+    let category = match keyed {
+        Some((text, _)) => text,
+        None => columns
+            .category
+            .as_ref()
+            .and_then(|c| c.get(row))
+            .or(default_category)
+            .ok_or(RecordError::MissingField("category"))?,
+    };
+    let ts_ms = columns.ts.get(row)?;
+    let quantity = match columns.quantity.as_ref().and_then(|c| c.get(row)) {
+        None => 1,
+        Some(v) => i64::try_from(v).map_err(|_| RecordError::BadQuantity(v.to_string()))?,
+    };
+    match keyed {
+        Some((_, error)) => {
+            PurchaseRef::from_checked_category(item_id, category, error, ts_ms, quantity)
         }
+        None => PurchaseRef::from_fields(item_id, category, ts_ms, quantity),
     }
-    let category = columns
-        .category
-        .as_ref()
-        .and_then(|c| c.get(row))
-        .or(default_category)
-        .ok_or(RecordError::MissingField("category"))?;
-    let (ts_ms, quantity) = (ts_ms?, quantity(columns)?);
-    PurchaseRef::from_fields(item_id, category, ts_ms, quantity)
 }
 
 impl ParquetReader {

@@ -157,13 +157,7 @@ impl TextCol {
     pub(crate) fn get(&self, row: usize) -> Option<&str> {
         match self {
             TextCol::Utf8(a) => (!a.is_null(row)).then(|| a.value(row)),
-            TextCol::DictUtf8 { keys, values } => {
-                if keys.is_null(row) {
-                    return None;
-                }
-                let at = usize::try_from(keys.value(row)).ok()?;
-                (at < values.len() && !values.is_null(at)).then(|| values.value(at))
-            }
+            TextCol::DictUtf8 { .. } => self.get_keyed(row).map(|(_, text)| text),
             TextCol::Large(a) => (!a.is_null(row)).then(|| a.value(row)),
             TextCol::View(a) => (!a.is_null(row)).then(|| a.value(row)),
             TextCol::Dict {
