@@ -58,5 +58,5 @@ fn main() -> Result<()> {
     service.wait_ready(Duration::from_secs(60))?;
     let (status, body) = get(service.addr, "/v1/top?limit=3")?;
     println!("\nlive, after the backfill: GET /v1/top?limit=3 → {status}\n{body}");
-    service.shutdown()
+    Ok(service.shutdown()?)
 }

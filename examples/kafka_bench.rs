@@ -142,7 +142,7 @@ fn send(
     }
 }
 
-fn service_config(brokers: &str, topic: &str) -> Config {
+fn service_config(brokers: &str, topic: &str) -> anyhow::Result<Config> {
     let workers = std::env::var("WORKERS")
         .ok()
         .and_then(|w| w.parse().ok())
@@ -155,9 +155,9 @@ fn service_config(brokers: &str, topic: &str) -> Config {
     ] {
         kafka.properties.insert(key.into(), value.into());
     }
-    Config {
+    Ok(Config {
         scoring: ScoringConfig {
-            half_lives: vec!["7d".into()],
+            half_lives: vec!["7d".parse()?],
             top_k: std::env::var("TOP_K")
                 .ok()
                 .and_then(|k| k.parse().ok())
@@ -177,7 +177,7 @@ fn service_config(brokers: &str, topic: &str) -> Config {
             ..RuntimeConfig::default()
         },
         ..Config::default()
-    }
+    })
 }
 
 fn load() -> String {
@@ -216,9 +216,10 @@ fn throughput(brokers: &str, n: u64) -> Result<()> {
     let covered = *partition_max.values().min().expect("partitions");
     let last = *partition_max.values().max().expect("partitions");
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = topsellers::Stop::new();
     let started = Instant::now();
-    let service = topsellers::run::start_with_stop(&service_config(brokers, &topic), stop.clone())?;
+    let service =
+        topsellers::run::start_with_stop(&service_config(brokers, &topic)?, stop.clone())?;
     let mut read_all = None;
     loop {
         let published = service.table.published_time_ms().unwrap_or(i64::MIN);
@@ -244,7 +245,7 @@ fn throughput(brokers: &str, n: u64) -> Result<()> {
         total.as_secs_f64(),
         load()
     );
-    stop.store(true, Ordering::SeqCst);
+    stop.stop();
     service.shutdown()?;
     Ok(())
 }
@@ -252,8 +253,9 @@ fn throughput(brokers: &str, n: u64) -> Result<()> {
 fn freshness(brokers: &str, rate: u64, seconds: u64) -> Result<()> {
     let topic = format!("bench-freshness-{}", std::process::id());
     create_topic(brokers, &topic)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let service = topsellers::run::start_with_stop(&service_config(brokers, &topic), stop.clone())?;
+    let stop = topsellers::Stop::new();
+    let service =
+        topsellers::run::start_with_stop(&service_config(brokers, &topic)?, stop.clone())?;
     let addr = service.addr;
     let producer = Arc::new(producer(brokers)?);
     let done = Arc::new(AtomicBool::new(false));
@@ -345,7 +347,7 @@ fn freshness(brokers: &str, rate: u64, seconds: u64) -> Result<()> {
         latencies.last().expect("probes").as_secs_f64(),
         load().split_whitespace().next().unwrap_or("?")
     );
-    stop.store(true, Ordering::SeqCst);
+    stop.stop();
     service.shutdown()?;
     Ok(())
 }

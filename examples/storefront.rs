@@ -48,5 +48,5 @@ fn main() -> Result<()> {
     }) {
         println!("  {line}");
     }
-    service.shutdown()
+    Ok(service.shutdown()?)
 }

@@ -1124,10 +1124,14 @@ impl Params {
     pub fn config(&self, paths: &[PathBuf], dead_letter: &str) -> Config {
         Config {
             scoring: ScoringConfig {
-                half_lives: self.half_lives.iter().map(|(t, _)| t.to_string()).collect(),
+                half_lives: self
+                    .half_lives
+                    .iter()
+                    .map(|(t, _)| t.parse().expect("a duration"))
+                    .collect(),
                 top_k: self.k,
-                retention: self.retention.0.to_owned(),
-                allowed_lateness: "0s".to_owned(),
+                retention: topsellers_model::parse_duration(self.retention.0).expect("a duration"),
+                allowed_lateness: std::time::Duration::ZERO,
             },
             sources: vec![SourceConfig::Files(FilesConfig::new(
                 paths.iter().map(|p| p.display().to_string()).collect(),

@@ -2,28 +2,27 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
 use crossbeam_channel::RecvTimeoutError;
-use timely::WorkerConfig;
 
-use topsellers_model::{
-    format_rfc3339_ms, parse_time_ms, LatestLists, Profile, Snapshot, TopKList,
-};
+use topsellers_model::{format_rfc3339_ms, LatestLists, Profile, Profiles, Snapshot, TopKList};
 use topsellers_sinks::Metrics;
 use topsellers_sources::files::{FilesConfig, Pruned};
 use topsellers_sources::{DeadLetter, SourceConfig};
 
 use crate::cli::BatchArgs;
-use crate::config::Config;
-use crate::history;
+use crate::config::{Config, Settings};
+use crate::context::Context;
+use crate::error::DriverError;
+use crate::job::{self, BatchPlan};
+use crate::lake;
 use crate::progress;
-use crate::render::Expiry;
-use crate::worker::{run_worker, Backfill, Job, Shared};
+use crate::stop::Stop;
+use crate::workers;
 
 /// What a batch run did.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,15 +42,11 @@ pub struct BatchSummary {
 }
 
 /// Runs `topsellers batch` from its command-line arguments.
-pub fn batch(args: &BatchArgs) -> Result<BatchSummary> {
-    let mut config = args.config()?;
+pub fn batch(args: &BatchArgs) -> Result<BatchSummary, DriverError> {
+    let settings = args.config()?;
+    let mut config = settings.into_config();
     config.sources = vec![SourceConfig::Files(FilesConfig::new(args.inputs.clone()))];
-    let as_of = args
-        .as_of
-        .as_deref()
-        .map(|text| parse_time_ms(text).context("--as-of"))
-        .transpose()?;
-    batch_to_file(&config, as_of, &args.output)
+    batch_to_file(&config, args.as_of, &args.output)
 }
 
 /// Computes the lists of `config`'s files as of `as_of` (default: the largest event time in
@@ -60,9 +55,14 @@ pub fn batch(args: &BatchArgs) -> Result<BatchSummary> {
 /// The lines go to a temporary file beside `output`, renamed once the run has ended without
 /// error, so a failed run never leaves half a result under the output's name. They are
 /// written while the workers tear their state down.
-pub fn batch_to_file(config: &Config, as_of: Option<i64>, output: &Path) -> Result<BatchSummary> {
+pub fn batch_to_file(
+    config: &Config,
+    as_of: Option<i64>,
+    output: &Path,
+) -> Result<BatchSummary, DriverError> {
     let started = Instant::now();
-    let mut running = Running::start(config, as_of)?;
+    let settings = config.clone().check("config")?;
+    let mut running = Running::start(&settings, as_of)?;
     let (summary, lists) = match running.lists() {
         Ok(done) => done,
         Err(e) => {
@@ -83,12 +83,9 @@ pub fn batch_to_file(config: &Config, as_of: Option<i64>, output: &Path) -> Resu
             return Err(e);
         }
     };
-    std::fs::rename(&partial, output).with_context(|| {
-        format!(
-            "cannot rename {} to {}",
-            partial.display(),
-            output.display()
-        )
+    std::fs::rename(&partial, output).map_err(|source| DriverError::Output {
+        path: output.to_owned(),
+        source,
     })?;
     let summary = BatchSummary { lines, ..summary };
     tracing::info!(
@@ -105,28 +102,36 @@ pub fn batch_to_file(config: &Config, as_of: Option<i64>, output: &Path) -> Resu
 }
 
 /// `output` with `.partial` appended to its name.
-fn partial_path(output: &Path) -> std::path::PathBuf {
+fn partial_path(output: &Path) -> PathBuf {
     let mut name = output.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
     output.with_file_name(name)
 }
 
 /// Writes the lines to `path`; returns how many.
-fn write_file(path: &Path, lists: &[TopKList], profiles: &[Profile], as_of_ms: i64) -> Result<u64> {
-    let mut out = BufWriter::new(
-        File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-    );
+fn write_file(
+    path: &Path,
+    lists: &[TopKList],
+    profiles: &[Profile],
+    as_of_ms: i64,
+) -> Result<u64, DriverError> {
+    let failed = |source| DriverError::Output {
+        path: path.to_owned(),
+        source,
+    };
+    let mut out = BufWriter::new(File::create(path).map_err(failed)?);
     write_lines(&mut out, lists, profiles, as_of_ms)
         .and_then(|lines| out.flush().map(|_| lines))
-        .with_context(|| format!("cannot write {}", path.display()))
+        .map_err(failed)
 }
 
 /// Runs the dataflow over the files and returns the final lists.
 pub fn compute(
     config: &Config,
     as_of: Option<i64>,
-) -> Result<(BatchSummary, Vec<TopKList>, Vec<Profile>)> {
-    let mut running = Running::start(config, as_of)?;
+) -> Result<(BatchSummary, Vec<TopKList>, Profiles), DriverError> {
+    let settings = config.clone().check("config")?;
+    let mut running = Running::start(&settings, as_of)?;
     let lists = running.lists();
     let finished = running.finish();
     let (summary, lists) = lists?;
@@ -138,87 +143,57 @@ pub fn compute(
 struct Running {
     as_of_ms: i64,
     pruned: Pruned,
-    profiles: Vec<Profile>,
+    profiles: Profiles,
     metrics: Arc<Metrics>,
-    dead_letter: Arc<DeadLetter>,
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
     snapshots: crossbeam_channel::Receiver<Snapshot>,
     /// Joins the workers.
-    joiner: std::thread::JoinHandle<Result<()>>,
-    reporter: std::thread::JoinHandle<()>,
+    joiner: JoinHandle<Result<(), DriverError>>,
+    reporter: JoinHandle<()>,
 }
 
 impl Running {
-    /// Lists the input, works out `as_of` and the pruning, and starts the workers.
-    fn start(config: &Config, as_of: Option<i64>) -> Result<Running> {
-        let scoring = config.check("config")?;
-        let workers = config.runtime.workers;
-        let units = history::units(&config.sources, &config.lake)?;
-        let as_of_ms = match as_of {
-            Some(as_of) => as_of,
-            None => history::max_event_time(&units, workers, config.lake.prune)?.unwrap_or(0),
-        };
-        if as_of_ms < 0 {
-            bail!("as-of time {as_of_ms} is before 1970");
-        }
-        let after_ms = as_of_ms.saturating_sub(scoring.retention_ms);
-        let (units, pruned) = history::prune(units, after_ms, &config.lake);
+    /// Plans the job (the input, `as_of`, the pruning) and starts the workers.
+    fn start(settings: &Settings, as_of: Option<i64>) -> Result<Running, DriverError> {
+        let BatchPlan {
+            job,
+            as_of_ms,
+            pruned,
+        } = job::plan_batch(settings, as_of)?;
         let metrics = Arc::new(Metrics::new());
-        let dead_letter = Arc::new(DeadLetter::open(config.dead_letter.file()).with_context(
-            || {
-                format!(
-                    "cannot open the dead-letter file {:?}",
-                    config.dead_letter.path
-                )
+        let dead_letter = Arc::new(DeadLetter::open(settings.dead_letter.file()).map_err(
+            |source| DriverError::DeadLetter {
+                path: settings.dead_letter.path.clone(),
+                source,
             },
         )?);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (sender, snapshots) =
-            crossbeam_channel::bounded::<Snapshot>(config.runtime.snapshot_queue);
-        let shared = Arc::new(Shared::new(
+        let (sender, snapshots) = crossbeam_channel::bounded(settings.runtime.snapshot_queue);
+        let stop = Stop::new();
+        let ctx = Arc::new(Context::new(
+            stop.clone(),
             metrics.clone(),
-            dead_letter.clone(),
-            stop,
+            dead_letter,
             sender,
         ));
-        shared.expect_units(&units);
-        let reporter = progress::spawn(shared.clone(), history::workload(&units));
-        let job = Job {
-            expiry: Expiry::PreFiltered,
-            backfill: Some(Backfill {
-                units,
-                until_ms: as_of_ms,
-                after_ms: Some(after_ms),
-            }),
-            live: None,
-            exit_after_backfill: true,
-            epoch_ms: config.epoch_ms(),
-            batch_size: config.runtime.batch_size,
-            leaders: vec![0],
-            scoring: scoring.clone(),
-        };
-        let worker_shared = shared.clone();
-        let guards = timely::execute(
-            timely::Config {
-                communication: timely::CommunicationConfig::Process(workers),
-                worker: WorkerConfig::default(),
+        let units = job
+            .backfill()
+            .map(|b| b.units.as_slice())
+            .unwrap_or_default();
+        ctx.backfill.expect_units(units);
+        let reporter = progress::spawn(ctx.backfill.clone(), lake::workload(units), stop).map_err(
+            |source| DriverError::Start {
+                what: "the progress thread",
+                source,
             },
-            move |worker| run_worker(worker, &job, &worker_shared),
-        )
-        .map_err(|e| anyhow!("cannot start the workers: {e}"))?;
-        let joiner = std::thread::spawn(move || {
-            for result in guards.join() {
-                result.map_err(|e| anyhow!("a worker failed: {e}"))?;
-            }
-            Ok(())
-        });
+        )?;
+        let workers = workers::start(job, &ctx, settings.runtime.workers, None)?;
+        let joiner = std::thread::spawn(move || workers.join());
         Ok(Running {
             as_of_ms,
             pruned,
-            profiles: scoring.profiles,
+            profiles: settings.scoring().profiles.clone(),
             metrics,
-            dead_letter,
-            shared,
+            ctx,
             snapshots,
             joiner,
             reporter,
@@ -227,7 +202,7 @@ impl Running {
 
     /// Waits for the lists as of `as_of` (the workers publish them once, when the whole input
     /// is in), or for the workers to end without them (an error).
-    fn lists(&mut self) -> Result<(BatchSummary, Vec<TopKList>)> {
+    fn lists(&mut self) -> Result<(BatchSummary, Vec<TopKList>), DriverError> {
         let mut latest = LatestLists::default();
         loop {
             match self.snapshots.recv_timeout(Duration::from_millis(20)) {
@@ -246,13 +221,17 @@ impl Running {
                 }
             }
         }
-        if let Some(error) = self.shared.error.lock().clone() {
-            bail!(error);
+        if let Some(error) = self.ctx.take_error() {
+            return Err(error.into());
         }
         let summary = BatchSummary {
             as_of_ms: self.as_of_ms,
             purchases: self.metrics.purchases_total(),
-            skipped: self.shared.skipped.load(Ordering::Relaxed),
+            skipped: self
+                .ctx
+                .backfill
+                .skipped()
+                .load(std::sync::atomic::Ordering::Relaxed),
             bad_records: self.metrics.bad_records_total(),
             pruned: self.pruned,
             lines: 0,
@@ -261,20 +240,20 @@ impl Running {
     }
 
     /// Waits for the workers to end; returns the profiles, or the first error.
-    fn finish(self) -> Result<Vec<Profile>> {
+    fn finish(self) -> Result<Profiles, DriverError> {
         // Nothing more is read: a late snapshot must fail to send, not block a worker.
         drop(self.snapshots);
         let joined = self
             .joiner
             .join()
-            .map_err(|_| anyhow!("the worker joiner panicked"))?;
-        self.shared.backfill_done.store(true, Ordering::SeqCst);
+            .map_err(|_| DriverError::Panicked("worker joiner"))?;
+        self.ctx.backfill.finish();
         let _ = self.reporter.join();
-        if let Some(error) = self.shared.error.lock().take() {
-            bail!(error);
+        if let Some(error) = self.ctx.take_error() {
+            return Err(error.into());
         }
         joined?;
-        self.dead_letter.flush();
+        self.ctx.dead_letter.flush();
         Ok(self.profiles)
     }
 }

@@ -1,15 +1,17 @@
 //! Command-line interface: `run`, `batch`, `generate`; flags override the config file.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use topsellers_model::{parse_duration, parse_time_ms, HalfLife};
 
 use topsellers_sources::files::FilesConfig;
 use topsellers_sources::generator::{GeneratorConfig, Rate};
 use topsellers_sources::{KafkaConfig, SourceConfig};
 
 use crate::cluster::{Seat, Workers, WorkersArg, PROCESS_ENV};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Settings};
 
 /// Best sellers right now, per category: purchases in, decayed top-k lists out over HTTP.
 #[derive(Debug, Parser)]
@@ -42,13 +44,13 @@ pub struct ScoringArgs {
     pub config: Option<PathBuf>,
     /// Half-life of a decay profile (repeat for several), e.g. 7d, 6h. Default: 7d.
     #[arg(long = "half-life", value_name = "DURATION")]
-    pub half_lives: Vec<String>,
+    pub half_lives: Vec<HalfLife>,
     /// List length per category. Default: 100.
     #[arg(long, value_name = "K")]
     pub top: Option<usize>,
     /// How long a purchase counts at all. Default: 365d.
-    #[arg(long, value_name = "DURATION")]
-    pub retention: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub retention: Option<Duration>,
     /// Worker threads (default 2), or a workers.toml cluster layout.
     #[arg(long, value_name = "N|FILE")]
     pub workers: Option<WorkersArg>,
@@ -117,8 +119,8 @@ pub struct BatchArgs {
     pub output: PathBuf,
     /// The time the lists are computed as of: RFC 3339 or epoch ms. Default: the largest event
     /// time in the input.
-    #[arg(long = "as-of", value_name = "TIME")]
-    pub as_of: Option<String>,
+    #[arg(long = "as-of", value_name = "TIME", value_parser = parse_time_ms)]
+    pub as_of: Option<i64>,
     /// Scoring, workers and config.
     #[command(flatten)]
     pub scoring: ScoringArgs,
@@ -140,11 +142,11 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Event times spread over this span before `--end`.
-    #[arg(long, default_value = "30d", value_name = "DURATION")]
-    pub span: String,
+    #[arg(long, default_value = "30d", value_name = "DURATION", value_parser = parse_duration)]
+    pub span: Duration,
     /// Latest event time: RFC 3339 or epoch ms. Default: now.
-    #[arg(long, value_name = "TIME")]
-    pub end: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = parse_time_ms)]
+    pub end: Option<i64>,
     /// Distinct items.
     #[arg(long, value_name = "N")]
     pub items: Option<u64>,
@@ -158,10 +160,10 @@ pub struct GenerateArgs {
 
 impl ScoringArgs {
     /// The config file (or defaults) with these flags applied, seated at `process` of a
-    /// `--workers` file.
+    /// `--workers` file; not checked yet (the caller checks the whole, once).
     pub fn config(&self, process: Option<usize>) -> Result<Config, ConfigError> {
         let mut config = match &self.config {
-            Some(path) => Config::load(path)?,
+            Some(path) => Config::read(path)?,
             None => Config::default(),
         };
         if !self.half_lives.is_empty() {
@@ -170,8 +172,8 @@ impl ScoringArgs {
         if let Some(k) = self.top {
             config.scoring.top_k = k;
         }
-        if let Some(retention) = &self.retention {
-            config.scoring.retention = retention.clone();
+        if let Some(retention) = self.retention {
+            config.scoring.retention = retention;
         }
         match &self.workers {
             Some(WorkersArg::Threads(threads)) => config.runtime.workers = *threads,
@@ -188,12 +190,26 @@ impl ScoringArgs {
         }
         Ok(config)
     }
+
+    /// Where errors of the checked whole say the settings came from.
+    fn origin(&self) -> String {
+        match &self.config {
+            Some(path) => format!("{} (with command-line flags)", path.display()),
+            None => "command line".into(),
+        }
+    }
 }
 
 impl RunArgs {
-    /// The effective config of `run`: file, then flags; the generator when nothing else.
-    pub fn config(&self) -> Result<Config, ConfigError> {
-        let mut config = self.scoring.config(self.process)?;
+    /// The effective settings of `run`: file, then flags; the generator when nothing else;
+    /// checked once.
+    pub fn config(&self) -> Result<Settings, ConfigError> {
+        self.config_at(self.process)
+    }
+
+    /// [`RunArgs::config`] as process `process` of a `--workers` file.
+    pub fn config_at(&self, process: Option<usize>) -> Result<Settings, ConfigError> {
+        let mut config = self.scoring.config(process)?;
         if !self.inputs.is_empty() {
             config
                 .sources
@@ -242,8 +258,7 @@ impl RunArgs {
                 *path = seat.per_process(path);
             }
         }
-        config.check(&self.origin())?;
-        Ok(config)
+        config.check(&self.origin())
     }
 
     /// `--kafka`, `--topic`, `--group`: a Kafka source, or changes to the configured one.
@@ -279,27 +294,30 @@ impl RunArgs {
             kafka.group = group.clone();
         }
         if let Some(handover) = &self.handover {
-            kafka.handover = Some(handover.clone());
+            let ms = parse_time_ms(handover).map_err(|e| ConfigError::Invalid {
+                origin: origin.into(),
+                key: "--handover".into(),
+                message: e.to_string(),
+            })?;
+            kafka.handover = Some(ms);
         }
         Ok(())
     }
 
     fn origin(&self) -> String {
-        match &self.scoring.config {
-            Some(path) => format!("{} (with command-line flags)", path.display()),
-            None => "command line".into(),
-        }
+        self.scoring.origin()
     }
 }
 
 impl BatchArgs {
-    /// The effective config of `batch` (one process: a cluster layout is refused).
-    pub fn config(&self) -> Result<Config, ConfigError> {
+    /// The effective settings of `batch` (one process: a cluster layout is refused), checked
+    /// once.
+    pub fn config(&self) -> Result<Settings, ConfigError> {
         let config = self.scoring.config(Some(0))?;
         if let Some(seat) = config.runtime.cluster.as_ref().filter(|s| s.is_cluster()) {
             return Err(cluster_refused(seat, "batch"));
         }
-        Ok(config)
+        config.check(&self.scoring.origin())
     }
 }
 
@@ -372,7 +390,7 @@ mod tests {
             process: Some(1),
             ..RunArgs::default()
         };
-        let config = args.config().unwrap();
+        let config = args.config().unwrap().into_config();
         assert_eq!(config.http.listen, "127.0.0.1:8081");
         assert_eq!(config.runtime.workers, 1);
         assert_eq!(config.dead_letter.path, "dead-letter.p1.jsonl");
@@ -459,7 +477,7 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        assert_eq!(kafka.handover_ms().unwrap(), Some(1_795_352_400_000));
+        assert_eq!(kafka.handover, Some(1_795_352_400_000));
         let bad = run_args(&["--kafka", "b:9092", "--topic", "t", "--handover", "soon"]);
         let message = bad.unwrap().config().unwrap_err().to_string();
         assert!(message.contains("handover"), "{message}");

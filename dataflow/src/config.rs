@@ -1,43 +1,17 @@
-//! The config file (TOML): every key documented, defaulted, and checked; flags override it.
+//! The config file (TOML): every key documented and defaulted, read once into types (durations
+//! as [`Duration`]), checked once into [`Settings`]; flags override it.
 
-use std::path::{Path, PathBuf};
+use std::ops::Deref;
+use std::path::Path;
+use std::time::Duration;
 
-use crate::cluster::Seat;
 use serde::{Deserialize, Serialize};
-use topsellers_model::{parse_duration_ms, Profile};
+use topsellers_model::{HalfLife, Profiles};
 use topsellers_sinks::{ChangelogConfig, HttpConfig, TableConfig};
 use topsellers_sources::{LakeConfig, SourceConfig};
 
-/// A config that could not be used: always names the file (or flag) and the key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this schema (unknown key, wrong type, …).
-    #[error("config file {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message, which names the key and the line.
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("{origin}: key `{key}`: {message}")]
-    Invalid {
-        /// The file, or "command line".
-        origin: String,
-        /// The key, e.g. `scoring.top_k`.
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-}
+use crate::cluster::Seat;
+pub use crate::error::ConfigError;
 
 /// The whole configuration of a `topsellers` process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -77,30 +51,33 @@ pub struct ScoringConfig {
     /// Half-life of each decay profile; each profile is named by its text (`"7d"`) and has its
     /// own top-k tables. The first one is the API's default. Default: `["7d"]`.
     #[serde(default = "default_half_lives")]
-    pub half_lives: Vec<String>,
+    pub half_lives: Vec<HalfLife>,
     /// List length per category. Default: 100.
     #[serde(default = "default_top_k")]
     pub top_k: usize,
     /// How long a purchase counts at all. Default: `"365d"`.
-    #[serde(default = "default_retention")]
-    pub retention: String,
+    #[serde(
+        default = "default_retention",
+        with = "topsellers_model::duration::text"
+    )]
+    pub retention: Duration,
     /// How far behind the largest event time seen the watermark stays, so that slightly late
     /// purchases still land in the snapshot of their own time. Default: `"0s"`.
-    #[serde(default = "default_lateness")]
-    pub allowed_lateness: String,
+    #[serde(default, with = "topsellers_model::duration::text")]
+    pub allowed_lateness: Duration,
 }
 
-fn default_half_lives() -> Vec<String> {
-    vec!["7d".into()]
+fn default_half_lives() -> Vec<HalfLife> {
+    vec![HalfLife {
+        name: "7d".into(),
+        duration: Duration::from_secs(7 * 86_400),
+    }]
 }
 fn default_top_k() -> usize {
     100
 }
-fn default_retention() -> String {
-    "365d".into()
-}
-fn default_lateness() -> String {
-    "0s".into()
+fn default_retention() -> Duration {
+    Duration::from_secs(365 * 86_400)
 }
 
 impl Default for ScoringConfig {
@@ -109,7 +86,7 @@ impl Default for ScoringConfig {
             half_lives: default_half_lives(),
             top_k: default_top_k(),
             retention: default_retention(),
-            allowed_lateness: default_lateness(),
+            allowed_lateness: Duration::ZERO,
         }
     }
 }
@@ -149,9 +126,10 @@ pub struct RuntimeConfig {
     /// Worker threads in this process. Default: 2.
     #[serde(default = "default_workers")]
     pub workers: usize,
-    /// How often live input time advances (and a snapshot can be published). Default: `"100ms"`.
-    #[serde(default = "default_epoch")]
-    pub epoch: String,
+    /// How often live input time advances (and a snapshot can be published); at least 1 ms.
+    /// Default: `"100ms"`.
+    #[serde(default = "default_epoch", with = "topsellers_model::duration::text")]
+    pub epoch: Duration,
     /// Records a worker hands to the dataflow at once. Default: 50000.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -171,8 +149,8 @@ pub struct RuntimeConfig {
 fn default_workers() -> usize {
     2
 }
-fn default_epoch() -> String {
-    "100ms".into()
+fn default_epoch() -> Duration {
+    Duration::from_millis(100)
 }
 fn default_batch() -> usize {
     50_000
@@ -201,7 +179,7 @@ impl Default for RuntimeConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scoring {
     /// The decay profiles, in configured order.
-    pub profiles: Vec<Profile>,
+    pub profiles: Profiles,
     /// List length.
     pub k: usize,
     /// Retention in ms.
@@ -210,86 +188,91 @@ pub struct Scoring {
     pub lateness_ms: i64,
 }
 
+/// Most worker threads a process may run, and most HTTP threads.
+const MAX_THREADS: usize = 1024;
+
+/// A config whose every value has been checked, with what checking derived: what the drivers
+/// start from. Reads as the [`Config`] it holds.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    config: Config,
+    scoring: Scoring,
+}
+
+impl Settings {
+    /// The checked scoring settings.
+    pub fn scoring(&self) -> &Scoring {
+        &self.scoring
+    }
+
+    /// The config itself.
+    pub fn into_config(self) -> Config {
+        self.config
+    }
+}
+
+impl Deref for Settings {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
 impl Config {
-    /// Reads a config file; unknown keys and bad values are errors naming the key and the file.
+    /// Reads and checks a config file; unknown keys and bad values are errors naming the key
+    /// and the file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let config = Config::read(path)?;
+        Ok(config.check(&path.display().to_string())?.into_config())
+    }
+
+    /// Reads a config file into types (every duration, every key known) without the range
+    /// checks of [`Config::check`], for callers that apply flags first and check once.
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.into(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
-        config.check(&path.display().to_string())?;
-        Ok(config)
+        from_toml(&text, path)
     }
 
     /// Checks every value; `origin` names the file (or "command line") in errors.
-    pub fn check(&self, origin: &str) -> Result<Scoring, ConfigError> {
+    pub fn check(self, origin: &str) -> Result<Settings, ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             origin: origin.into(),
             key: key.into(),
             message,
         };
-        let duration = |key: &str, text: &str| {
-            parse_duration_ms(text).map_err(|e| invalid(key, e.to_string()))
-        };
         let s = &self.scoring;
-        if s.half_lives.is_empty() {
-            return Err(invalid(
-                "scoring.half_lives",
-                "at least one half-life is needed".into(),
-            ));
-        }
-        let mut profiles = Vec::new();
-        for text in &s.half_lives {
-            let half_life_ms = duration("scoring.half_lives", text)?;
-            if half_life_ms <= 0 {
-                return Err(invalid(
-                    "scoring.half_lives",
-                    format!("half-life {text:?} must be positive"),
-                ));
-            }
-            if profiles.iter().any(|p: &Profile| p.name == text.trim()) {
-                return Err(invalid(
-                    "scoring.half_lives",
-                    format!("half-life {text:?} is listed twice"),
-                ));
-            }
-            profiles.push(Profile {
-                name: text.trim().to_owned(),
-                half_life_ms,
-            });
-        }
+        let profiles = Profiles::from_half_lives(&s.half_lives)
+            .map_err(|e| invalid("scoring.half_lives", e.to_string()))?;
         if s.top_k == 0 || s.top_k > 100_000 {
             return Err(invalid(
                 "scoring.top_k",
                 format!("{} is out of range 1..=100000", s.top_k),
             ));
         }
-        let retention_ms = duration("scoring.retention", &s.retention)?;
-        if retention_ms <= 0 {
+        if s.retention.is_zero() {
             return Err(invalid("scoring.retention", "must be positive".into()));
         }
-        let lateness_ms = duration("scoring.allowed_lateness", &s.allowed_lateness)?;
-        duration("runtime.epoch", &self.runtime.epoch)?;
-        duration("table.refresh", &self.table.refresh)?;
-        duration("table.publish_interval", &self.table.publish_interval)?;
-        if self.runtime.workers == 0 || self.runtime.workers > 1024 {
-            return Err(invalid(
-                "runtime.workers",
-                format!("{} is out of range 1..=1024", self.runtime.workers),
-            ));
+        let r = &self.runtime;
+        for (key, value) in [
+            ("runtime.workers", r.workers),
+            ("runtime.http_threads", r.http_threads),
+        ] {
+            if value == 0 || value > MAX_THREADS {
+                return Err(invalid(
+                    key,
+                    format!("{value} is out of range 1..={MAX_THREADS}"),
+                ));
+            }
         }
-        if self.runtime.batch_size == 0 {
+        if r.batch_size == 0 {
             return Err(invalid("runtime.batch_size", "must be positive".into()));
         }
-        if self.runtime.snapshot_queue == 0 {
+        if r.snapshot_queue == 0 {
             return Err(invalid("runtime.snapshot_queue", "must be positive".into()));
-        }
-        if self.runtime.http_threads == 0 {
-            return Err(invalid("runtime.http_threads", "must be positive".into()));
         }
         let live = self
             .sources
@@ -313,18 +296,50 @@ impl Config {
                 SourceConfig::Files(_) => {}
             }
         }
-        Ok(Scoring {
+        let scoring = Scoring {
             profiles,
             k: s.top_k,
-            retention_ms,
-            lateness_ms,
+            retention_ms: millis(s.retention),
+            lateness_ms: millis(s.allowed_lateness),
+        };
+        Ok(Settings {
+            config: self,
+            scoring,
         })
     }
+}
 
-    /// The epoch length in ms (checked by [`Config::check`]).
+impl RuntimeConfig {
+    /// The epoch length in ms (at least 1).
     pub fn epoch_ms(&self) -> u64 {
-        parse_duration_ms(&self.runtime.epoch).unwrap_or(100).max(1) as u64
+        (millis(self.epoch) as u64).max(1)
     }
+}
+
+/// Whole milliseconds of a configured duration (saturating).
+pub(crate) fn millis(duration: Duration) -> i64 {
+    duration.as_millis().min(i64::MAX as u128) as i64
+}
+
+/// Parses `text` (the contents of `path`) as `T`; an error names the key's path and the line.
+pub(crate) fn from_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, ConfigError> {
+    let parse_error = |message: String| ConfigError::Parse {
+        path: path.into(),
+        message: message.trim_end().replace('\n', " "),
+    };
+    let deserializer = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        if key.is_empty() || key == "." {
+            parse_error(inner.to_string())
+        } else {
+            parse_error(format!("key `{key}`: {inner}"))
+        }
+    })
 }
 
 #[cfg(test)]

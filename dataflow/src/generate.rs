@@ -6,13 +6,13 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use topsellers_model::{parse_duration_ms, parse_time_ms};
+use topsellers_model::wall_clock_ms;
 use topsellers_sources::files::Format;
 use topsellers_sources::generator::{history, Catalog, GeneratorConfig};
 use topsellers_sources::writer::PurchaseWriter;
 
 use crate::cli::GenerateArgs;
-use crate::worker::wall_clock_ms;
+use crate::config::millis;
 
 /// Runs `topsellers generate`.
 pub fn generate(args: &GenerateArgs) -> Result<()> {
@@ -37,11 +37,8 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
         Some(other) => bail!("--format {other:?}: use jsonl, csv or parquet"),
         None => Format::from_path(&args.output).unwrap_or(Format::Jsonl),
     };
-    let end_ms = match &args.end {
-        Some(text) => parse_time_ms(text).context("--end")?,
-        None => wall_clock_ms(),
-    };
-    let span_ms = parse_duration_ms(&args.span).context("--span")?;
+    let end_ms = args.end.unwrap_or_else(wall_clock_ms);
+    let span_ms = millis(args.span);
     let catalog = Arc::new(Catalog::new(&config).context("generator settings")?);
 
     let bar = if std::io::stderr().is_terminal() {

@@ -1,18 +1,38 @@
-//! The topsellers program: config, CLI, the dataflow's construction, and the run/batch drivers.
+//! The topsellers program: config, CLI, the jobs the workers run, and the `run` / `batch` /
+//! `generate` / `cluster` commands.
+//!
+//! How a start proceeds, module by module:
+//! - [`cli`], [`config`]: flags and the config file, read into types and checked once
+//!   ([`config::Settings`]);
+//! - [`job`]: what the workers do, decided once ([`job::Mode`]: batch or serve), from the
+//!   history's listing ([`lake`]) and the hand-over to Kafka ([`handover`]);
+//! - [`serve`]: the serving side (HTTP, the publisher, `/readyz`);
+//! - [`workers`]: the timely workers, in one process or a [`cluster`], each running
+//!   [`worker`]: its [`graph`], then the [`input`] loops (backfill, then generator or Kafka);
+//! - [`context`]: what they share ([`stop`] signal, errors, [`progress`]);
+//! - [`run`], [`batch`], [`generate`]: the commands.
 #![warn(missing_docs)]
 
-mod aggregates;
 pub mod batch;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod context;
+pub mod error;
 pub mod generate;
+pub mod graph;
 pub mod handover;
-pub mod history;
-pub mod kafka_live;
+pub mod input;
+pub mod job;
+pub mod lake;
 pub mod progress;
-pub mod render;
 pub mod run;
+pub mod serve;
+pub mod signals;
+pub mod stop;
 pub mod worker;
+pub mod workers;
 
-pub use config::{Config, ConfigError, Scoring};
+pub use config::{Config, ConfigError, Scoring, Settings};
+pub use error::{DriverError, RunError};
+pub use stop::Stop;

@@ -1,10 +1,13 @@
-//! The `topsellers` binary: parses the command line and hands over to the drivers.
+//! The `topsellers` binary: parses the command line and hands over to the commands. The one
+//! place errors become `anyhow`.
 
 use anyhow::Result;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use topsellers::cli::{Cli, Command};
+use topsellers::signals::stop_on_signals;
+use topsellers::Stop;
 
 // Purchases and lists allocate many small strings and vectors across threads: mimalloc's
 // thread-local free lists measured clearly faster here than the system allocator.
@@ -22,18 +25,26 @@ fn main() -> Result<()> {
         .log_internal_errors(false)
         .init();
     match Cli::parse().command {
-        Command::Run(args) => topsellers::run::run(&args),
-        Command::Batch(args) => topsellers::batch::batch(&args).map(|_| ()),
-        Command::Generate(args) => topsellers::generate::generate(&args),
+        Command::Run(args) => {
+            let settings = args.config()?;
+            let stop = Stop::new();
+            stop_on_signals(&stop)?;
+            topsellers::run::run(&settings, stop)?;
+        }
+        Command::Batch(args) => {
+            topsellers::batch::batch(&args)?;
+        }
+        Command::Generate(args) => topsellers::generate::generate(&args)?,
         Command::Cluster(args) => {
             let workers = args.workers_file()?;
-            // Check the flags here, once, before any process starts.
-            args.run.scoring.config(Some(0))?;
+            // Check the flags and files here, once, before any process starts.
+            args.run.config_at(Some(0))?;
             let run_args: Vec<String> = std::env::args()
                 .skip_while(|arg| arg != "cluster")
                 .skip(1)
                 .collect();
-            topsellers::cluster::launcher::launch(workers, &run_args)
+            topsellers::cluster::launcher::launch(workers, &run_args)?;
         }
     }
+    Ok(())
 }

@@ -1,15 +1,18 @@
-//! Backfill progress: a progress bar on a terminal, otherwise a log line every few seconds;
-//! the same numbers in one line for `/readyz`.
+//! Backfill progress: counted by the workers, shown as a progress bar on a terminal, otherwise
+//! a log line every few seconds; the same numbers in one line for `/readyz`.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, HumanCount, ProgressBar, ProgressStyle};
+use parking_lot::Mutex;
+use topsellers_sources::ReadUnit;
 
-use crate::worker::Shared;
+use crate::stop::Stop;
 
 /// How often a log line is written when stderr is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(5);
@@ -27,7 +30,79 @@ pub struct Workload {
     pub bytes: u64,
 }
 
-/// How far the backfill is, as counted by the workers.
+/// How far the backfill of one process is: counted by its workers, read by the progress
+/// reporter, `/readyz` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct BackfillProgress {
+    /// Units (files, Parquet row groups) read.
+    units_read: AtomicU64,
+    /// Files whose every unit has been read.
+    files_read: AtomicU64,
+    /// Units left per file (by path or URL), to count files done.
+    units_left: Mutex<HashMap<String, u64>>,
+    /// Rows read (valid, bad and ignored).
+    rows_read: AtomicU64,
+    /// Bytes read: of text files as they are read, of Parquet row groups once each is done.
+    bytes_read: AtomicU64,
+    /// Purchases outside the backfill's time window (expired, or owned by Kafka), skipped.
+    skipped: Arc<AtomicU64>,
+    /// Set once the backfill's snapshot is handed on (or there is no backfill).
+    done: AtomicBool,
+}
+
+impl BackfillProgress {
+    /// Counts the units of each file, so that [`BackfillProgress::unit_done`] can tell when a
+    /// file is.
+    pub fn expect_units(&self, units: &[ReadUnit]) {
+        let mut left = self.units_left.lock();
+        for unit in units {
+            *left.entry(unit.location.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Counts one unit read (and its file, if it was the file's last unit); `rest_bytes` are
+    /// the unit's bytes not counted yet as it was read.
+    pub fn unit_done(&self, unit: &ReadUnit, rest_bytes: u64) {
+        self.bytes_read.fetch_add(rest_bytes, Ordering::Relaxed);
+        self.units_read.fetch_add(1, Ordering::Relaxed);
+        let mut left = self.units_left.lock();
+        if let Some(count) = left.get_mut(&unit.location.to_string()) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.files_read.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Counts rows and bytes read, and purchases skipped (outside the window).
+    pub fn add(&self, rows: u64, bytes: u64, skipped: u64) {
+        self.rows_read.fetch_add(rows, Ordering::Relaxed);
+        self.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+        self.skipped.fetch_add(skipped, Ordering::Relaxed);
+    }
+
+    /// Rows read so far.
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read.load(Ordering::Relaxed)
+    }
+
+    /// Purchases skipped so far (a counter `/metrics` reads).
+    pub fn skipped(&self) -> &Arc<AtomicU64> {
+        &self.skipped
+    }
+
+    /// The backfill's snapshot is handed on (or there is none).
+    pub fn finish(&self) {
+        self.done.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`BackfillProgress::finish`] was called.
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+}
+
+/// A moment's reading of [`BackfillProgress`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Done {
     files: u64,
@@ -36,11 +111,11 @@ struct Done {
 }
 
 impl Done {
-    fn of(shared: &Shared) -> Done {
+    fn of(progress: &BackfillProgress) -> Done {
         Done {
-            files: shared.files_read.load(Ordering::Relaxed),
-            rows: shared.rows_read.load(Ordering::Relaxed),
-            bytes: shared.bytes_read.load(Ordering::Relaxed),
+            files: progress.files_read.load(Ordering::Relaxed),
+            rows: progress.rows_read.load(Ordering::Relaxed),
+            bytes: progress.bytes_read.load(Ordering::Relaxed),
         }
     }
 
@@ -56,8 +131,8 @@ impl Done {
 
 /// One line of progress: `backfill: 1,234,567/5,000,000 rows (24.7%), 3/12 files, 120 MiB/400 MiB`
 /// (rows of a total when every unit knows its rows; else rows read and bytes of a total).
-pub fn describe(shared: &Shared, work: Workload) -> String {
-    line(Done::of(shared), work, None)
+pub fn describe(progress: &BackfillProgress, work: Workload) -> String {
+    line(Done::of(progress), work, None)
 }
 
 fn line(done: Done, work: Workload, elapsed: Option<Duration>) -> String {
@@ -91,11 +166,14 @@ fn line(done: Done, work: Workload, elapsed: Option<Duration>) -> String {
 }
 
 /// Reports progress until the backfill is done (or the run stops); returns the reporter thread.
-pub fn spawn(shared: Arc<Shared>, work: Workload) -> JoinHandle<()> {
+pub fn spawn(
+    progress: Arc<BackfillProgress>,
+    work: Workload,
+    stop: Stop,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("progress".into())
-        .spawn(move || report(&shared, work))
-        .expect("spawn progress thread")
+        .spawn(move || report(&progress, work, &stop))
 }
 
 /// The bar: over rows when every unit knows its rows, else over bytes.
@@ -115,14 +193,17 @@ fn bar(work: Workload) -> ProgressBar {
     )
 }
 
-fn report(shared: &Shared, work: Workload) {
-    let finished =
-        || shared.backfill_done.load(Ordering::SeqCst) || shared.stop.load(Ordering::SeqCst);
+/// How often the bar is redrawn (and the log line's time checked).
+const TICK: Duration = Duration::from_millis(100);
+
+fn report(progress: &BackfillProgress, work: Workload, stop: &Stop) {
+    // Waits one tick (returning at once on a stop); whether to go on.
+    let tick = || !stop.wait_timeout(TICK) && !progress.is_done();
     let started = Instant::now();
     if std::io::stderr().is_terminal() {
         let bar = bar(work);
-        while !finished() {
-            let done = Done::of(shared);
+        while tick() {
+            let done = Done::of(progress);
             let rate = done.rows as f64 / started.elapsed().as_secs_f64().max(1e-3);
             match work.rows {
                 Some(_) => {
@@ -145,20 +226,21 @@ fn report(shared: &Shared, work: Workload) {
                     ));
                 }
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
         bar.finish_and_clear();
     } else {
         let mut last = Instant::now();
-        while !finished() {
-            std::thread::sleep(Duration::from_millis(100));
+        while tick() {
             if last.elapsed() >= LOG_EVERY {
                 last = Instant::now();
-                tracing::info!("{}", line(Done::of(shared), work, Some(started.elapsed())));
+                tracing::info!(
+                    "{}",
+                    line(Done::of(progress), work, Some(started.elapsed()))
+                );
             }
         }
     }
-    let done = Done::of(shared);
+    let done = Done::of(progress);
     tracing::info!(
         "backfill: {} files, {} rows, {} in {:.1}s",
         done.files,

@@ -3,14 +3,16 @@
 
 pub mod category;
 pub mod duration;
+pub mod profile;
 pub mod purchase;
 pub mod score;
 pub mod time;
 pub mod topk;
 
 pub use category::{ancestors, parent, validate_category};
-pub use duration::{format_duration, parse_duration_ms, DurationError};
+pub use duration::{format_duration, parse_duration, parse_duration_ms, DurationError};
+pub use profile::{HalfLife, Profile, ProfileError, Profiles, MAX_PROFILES};
 pub use purchase::{Purchase, PurchaseRef, RecordError, MAX_ITEM_ID_BYTES};
 pub use score::{DecayedSum, ScoreKey, Weight};
-pub use time::{format_rfc3339_ms, parse_time_ms, TimeError};
-pub use topk::{LatestLists, Profile, RankedItem, Snapshot, TopKList};
+pub use time::{format_rfc3339_ms, parse_time_ms, wall_clock_ms, TimeError};
+pub use topk::{LatestLists, RankedItem, Snapshot, TopKList};

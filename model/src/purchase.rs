@@ -5,7 +5,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::category::validate_category;
-use crate::score::DecayedSum;
 
 /// Most bytes an `item_id` may have.
 pub const MAX_ITEM_ID_BYTES: usize = 256;
@@ -36,11 +35,6 @@ pub struct Event {
     pub category: Arc<str>,
     /// Event time, Unix epoch milliseconds; it sets the weight, whatever the arrival time.
     pub ts_ms: i64,
-    /// Set when the update stands for many purchases of this item in this category, already
-    /// summed (batch pre-aggregation): their forward sums, one per decay profile. The update's
-    /// difference then counts the purchases, and `ts_ms` is the latest of them. Such updates
-    /// are never retracted by retention (batch input is cut to the window beforehand).
-    pub aggregate: Option<Box<[DecayedSum]>>,
 }
 
 /// A valid purchase borrowed from a reader's buffers: what hot paths that only sum purchases
@@ -146,7 +140,6 @@ impl Purchase {
                 item_id,
                 category,
                 ts_ms,
-                aggregate: None,
             },
             quantity,
         )

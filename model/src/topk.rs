@@ -1,4 +1,4 @@
-//! Decay profiles, ranked items, per-category top-k lists and the snapshots that carry them.
+//! Ranked items, per-category top-k lists and the snapshots that carry them.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -7,15 +7,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::score::ScoreKey;
-
-/// A decay profile: a named half-life with its own top-k tables.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Profile {
-    /// Name used in the API (`?profile=7d`) and the outputs; by default the half-life's text.
-    pub name: String,
-    /// Half-life in milliseconds (> 0).
-    pub half_life_ms: i64,
-}
 
 /// One ranked entry of a list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,13 +13,28 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::StreamVec;
 
-use topsellers_model::purchase::Event;
+use serde::{Deserialize, Serialize};
 use topsellers_model::{ancestors, DecayedSum, RankedItem, ScoreKey};
 
 use crate::decayed_topk::{LocalChange, TopKConfig};
-use crate::interner::Interner;
+use crate::ids::DenseIds;
 use crate::stash::{frontier_time, TimeStash};
-use crate::{by_item, Time};
+use crate::{route_hash, Time};
+
+/// Purchases of one item in one leaf category, already summed (batch pre-aggregation): what
+/// [`bulk_local_topk`](BulkLocalTopK::bulk_local_topk) takes. The update's difference counts
+/// the purchases (one purchase is a sum of one).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PairSums {
+    /// The item bought.
+    pub item_id: Arc<str>,
+    /// The leaf category path.
+    pub category: Arc<str>,
+    /// The latest event time among the purchases, epoch ms.
+    pub latest_ms: i64,
+    /// Their forward sums `Σ q·2^(t/h)`, one per decay profile, in profile order.
+    pub sums: Box<[DecayedSum]>,
+}
 
 /// Per-worker exact decayed sums and local top-k lists, for input that never expires.
 pub trait BulkLocalTopK<'scope> {
@@ -27,8 +42,7 @@ pub trait BulkLocalTopK<'scope> {
     /// input already cut to a fixed window (`config.retention_ms` is ignored: nothing
     /// expires), in the same output form, so that `merge_topk` follows unchanged.
     ///
-    /// Routes updates by `item_id` and adds each (a purchase, or a pre-aggregated batch of
-    /// them) to its leaf, every ancestor and the root. When a round's input is complete it
+    /// Routes sums by `item_id` and adds each to its leaf, every ancestor and the root. When a round's input is complete it
     /// selects the top k of every category the round touched from all of the category's
     /// items, and emits the difference from what it emitted before. Selection is linear in a
     /// category's items, so a round costs what it touches plus the size of those categories:
@@ -58,14 +72,16 @@ impl SizeHint {
     }
 }
 
-impl<'scope> BulkLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64> {
+impl<'scope> BulkLocalTopK<'scope> for VecCollection<'scope, Time, PairSums, i64> {
     fn bulk_local_topk(
         self,
         config: &TopKConfig,
         hint: SizeHint,
     ) -> StreamVec<'scope, Time, LocalChange> {
         let mut state = BulkTopK::new(config);
-        let route = Exchange::new(by_item);
+        let route = Exchange::new(|(pair, _time, _diff): &(PairSums, Time, i64)| {
+            route_hash(pair.item_id.as_bytes())
+        });
         self.inner
             .unary_frontier::<CapacityContainerBuilder<Vec<LocalChange>>, _, _, _>(
                 route,
@@ -80,8 +96,8 @@ impl<'scope> BulkLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64> {
                         if let Some((emit_at, complete)) = stash.take_complete(open) {
                             state.reserve(complete.values().map(Vec::len).sum());
                             for updates in complete.into_values() {
-                                for (event, diff) in updates {
-                                    state.add(&event, diff);
+                                for pair in updates {
+                                    state.add(&pair);
                                 }
                             }
                             // Straight into the output's buffers: a backfill's changes are
@@ -92,8 +108,8 @@ impl<'scope> BulkLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64> {
                         stash.absorb_applying(
                             input,
                             open,
-                            |(event, time, diff), _| ((event, diff), time),
-                            |(event, diff)| state.add(&event, diff),
+                            |(pair, time, _count), _| (pair, time),
+                            |pair| state.add(&pair),
                         );
                     }
                 },
@@ -115,8 +131,8 @@ const SEVERAL_LEAVES: u32 = u32::MAX;
 struct BulkTopK {
     half_lives: Vec<i64>,
     k: usize,
-    items: Interner,
-    categories: Interner,
+    items: DenseIds,
+    categories: DenseIds,
     /// Leaf category → its index in `lineages`.
     leaves: FxHashMap<Arc<str>, u32>,
     /// Per leaf: the ids of itself, its ancestors and the root.
@@ -147,8 +163,8 @@ impl BulkTopK {
         BulkTopK {
             half_lives: config.half_lives_ms.clone(),
             k: config.k,
-            items: Interner::default(),
-            categories: Interner::default(),
+            items: DenseIds::default(),
+            categories: DenseIds::default(),
             leaves: FxHashMap::default(),
             lineages: Vec::new(),
             slots: FxHashMap::default(),
@@ -195,11 +211,10 @@ impl BulkTopK {
         self.lineages.len() - 1
     }
 
-    /// Adds one update: a purchase with its quantity, or a pre-aggregated batch of them
-    /// (whose difference counts the purchases and is not needed here).
-    fn add(&mut self, event: &Event, quantity: i64) {
-        let (item, new_item) = self.items.intern_shared(&event.item_id);
-        let lineage = self.lineage(&event.category);
+    /// Adds the sums of one (leaf, item).
+    fn add(&mut self, pair: &PairSums) {
+        let (item, new_item) = self.items.intern_shared(&pair.item_id);
+        let lineage = self.lineage(&pair.category);
         let leaf = self.lineages[lineage][0];
         let profiles = self.half_lives.len();
         let key = |leaf: u32| (u64::from(leaf) << 32) | u64::from(item);
@@ -228,17 +243,8 @@ impl BulkTopK {
             }
         } as usize;
         let sums = &mut self.sums[slot * profiles..(slot + 1) * profiles];
-        match &event.aggregate {
-            Some(parts) => {
-                for (sum, part) in sums.iter_mut().zip(parts.iter()) {
-                    sum.merge(part);
-                }
-            }
-            None => {
-                for (sum, &half_life) in sums.iter_mut().zip(&self.half_lives) {
-                    sum.add(event.ts_ms, quantity, half_life);
-                }
-            }
+        for (sum, part) in sums.iter_mut().zip(pair.sums.iter()) {
+            sum.merge(part);
         }
         for &category in self.lineages[lineage].iter() {
             if !self.dirty[category as usize] {
@@ -263,7 +269,7 @@ impl BulkTopK {
     }
 
     /// The ranking order of two entries: score descending, then `item_id` ascending.
-    fn order(items: &Interner, a: &Entry, b: &Entry) -> Ordering {
+    fn order(items: &DenseIds, a: &Entry, b: &Entry) -> Ordering {
         a.0.cmp(&b.0)
             .then_with(|| items.name(a.1).cmp(items.name(b.1)))
     }
@@ -428,25 +434,22 @@ mod tests {
                     // exact, and ties are real ties.
                     let ts_ms = rng.random_range(0..6) * 2000;
                     let quantity = [-2, -1, 1, 1, 2, 3][rng.random_range(0..6)];
-                    // Half the updates come pre-aggregated, as batch sends them.
-                    let aggregate = rng.random_bool(0.5).then(|| {
-                        config
-                            .half_lives_ms
-                            .iter()
-                            .map(|&h| {
-                                let mut sum = DecayedSum::default();
-                                sum.add(ts_ms, quantity, h);
-                                sum
-                            })
-                            .collect()
-                    });
-                    let event = Event {
+                    // One purchase, summed as batch pre-aggregation sums many.
+                    let sums = config
+                        .half_lives_ms
+                        .iter()
+                        .map(|&h| {
+                            let mut sum = DecayedSum::default();
+                            sum.add(ts_ms, quantity, h);
+                            sum
+                        })
+                        .collect();
+                    state.add(&PairSums {
                         item_id: item.clone(),
                         category: leaf.clone(),
-                        ts_ms,
-                        aggregate,
-                    };
-                    state.add(&event, quantity);
+                        latest_ms: ts_ms,
+                        sums,
+                    });
                     purchases.push((item, leaf, ts_ms, quantity));
                 }
                 state.finish_round(|change| out.push(change));

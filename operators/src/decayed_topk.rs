@@ -15,9 +15,11 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use topsellers_model::purchase::Event;
-use topsellers_model::{ancestors, DecayedSum, RankedItem, ScoreKey, Weight};
+use topsellers_model::{
+    ancestors, DecayedSum, Profiles, RankedItem, ScoreKey, Weight, MAX_PROFILES,
+};
 
-use crate::interner::Interner;
+use crate::ids::DenseIds;
 use crate::stash::{frontier_time, TimeStash};
 use crate::{by_item, Time};
 
@@ -27,9 +29,6 @@ const RANKING_PREFIX: usize = 4096;
 
 /// New keys of one ranking in one round from which it is rebuilt in bulk rather than key by key.
 const BULK_INSERTS: usize = 4096;
-
-/// Most decay profiles one dataflow runs side by side.
-pub const MAX_PROFILES: usize = 16;
 
 /// What the top-k stages compute.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +40,17 @@ pub struct TopKConfig {
     /// Retention in milliseconds: a purchase stops counting at `ts + retention`. `None` when
     /// the input is already cut to a fixed window and nothing ever expires (batch).
     pub retention_ms: Option<i64>,
+}
+
+impl TopKConfig {
+    /// The stages' settings for checked `profiles` (so 1..=[`MAX_PROFILES`] half-lives).
+    pub fn new(profiles: &Profiles, k: usize, retention_ms: Option<i64>) -> TopKConfig {
+        TopKConfig {
+            half_lives_ms: profiles.half_lives_ms(),
+            k,
+            retention_ms,
+        }
+    }
 }
 
 /// A change to one worker's local top-k of one (profile, category).
@@ -169,8 +179,8 @@ struct Touched {
 struct LocalTopK {
     config: TopKConfig,
     profiles: usize,
-    items: Interner,
-    categories: Interner,
+    items: DenseIds,
+    categories: DenseIds,
     /// Leaf category → ids of itself, its ancestors and the root.
     lineage: FxHashMap<Arc<str>, Box<[u32]>>,
     /// The same, by the leaf's id (for expiries).
@@ -212,8 +222,8 @@ impl LocalTopK {
         LocalTopK {
             config,
             profiles,
-            items: Interner::default(),
-            categories: Interner::default(),
+            items: DenseIds::default(),
+            categories: DenseIds::default(),
             lineage: FxHashMap::default(),
             lineage_by_id: FxHashMap::default(),
             expiries: BinaryHeap::new(),
@@ -259,25 +269,10 @@ impl LocalTopK {
         ids
     }
 
-    /// Applies one update: a purchase (or return) at `time`, or a pre-aggregated batch of them.
+    /// Applies one update: a purchase (or return) at `time`.
     fn apply(&mut self, event: &Event, time: Time, quantity: i64) {
         let item = self.items.intern_arc(&event.item_id);
         let lineage = self.lineage(&event.category);
-        if let Some(aggregate) = &event.aggregate {
-            // Many purchases, already summed: `quantity` counts them. Never expire.
-            for &category in lineage.iter() {
-                let slot = self.slot(category, item);
-                let base = slot as usize * self.profiles;
-                for (sum, part) in self.sums[base..base + self.profiles]
-                    .iter_mut()
-                    .zip(aggregate.iter())
-                {
-                    sum.merge(part);
-                }
-                self.live[slot as usize] += quantity;
-            }
-            return;
-        }
         if let Some(retention) = self.config.retention_ms {
             let at = event.ts_ms.saturating_add(retention).max(0) as Time;
             if at <= time {
@@ -653,7 +648,6 @@ pub(crate) mod tests {
             item_id: item.into(),
             category: category.into(),
             ts_ms,
-            aggregate: None,
         }
     }
 

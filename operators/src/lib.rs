@@ -15,14 +15,14 @@
 
 pub mod bulk_topk;
 pub mod decayed_topk;
-mod interner;
+mod ids;
 pub mod merge_topk;
 pub mod snapshots;
 pub mod stash;
 
 use topsellers_model::purchase::Event;
 
-pub use bulk_topk::{BulkLocalTopK, SizeHint};
+pub use bulk_topk::{BulkLocalTopK, PairSums, SizeHint};
 pub use decayed_topk::{DecayedLocalTopK, LocalChange, TopKConfig};
 pub use merge_topk::MergeTopK;
 pub use snapshots::Snapshots;
@@ -31,7 +31,7 @@ pub use snapshots::Snapshots;
 pub type Time = u64;
 
 /// Routes a purchase update to the worker that owns its item: every stage keyed by item
-/// (`decayed_local_topk`, `bulk_local_topk`) must agree on it.
+/// (`decayed_local_topk`, and `bulk_local_topk` through [`route_hash`]) must agree on it.
 pub(crate) fn by_item((event, _time, _diff): &(Event, Time, i64)) -> u64 {
     route_hash(event.item_id.as_bytes())
 }

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::header::{
@@ -18,7 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use topsellers_model::format_rfc3339_ms;
+use topsellers_model::{format_rfc3339_ms, wall_clock_ms};
 
 use crate::api_error::ApiError;
 use crate::body::Body;
@@ -245,12 +245,6 @@ fn ok(content_type: HeaderValue, cache_control: HeaderValue, body: Bytes) -> Res
     response.headers_mut().insert(CONTENT_TYPE, content_type);
     response.headers_mut().insert(CACHE_CONTROL, cache_control);
     response
-}
-
-fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Serves HTTP/1.1 (keep-alive) on `listener` until `shutdown` completes, then stops

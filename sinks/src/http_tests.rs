@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Empty};
 use serde_json::{json, Value};
 
 fn state() -> AppState {
-    let table = ServingTable::new(profiles(), 3, TableConfig::default()).unwrap();
+    let table = ServingTable::new(profiles(), 3, TableConfig::default());
     AppState::new(
         Arc::new(table),
         Arc::new(Metrics::new()),
@@ -356,7 +356,7 @@ fn metrics_count_requests() {
 
 #[test]
 fn cache_max_age_is_configurable() {
-    let table = Arc::new(ServingTable::new(profiles(), 3, TableConfig::default()).unwrap());
+    let table = Arc::new(ServingTable::new(profiles(), 3, TableConfig::default()));
     table.apply(&snapshot(0, vec![]));
     let config: HttpConfig = serde_json::from_str("{\"cache_max_age\": 30}").unwrap();
     assert_eq!(config.listen, "127.0.0.1:8080");

@@ -29,4 +29,4 @@ pub use metrics::{MetricKind, Metrics, Route, SamplesFn, ValueFn};
 pub use publisher::{run_publisher, PublishSummary};
 pub use readiness::Readiness;
 pub use rendered::RenderedList;
-pub use table::{ServingTable, TableConfig, TableError};
+pub use table::{ServingTable, TableConfig};

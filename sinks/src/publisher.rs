@@ -1,10 +1,10 @@
 //! The publisher thread: applies snapshots, in order, to the serving table and changelog.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use crossbeam_channel::Receiver;
-use topsellers_model::Snapshot;
+use topsellers_model::{wall_clock_ms, Snapshot};
 
 use crate::changelog::Changelog;
 use crate::metrics::Metrics;
@@ -83,12 +83,6 @@ pub fn run_publisher(
     summary
 }
 
-fn wall_clock_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,7 +103,7 @@ mod tests {
 
     #[test]
     fn applies_in_order_until_disconnected() {
-        let table = Arc::new(ServingTable::new(profiles(), 10, TableConfig::default()).unwrap());
+        let table = Arc::new(ServingTable::new(profiles(), 10, TableConfig::default()));
         let metrics = Arc::new(Metrics::new());
         let (tx, rx) = crossbeam_channel::bounded(4);
         let thread = {
@@ -144,7 +138,7 @@ mod tests {
 
     #[test]
     fn empty_channel() {
-        let table = Arc::new(ServingTable::new(profiles(), 10, TableConfig::default()).unwrap());
+        let table = Arc::new(ServingTable::new(profiles(), 10, TableConfig::default()));
         let (tx, rx) = crossbeam_channel::unbounded::<Snapshot>();
         drop(tx);
         let summary = run_publisher(rx, table, None, Arc::new(Metrics::new()));

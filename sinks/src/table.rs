@@ -4,11 +4,12 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use topsellers_model::{parse_duration_ms, DurationError, Profile, Snapshot, TopKList};
+use topsellers_model::{Profiles, Snapshot, TopKList};
 
 use crate::categories::{CategoriesDoc, CategoryTree};
 use crate::rendered::RenderedList;
@@ -20,24 +21,27 @@ pub struct TableConfig {
     /// Scores decay as time passes although rankings do not: a list whose served scores are
     /// older than this (relative to the newest snapshot) is re-rendered at the newest
     /// snapshot's time, e.g. `5s`.
-    #[serde(default = "default_refresh")]
-    pub refresh: String,
+    #[serde(default = "default_refresh", with = "topsellers_model::duration::text")]
+    pub refresh: Duration,
     /// Number of independently locked shards of the table.
     #[serde(default = "default_shards")]
     pub shards: usize,
     /// Least time between two publishes: snapshots arriving meanwhile are applied together
     /// (each list rendered once), which bounds the rendering work on busy stores. `0s` applies
     /// every snapshot as soon as it arrives.
-    #[serde(default = "default_publish_interval")]
-    pub publish_interval: String,
+    #[serde(
+        default = "default_publish_interval",
+        with = "topsellers_model::duration::text"
+    )]
+    pub publish_interval: Duration,
 }
 
-fn default_publish_interval() -> String {
-    "200ms".to_owned()
+fn default_publish_interval() -> Duration {
+    Duration::from_millis(200)
 }
 
-fn default_refresh() -> String {
-    "5s".to_owned()
+fn default_refresh() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_shards() -> usize {
@@ -52,23 +56,6 @@ impl Default for TableConfig {
             publish_interval: default_publish_interval(),
         }
     }
-}
-
-/// A serving table that cannot be built from its settings.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum TableError {
-    /// `refresh` is not a duration.
-    #[error("table.refresh: {0}")]
-    Refresh(#[from] DurationError),
-    /// No decay profile was given.
-    #[error("at least one decay profile is needed")]
-    NoProfiles,
-    /// A profile's half-life is not positive.
-    #[error("profile {0:?}: the half-life must be positive")]
-    HalfLife(String),
-    /// Two profiles share a name.
-    #[error("profile name {0:?} is used twice")]
-    DuplicateProfile(String),
 }
 
 /// Rendered lists of one category, one per profile.
@@ -94,10 +81,10 @@ struct Writer {
 /// replaced atomically.
 #[derive(Debug)]
 pub struct ServingTable {
-    profiles: Vec<Profile>,
+    profiles: Profiles,
     k: usize,
     refresh_ms: i64,
-    publish_interval_ms: i64,
+    publish_interval: Duration,
     shards: Box<[Shard]>,
     categories: RwLock<Arc<CategoriesDoc>>,
     published_ms: AtomicI64,
@@ -107,50 +94,30 @@ pub struct ServingTable {
 impl ServingTable {
     /// An empty table for `profiles` (the first is the API's default) serving lists of at
     /// most `k` items.
-    pub fn new(
-        profiles: Vec<Profile>,
-        k: usize,
-        config: TableConfig,
-    ) -> Result<ServingTable, TableError> {
-        let refresh_ms = parse_duration_ms(&config.refresh)?;
-        let publish_interval_ms = parse_duration_ms(&config.publish_interval)?;
-        if profiles.is_empty() {
-            return Err(TableError::NoProfiles);
-        }
-        for (at, profile) in profiles.iter().enumerate() {
-            if profile.half_life_ms <= 0 {
-                return Err(TableError::HalfLife(profile.name.clone()));
-            }
-            if profiles[..at]
-                .iter()
-                .any(|other| other.name == profile.name)
-            {
-                return Err(TableError::DuplicateProfile(profile.name.clone()));
-            }
-        }
+    pub fn new(profiles: Profiles, k: usize, config: TableConfig) -> ServingTable {
         let writer = Writer::default();
         let categories = RwLock::new(Arc::new(writer.tree.render()));
-        Ok(ServingTable {
+        ServingTable {
             profiles,
             k,
-            refresh_ms,
-            publish_interval_ms,
+            refresh_ms: config.refresh.as_millis().min(i64::MAX as u128) as i64,
+            publish_interval: config.publish_interval,
             shards: (0..config.shards.max(1))
                 .map(|_| RwLock::new(HashMap::new()))
                 .collect(),
             categories,
             published_ms: AtomicI64::new(i64::MIN),
             writer: Mutex::new(writer),
-        })
+        }
     }
 
     /// Least time between two publishes (see [`TableConfig::publish_interval`]).
-    pub fn publish_interval(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.publish_interval_ms.max(0) as u64)
+    pub fn publish_interval(&self) -> Duration {
+        self.publish_interval
     }
 
     /// The decay profiles, in configuration order.
-    pub fn profiles(&self) -> &[Profile] {
+    pub fn profiles(&self) -> &Profiles {
         &self.profiles
     }
 
@@ -161,9 +128,7 @@ impl ServingTable {
 
     /// The index of the profile called `name`.
     pub fn profile_index(&self, name: &str) -> Option<usize> {
-        self.profiles
-            .iter()
-            .position(|profile| profile.name == name)
+        self.profiles.index(name)
     }
 
     /// The time of the last applied snapshot, if any.
@@ -345,7 +310,7 @@ mod tests {
     use crate::test_util::{list, profiles, snapshot, H};
 
     fn table() -> ServingTable {
-        ServingTable::new(profiles(), 3, TableConfig::default()).unwrap()
+        ServingTable::new(profiles(), 3, TableConfig::default())
     }
 
     fn ids(table: &ServingTable, profile: usize, category: &str) -> Vec<String> {
@@ -358,38 +323,16 @@ mod tests {
     }
 
     #[test]
-    fn config_errors() {
-        assert!(matches!(
-            ServingTable::new(
-                profiles(),
-                3,
-                TableConfig {
-                    refresh: "soon".into(),
-                    shards: 4,
-                    ..TableConfig::default()
-                }
-            ),
-            Err(TableError::Refresh(_))
-        ));
-        assert_eq!(
-            ServingTable::new(vec![], 3, TableConfig::default()).err(),
-            Some(TableError::NoProfiles)
-        );
-        let mut twice = profiles();
-        twice[1].name = "1h".into();
-        assert!(matches!(
-            ServingTable::new(twice, 3, TableConfig::default()),
-            Err(TableError::DuplicateProfile(_))
-        ));
-        let mut zero = profiles();
-        zero[0].half_life_ms = 0;
-        assert!(matches!(
-            ServingTable::new(zero, 3, TableConfig::default()),
-            Err(TableError::HalfLife(_))
-        ));
+    fn config_reads_durations() {
         let parsed: TableConfig = serde_json::from_str("{}").unwrap();
         assert_eq!(parsed, TableConfig::default());
         assert!(serde_json::from_str::<TableConfig>("{\"nope\":1}").is_err());
+        let error = serde_json::from_str::<TableConfig>("{\"refresh\":\"soon\"}").unwrap_err();
+        assert!(error.to_string().contains("bad duration"), "{error}");
+        let parsed: TableConfig =
+            serde_json::from_str("{\"refresh\":\"2s\",\"publish_interval\":\"0s\"}").unwrap();
+        assert_eq!(parsed.refresh, Duration::from_secs(2));
+        assert_eq!(parsed.publish_interval, Duration::ZERO);
     }
 
     #[test]

@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use topsellers_model::{DecayedSum, Profile, RankedItem, Snapshot, TopKList};
+use topsellers_model::{DecayedSum, Profile, Profiles, RankedItem, Snapshot, TopKList};
 
 /// One hour, the half-life of the first test profile.
 pub(crate) const H: i64 = 3_600_000;
 
 /// Two profiles: `1h` and `1d`.
-pub(crate) fn profiles() -> Vec<Profile> {
-    vec![
+pub(crate) fn profiles() -> Profiles {
+    Profiles::new(vec![
         Profile {
             name: "1h".into(),
             half_life_ms: H,
@@ -18,7 +18,8 @@ pub(crate) fn profiles() -> Vec<Profile> {
             name: "1d".into(),
             half_life_ms: 24 * H,
         },
-    ]
+    ])
+    .expect("two distinct positive half-lives")
 }
 
 /// A ranked list of `items` (id, quantity bought at time 0) for `profiles()[profile]`.

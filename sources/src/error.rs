@@ -7,17 +7,17 @@ use crate::files::Location;
 /// A configuration value that breaks a rule; names the field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("bad configuration `{field}`: {message}")]
-pub struct ConfigError {
+pub struct SettingError {
     /// The field, e.g. `generator.fanout`.
     pub field: &'static str,
     /// What is wrong and what is allowed.
     pub message: String,
 }
 
-impl ConfigError {
+impl SettingError {
     /// A new error for `field`.
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
-        ConfigError {
+        SettingError {
             field,
             message: message.into(),
         }
@@ -88,7 +88,7 @@ pub enum SourceError {
     },
     /// A configuration value is invalid.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] SettingError),
 }
 
 /// Something an error can name: a local path, an object URL, or its text.

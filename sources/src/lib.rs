@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use bad::BadRecord;
 pub use dead_letter::DeadLetter;
-pub use error::{ConfigError, SourceError};
+pub use error::{SettingError, SourceError};
 pub use files::{
     list_units, list_units_with, open_unit, read_unit_all, units_for_worker, FilesConfig, Format,
     LakeConfig, Location, ReadUnit, RecordReader, S3Config, UnitSize,

@@ -10,8 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
@@ -22,7 +20,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use topsellers::run::Service;
-use topsellers::Config;
+use topsellers::{Config, Stop};
 use topsellers_sources::{KafkaConfig, SourceConfig};
 use topsellers_tests::broker::{
     create_topic, fast_properties, persistent_binary, produce, read_topic, Broker,
@@ -37,11 +35,11 @@ const R: i64 = 2 * DAY;
 
 /// Stops a service when dropped, so that a failing assertion does not leave its workers
 /// running (declare it after the service: it is dropped first).
-struct StopOnDrop(Arc<AtomicBool>);
+struct StopOnDrop(Stop);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.stop();
     }
 }
 
@@ -54,7 +52,7 @@ fn start(config: &Config) -> (Service, StopOnDrop) {
             .with_test_writer()
             .try_init();
     }
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Stop::new();
     let service = topsellers::run::start_with_stop(config, stop.clone()).expect("start");
     (service, StopOnDrop(stop))
 }
@@ -685,7 +683,7 @@ fn handover(seed: u64, workers: usize, explicit: bool) {
     let mut kafka = kafka_config(&broker.addr, &topic);
     if explicit {
         // RFC 3339 in another offset than UTC: the same instant.
-        kafka.handover = Some(rfc3339(t0, 120));
+        kafka.handover = Some(topsellers_model::parse_time_ms(&rfc3339(t0, 120)).unwrap());
     }
     let mut config = params.config(&[lake_dir], "");
     config.sources.push(SourceConfig::Kafka(kafka));

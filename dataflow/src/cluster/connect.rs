@@ -5,10 +5,84 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-
 use super::layout::Seat;
 use super::peer::{PeerLoss, PeerStream};
+
+/// Why the processes of a cluster could not connect; names the address or key concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// This process's own `timely` address cannot be listened on.
+    #[error("cannot listen on {key}: {source}")]
+    Listen {
+        /// The layout key and address, e.g. `process[0].timely (127.0.0.1:2101)`.
+        key: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A lower-index process stayed unreachable.
+    #[error("cannot reach process {process} at {address} ({key}) within {timeout:?}: {source}")]
+    Unreachable {
+        /// Its index.
+        process: usize,
+        /// Its address.
+        address: String,
+        /// Its layout key.
+        key: String,
+        /// How long it was tried.
+        timeout: Duration,
+        /// The last attempt's error.
+        #[source]
+        source: io::Error,
+    },
+    /// Higher-index processes did not connect in time.
+    #[error("{missing} did not connect to {key} within {timeout:?}")]
+    NotConnected {
+        /// Which processes (index and address).
+        missing: String,
+        /// This process's layout key.
+        key: String,
+        /// How long they were waited for.
+        timeout: Duration,
+    },
+    /// A peer answered, but the greeting failed.
+    #[error("handshake with process {process} at {address}: {source}")]
+    Handshake {
+        /// The peer's index.
+        process: usize,
+        /// Its address.
+        address: String,
+        /// Why.
+        #[source]
+        source: HandshakeError,
+    },
+    /// A peer answered but cannot join this cluster: the processes' layouts, configs or inputs
+    /// differ (the message says which and what to do).
+    #[error("{0}")]
+    Refused(String),
+    /// Accepting connections failed.
+    #[error("accepting peer connections: {0}")]
+    Accept(#[source] io::Error),
+    /// The accepting thread panicked (a bug).
+    #[error("the connection thread panicked")]
+    Panicked,
+}
+
+/// Why a greeting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The socket failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The peer sent no greeting in time.
+    #[error("no answer: {0}")]
+    NoAnswer(#[source] io::Error),
+    /// The peer's greeting is not ours.
+    #[error("not a topsellers process (wrong greeting)")]
+    NotTopsellers,
+}
+
+type Result<T, E = ConnectError> = std::result::Result<T, E>;
 
 /// What a process tells its peers about itself; every field but `process` must agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,8 +174,11 @@ pub fn connect(seat: &Seat, me: Hello, loss: PeerLoss) -> Result<Vec<Option<Peer
         .iter()
         .map(|p| p.timely.as_str())
         .collect();
-    let listener = TcpListener::bind(addresses[seat.process])
-        .with_context(|| format!("cannot listen on {}", seat.timely_key(seat.process)))?;
+    let listener =
+        TcpListener::bind(addresses[seat.process]).map_err(|source| ConnectError::Listen {
+            key: seat.timely_key(seat.process),
+            source,
+        })?;
     // Higher-index processes connect to this one; this one connects to the lower ones.
     let accepted = std::thread::scope(|scope| {
         let accepting = scope.spawn(|| accept(&listener, seat, me, deadline));
@@ -109,10 +186,8 @@ pub fn connect(seat: &Seat, me: Hello, loss: PeerLoss) -> Result<Vec<Option<Peer
         for (process, address) in addresses.iter().enumerate().take(seat.process) {
             streams.push(dial(address, process, seat, me, deadline)?);
         }
-        let later = accepting
-            .join()
-            .map_err(|_| anyhow!("the connection thread panicked"))??;
-        anyhow::Ok((streams, later))
+        let later = accepting.join().map_err(|_| ConnectError::Panicked)??;
+        Ok((streams, later))
     })?;
     let (earlier, later) = accepted;
     let mut sockets = Vec::with_capacity(addresses.len());
@@ -157,27 +232,34 @@ fn dial(
         })();
         match attempt {
             Ok(mut stream) => {
-                let peer = handshake(&mut stream, me, deadline)
-                    .with_context(|| format!("handshake with process {process} at {address}"))?;
+                let peer = handshake(&mut stream, me, deadline).map_err(|source| {
+                    ConnectError::Handshake {
+                        process,
+                        address: address.into(),
+                        source,
+                    }
+                })?;
                 if peer.process != process as u64 {
-                    bail!(
+                    return Err(ConnectError::Refused(format!(
                         "{address} ({}) answered as process {}, not {process}: the processes' \
                          workers.toml files differ",
                         seat.timely_key(process),
                         peer.process
-                    );
+                    )));
                 }
                 if let Some(why) = me.mismatch(&peer, &format!("process {process} ({address})")) {
-                    bail!(why);
+                    return Err(ConnectError::Refused(why));
                 }
                 return Ok(stream);
             }
-            Err(e) if Instant::now() >= deadline => {
-                bail!(
-                    "cannot reach process {process} at {address} ({}) within {:?}: {e}",
-                    seat.timely_key(process),
-                    seat.workers.connect_timeout()
-                )
+            Err(source) if Instant::now() >= deadline => {
+                return Err(ConnectError::Unreachable {
+                    process,
+                    address: address.into(),
+                    key: seat.timely_key(process),
+                    timeout: seat.workers.connect_timeout(),
+                    source,
+                })
             }
             Err(e) => {
                 if Instant::now() >= next_log {
@@ -200,16 +282,20 @@ fn accept(
 ) -> Result<Vec<TcpStream>> {
     let count = seat.workers.process.len();
     let mut later: Vec<Option<TcpStream>> = (seat.process + 1..count).map(|_| None).collect();
-    listener.set_nonblocking(true)?;
+    listener
+        .set_nonblocking(true)
+        .map_err(ConnectError::Accept)?;
     while later.iter().any(Option::is_none) {
         match listener.accept() {
             Ok((mut stream, from)) => {
-                stream.set_nonblocking(false)?;
+                stream
+                    .set_nonblocking(false)
+                    .map_err(ConnectError::Accept)?;
                 let peer = match handshake(&mut stream, me, deadline) {
                     Ok(peer) => peer,
                     Err(e) => {
                         // Not a peer (a port scan, a health check): keep waiting for the real one.
-                        tracing::warn!("ignoring a connection from {from}: {e:#}");
+                        tracing::warn!("ignoring a connection from {from}: {e}");
                         continue;
                     }
                 };
@@ -218,14 +304,14 @@ fn accept(
                     .checked_sub(seat.process + 1)
                     .and_then(|slot| later.get_mut(slot));
                 let Some(slot) = slot else {
-                    bail!(
+                    return Err(ConnectError::Refused(format!(
                         "process {index} ({from}) connected, but only processes after {} connect \
                          here: the processes' workers.toml files differ",
                         seat.process
-                    );
+                    )));
                 };
                 if let Some(why) = me.mismatch(&peer, &format!("process {index} ({from})")) {
-                    bail!(why);
+                    return Err(ConnectError::Refused(why));
                 }
                 *slot = Some(stream);
             }
@@ -243,23 +329,26 @@ fn accept(
                             )
                         })
                         .collect();
-                    bail!(
-                        "{} did not connect to {} within {:?}",
-                        missing.join(", "),
-                        seat.timely_key(seat.process),
-                        seat.workers.connect_timeout()
-                    );
+                    return Err(ConnectError::NotConnected {
+                        missing: missing.join(", "),
+                        key: seat.timely_key(seat.process),
+                        timeout: seat.workers.connect_timeout(),
+                    });
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Err(e) => return Err(e).context("accepting peer connections"),
+            Err(e) => return Err(ConnectError::Accept(e)),
         }
     }
     Ok(later.into_iter().flatten().collect())
 }
 
 /// Sends this process's [`Hello`] and reads the peer's.
-fn handshake(stream: &mut TcpStream, me: Hello, deadline: Instant) -> Result<Hello> {
+fn handshake(
+    stream: &mut TcpStream,
+    me: Hello,
+    deadline: Instant,
+) -> Result<Hello, HandshakeError> {
     let left = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_secs(5));
@@ -267,7 +356,9 @@ fn handshake(stream: &mut TcpStream, me: Hello, deadline: Instant) -> Result<Hel
     stream.set_nodelay(true)?;
     stream.write_all(&me.encode())?;
     let mut bytes = [0u8; HELLO_BYTES];
-    stream.read_exact(&mut bytes).context("no answer")?;
+    stream
+        .read_exact(&mut bytes)
+        .map_err(HandshakeError::NoAnswer)?;
     stream.set_read_timeout(None)?;
     // A host that vanishes without closing its connections is noticed within seconds.
     let keepalive = socket2::TcpKeepalive::new()
@@ -275,7 +366,7 @@ fn handshake(stream: &mut TcpStream, me: Hello, deadline: Instant) -> Result<Hel
         .with_interval(Duration::from_secs(1))
         .with_retries(3);
     socket2::SockRef::from(&*stream).set_tcp_keepalive(&keepalive)?;
-    Hello::decode(&bytes).ok_or_else(|| anyhow!("not a topsellers process (wrong greeting)"))
+    Hello::decode(&bytes).ok_or(HandshakeError::NotTopsellers)
 }
 
 #[cfg(test)]
@@ -300,7 +391,7 @@ mod tests {
             workers: Workers {
                 threads: 1,
                 processes: None,
-                connect_timeout: timeout.into(),
+                connect_timeout: topsellers_model::parse_duration(timeout).unwrap(),
                 process: addresses[..processes]
                     .iter()
                     .map(|a| ProcessAddr {

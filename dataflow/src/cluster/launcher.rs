@@ -5,13 +5,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, TcpListener, ToSocketAddrs};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use super::layout::Workers;
+use crate::signals::stop_on_signals;
+use crate::stop::Stop;
 
 /// How long the others get to stop after SIGTERM before they are killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -36,10 +36,8 @@ pub fn launch(workers_file: &Path, run_args: &[String]) -> Result<()> {
             workers_file.display()
         );
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone())?;
-    }
+    let stop = Stop::new();
+    stop_on_signals(&stop)?;
     let program = std::env::current_exe().context("cannot find the topsellers executable")?;
     let mut children: Vec<(usize, Child)> = Vec::new();
     for &process in &local {
@@ -75,7 +73,7 @@ pub fn launch(workers_file: &Path, run_args: &[String]) -> Result<()> {
     );
     let mut failed: Option<String> = None;
     loop {
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_stopped() {
             tracing::info!("stopping every process");
             break;
         }
@@ -89,7 +87,8 @@ pub fn launch(workers_file: &Path, run_args: &[String]) -> Result<()> {
             failed = Some(format!("process {process} exited ({status})"));
             break;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // Children are checked every tick; a signal ends the wait at once.
+        stop.wait_timeout(Duration::from_millis(100));
     }
     let statuses = terminate(&mut children);
     let failures: Vec<String> = statuses
@@ -106,7 +105,7 @@ pub fn launch(workers_file: &Path, run_args: &[String]) -> Result<()> {
 
 /// In a process the launcher started: sets `stop` once the launcher is gone (this process is
 /// then re-parented).
-pub fn stop_with_launcher(stop: Arc<AtomicBool>) {
+pub fn stop_with_launcher(stop: Stop) {
     let Some(launcher) = std::env::var(LAUNCHER_ENV)
         .ok()
         .and_then(|pid| pid.parse::<i32>().ok())
@@ -116,12 +115,12 @@ pub fn stop_with_launcher(stop: Arc<AtomicBool>) {
     let _ = std::thread::Builder::new()
         .name("launcher-watch".into())
         .spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
+            // The parent is checked every tick; a stop ends the wait at once.
+            while !stop.wait_timeout(Duration::from_millis(200)) {
                 if nix::unistd::getppid().as_raw() != launcher {
-                    stop.store(true, Ordering::SeqCst);
                     tracing::warn!("the launcher (pid {launcher}) is gone: stopping");
+                    stop.stop();
                 }
-                std::thread::sleep(Duration::from_millis(200));
             }
         });
 }

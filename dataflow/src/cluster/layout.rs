@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use topsellers_model::parse_duration_ms;
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// The environment variable that says which process of `workers.toml` this is (as `--process`).
 pub const PROCESS_ENV: &str = "TOPSELLERS_PROCESS";
@@ -23,15 +22,18 @@ pub struct Workers {
     #[serde(default)]
     pub processes: Option<usize>,
     /// How long a process waits for its peers to be reachable at start. Default: `"60s"`.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: String,
+    #[serde(
+        default = "default_connect_timeout",
+        with = "topsellers_model::duration::text"
+    )]
+    pub connect_timeout: Duration,
     /// The processes, in index order.
     #[serde(default, rename = "process")]
     pub process: Vec<ProcessAddr>,
 }
 
-fn default_connect_timeout() -> String {
-    "60s".into()
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// One process of the cluster.
@@ -62,10 +64,7 @@ impl Workers {
             path: path.into(),
             source,
         })?;
-        let workers: Workers = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+        let workers: Workers = crate::config::from_toml(&text, path)?;
         workers.check(path)?;
         Ok(workers)
     }
@@ -99,8 +98,6 @@ impl Workers {
                 ));
             }
         }
-        parse_duration_ms(&self.connect_timeout)
-            .map_err(|e| invalid("connect_timeout".into(), e.to_string()))?;
         let mut seen: HashMap<&str, String> = HashMap::new();
         for (index, process) in self.process.iter().enumerate() {
             for (field, address) in [("timely", &process.timely), ("http", &process.http)] {
@@ -124,7 +121,7 @@ impl Workers {
 
     /// How long to wait for peers at start.
     pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(parse_duration_ms(&self.connect_timeout).unwrap_or(60_000) as u64)
+        self.connect_timeout
     }
 
     /// The global index of each process's first worker: they receive every list, so that every

@@ -6,7 +6,7 @@ pub mod launcher;
 mod layout;
 mod peer;
 
-pub use connect::{connect, Hello};
+pub use connect::{connect, ConnectError, HandshakeError, Hello};
 pub use layout::{ProcessAddr, Seat, Workers, WorkersArg, PROCESS_ENV};
 pub use peer::{PeerLoss, PeerStream};
 

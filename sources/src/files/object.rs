@@ -14,7 +14,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ConfigError, SourceError};
+use crate::error::{SettingError, SourceError};
 
 /// Bytes fetched per ranged GET when streaming a text object.
 const STREAM_CHUNK_BYTES: u64 = 8 << 20;
@@ -116,7 +116,7 @@ fn build_store(config: &S3Config, bucket: &str) -> Result<AmazonS3, SourceError>
             std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
         let allowed = config.allow_http || env_allows || is_loopback_http(endpoint);
         if endpoint.starts_with("http://") && !allowed {
-            return Err(ConfigError::new(
+            return Err(SettingError::new(
                 "s3.endpoint",
                 format!(
                     "{endpoint} is plain http and not on loopback: use https, or set \

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::config::GeneratorConfig;
-use crate::error::ConfigError;
+use crate::error::SettingError;
 
 /// Top-level department names; past these, `dept-23`, `dept-24`, ….
 const DEPARTMENTS: [&str; 22] = [
@@ -64,11 +64,11 @@ pub(crate) fn mix(seed: u64, stream: u64) -> u64 {
 
 impl Catalog {
     /// Builds the catalog of `config` (validated first).
-    pub fn new(config: &GeneratorConfig) -> Result<Catalog, ConfigError> {
+    pub fn new(config: &GeneratorConfig) -> Result<Catalog, SettingError> {
         config.validate()?;
         let leaves = build_leaves(config.depth, config.fanout);
         let items = usize::try_from(config.items)
-            .map_err(|_| ConfigError::new("generator.items", "too many for this machine"))?;
+            .map_err(|_| SettingError::new("generator.items", "too many for this machine"))?;
         let item_ids: Vec<Arc<str>> = (0..items).map(|i| Arc::from(format!("item-{i}"))).collect();
         let leaf_count = leaves.len() as u64;
         let item_leaf: Vec<u32> = (0..items as u64)

@@ -2,12 +2,12 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
-use topsellers_model::parse_duration_ms;
 
-use crate::error::ConfigError;
+use crate::error::SettingError;
 
 /// Most leaf categories the generator builds.
 pub const MAX_LEAVES: u64 = 10_000_000;
@@ -107,8 +107,8 @@ pub struct GeneratorConfig {
     #[serde(default = "default_trending_share")]
     pub trending_share: f64,
     /// How often the trending set changes, in event time (e.g. `30s`).
-    #[serde(default = "default_trend_period")]
-    pub trend_period: String,
+    #[serde(default = "default_trend_period", with = "trend_period_text")]
+    pub trend_period: Duration,
     /// Fraction of purchases that are returns (quantity −1) (0..=1).
     #[serde(default = "default_returns_fraction")]
     pub returns_fraction: f64,
@@ -116,12 +116,15 @@ pub struct GeneratorConfig {
     #[serde(default = "default_late_fraction")]
     pub late_fraction: f64,
     /// How late a late purchase can be: its time is now − U(0, max_lateness) (e.g. `5s`).
-    #[serde(default = "default_max_lateness")]
-    pub max_lateness: String,
+    #[serde(default = "default_max_lateness", with = "max_lateness_text")]
+    pub max_lateness: Duration,
     /// Random seed: the same seed gives the same catalog and the same purchases.
     #[serde(default = "default_seed")]
     pub seed: u64,
 }
+
+topsellers_model::duration_key!(trend_period_text, "generator.trend_period");
+topsellers_model::duration_key!(max_lateness_text, "generator.max_lateness");
 
 fn default_rate() -> Rate {
     Rate::PerSecond(20_000)
@@ -144,8 +147,8 @@ fn default_trending_items() -> u32 {
 fn default_trending_share() -> f64 {
     0.1
 }
-fn default_trend_period() -> String {
-    "30s".to_owned()
+fn default_trend_period() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_returns_fraction() -> f64 {
     0.01
@@ -153,8 +156,8 @@ fn default_returns_fraction() -> f64 {
 fn default_late_fraction() -> f64 {
     0.02
 }
-fn default_max_lateness() -> String {
-    "5s".to_owned()
+fn default_max_lateness() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_seed() -> u64 {
     42
@@ -179,11 +182,11 @@ impl Default for GeneratorConfig {
     }
 }
 
-fn fraction(field: &'static str, value: f64) -> Result<f64, ConfigError> {
+fn fraction(field: &'static str, value: f64) -> Result<f64, SettingError> {
     if (0.0..=1.0).contains(&value) {
         Ok(value)
     } else {
-        Err(ConfigError::new(
+        Err(SettingError::new(
             field,
             format!("{value} is not a fraction in [0, 1]"),
         ))
@@ -192,22 +195,22 @@ fn fraction(field: &'static str, value: f64) -> Result<f64, ConfigError> {
 
 impl GeneratorConfig {
     /// Checks every field; the error names the field.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), SettingError> {
         self.leaves()?;
         if self.rate == Rate::PerSecond(0) {
-            return Err(ConfigError::new(
+            return Err(SettingError::new(
                 "generator.rate",
                 "must be at least 1 per second (or \"max\")",
             ));
         }
         if !(1..=MAX_ITEMS).contains(&self.items) {
-            return Err(ConfigError::new(
+            return Err(SettingError::new(
                 "generator.items",
                 format!("{} is not in 1..={MAX_ITEMS}", self.items),
             ));
         }
         if !(self.zipf_exponent.is_finite() && self.zipf_exponent >= 0.0) {
-            return Err(ConfigError::new(
+            return Err(SettingError::new(
                 "generator.zipf_exponent",
                 format!("{} must be a finite number >= 0", self.zipf_exponent),
             ));
@@ -216,26 +219,25 @@ impl GeneratorConfig {
         fraction("generator.returns_fraction", self.returns_fraction)?;
         fraction("generator.late_fraction", self.late_fraction)?;
         self.trend_period_ms()?;
-        self.max_lateness_ms()?;
         Ok(())
     }
 
     /// The number of leaf categories, `fanout^depth`, checked.
-    pub fn leaves(&self) -> Result<u64, ConfigError> {
+    pub fn leaves(&self) -> Result<u64, SettingError> {
         if !(1..=16).contains(&self.depth) {
-            return Err(ConfigError::new(
+            return Err(SettingError::new(
                 "generator.depth",
                 format!("{} is not in 1..=16", self.depth),
             ));
         }
         if self.fanout == 0 {
-            return Err(ConfigError::new("generator.fanout", "must be at least 1"));
+            return Err(SettingError::new("generator.fanout", "must be at least 1"));
         }
         u64::from(self.fanout)
             .checked_pow(self.depth)
             .filter(|n| *n <= MAX_LEAVES)
             .ok_or_else(|| {
-                ConfigError::new(
+                SettingError::new(
                     "generator.fanout",
                     format!(
                         "fanout^depth = {}^{} leaf categories is more than {MAX_LEAVES}",
@@ -246,22 +248,25 @@ impl GeneratorConfig {
     }
 
     /// `trend_period` in milliseconds (> 0).
-    pub fn trend_period_ms(&self) -> Result<i64, ConfigError> {
-        match parse_duration_ms(&self.trend_period) {
-            Ok(ms) if ms > 0 => Ok(ms),
-            Ok(_) => Err(ConfigError::new(
+    pub fn trend_period_ms(&self) -> Result<i64, SettingError> {
+        match millis(self.trend_period) {
+            ms if ms > 0 => Ok(ms),
+            _ => Err(SettingError::new(
                 "generator.trend_period",
                 "must be longer than 0",
             )),
-            Err(e) => Err(ConfigError::new("generator.trend_period", e.to_string())),
         }
     }
 
     /// `max_lateness` in milliseconds.
-    pub fn max_lateness_ms(&self) -> Result<i64, ConfigError> {
-        parse_duration_ms(&self.max_lateness)
-            .map_err(|e| ConfigError::new("generator.max_lateness", e.to_string()))
+    pub fn max_lateness_ms(&self) -> i64 {
+        millis(self.max_lateness)
     }
+}
+
+/// Whole milliseconds (saturating).
+fn millis(duration: Duration) -> i64 {
+    duration.as_millis().min(i64::MAX as u128) as i64
 }
 
 #[cfg(test)]
@@ -330,17 +335,18 @@ mod tests {
             "generator.trending_share"
         );
         assert_eq!(
-            bad(|c| c.trend_period = "soon".into()),
+            bad(|c| c.trend_period = Duration::ZERO),
             "generator.trend_period"
         );
-        assert_eq!(
-            bad(|c| c.trend_period = "0s".into()),
-            "generator.trend_period"
-        );
-        assert_eq!(
-            bad(|c| c.max_lateness = "5".into()),
-            "generator.max_lateness"
-        );
+        // Text that is not a duration is refused when the config is read.
+        for text in [r#"{"trend_period":"soon"}"#, r#"{"max_lateness":"5"}"#] {
+            let error = serde_json::from_str::<GeneratorConfig>(text).unwrap_err();
+            assert!(
+                error.to_string().contains("bad duration"),
+                "{text}: {error}"
+            );
+            assert!(error.to_string().contains("generator."), "{text}: {error}");
+        }
         assert_eq!(bad(|c| c.zipf_exponent = -1.0), "generator.zipf_exponent");
         assert_eq!(bad(|c| c.rate = Rate::PerSecond(0)), "generator.rate");
         let c = GeneratorConfig {

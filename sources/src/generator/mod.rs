@@ -13,7 +13,7 @@ use topsellers_model::Purchase;
 pub use catalog::Catalog;
 pub use config::{GeneratorConfig, Rate, MAX_ITEMS, MAX_LEAVES};
 
-use crate::error::ConfigError;
+use crate::error::SettingError;
 use catalog::mix;
 
 /// Seed stream of the event history (worker streams are their indexes).
@@ -49,7 +49,7 @@ impl Generator {
         config: &GeneratorConfig,
         worker_index: usize,
         peers: usize,
-    ) -> Result<Generator, ConfigError> {
+    ) -> Result<Generator, SettingError> {
         let peers = peers.max(1) as u64;
         let index = worker_index as u64;
         let rate = match config.rate {
@@ -64,11 +64,11 @@ impl Generator {
         config: &GeneratorConfig,
         stream: u64,
         rate: Option<u64>,
-    ) -> Result<Generator, ConfigError> {
+    ) -> Result<Generator, SettingError> {
         config.validate()?;
         let items = catalog.items().max(1);
         let zipf = Zipf::new(items as f64, config.zipf_exponent)
-            .map_err(|e| ConfigError::new("generator.zipf_exponent", e.to_string()))?;
+            .map_err(|e| SettingError::new("generator.zipf_exponent", e.to_string()))?;
         Ok(Generator {
             rng: SmallRng::seed_from_u64(mix(config.seed, stream)),
             zipf,
@@ -83,7 +83,7 @@ impl Generator {
             trending: Vec::new(),
             returns_fraction: config.returns_fraction,
             late_fraction: config.late_fraction,
-            max_lateness_ms: config.max_lateness_ms()?,
+            max_lateness_ms: config.max_lateness_ms(),
             catalog,
         })
     }
@@ -195,7 +195,7 @@ pub fn history(
     events: u64,
     end_ms: i64,
     span_ms: i64,
-) -> Result<History, ConfigError> {
+) -> Result<History, SettingError> {
     let generator = Generator::build(catalog, config, HISTORY_STREAM, None)?;
     let span_ms = span_ms.max(0);
     Ok(History {
@@ -326,7 +326,7 @@ mod tests {
     fn max_rate_gives_exactly_max_near_now() {
         let config = GeneratorConfig {
             late_fraction: 0.1,
-            max_lateness: "5s".into(),
+            max_lateness: std::time::Duration::from_secs(5),
             ..max_config()
         };
         let mut g = Generator::new(catalog(&config), &config, 0, 1).unwrap();
@@ -390,7 +390,7 @@ mod tests {
         let config = GeneratorConfig {
             trending_share: 1.0,
             trending_items: 5,
-            trend_period: "30s".into(),
+            trend_period: std::time::Duration::from_secs(30),
             late_fraction: 0.0,
             ..max_config()
         };
@@ -445,7 +445,7 @@ mod tests {
         let config = max_config();
         let cat = catalog(&config);
         let bad = GeneratorConfig {
-            trend_period: "never".into(),
+            trend_period: std::time::Duration::ZERO,
             ..config
         };
         assert!(Generator::new(cat.clone(), &bad, 0, 1).is_err());

@@ -4,9 +4,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use topsellers_model::{parse_duration_ms, parse_time_ms};
 
-use crate::error::ConfigError;
+use crate::error::SettingError;
 
 /// `[[sources]] type = "kafka"`: live purchases from a Kafka topic, one purchase per message.
 ///
@@ -38,14 +37,14 @@ pub struct KafkaConfig {
     pub format: PayloadFormat,
     /// A partition with no new purchase for this long stops holding the watermark back; when
     /// all are idle the watermark moves to the largest event time seen. Default: `"2s"`.
-    #[serde(default = "default_idle_timeout")]
-    pub idle_timeout: String,
+    #[serde(default = "default_idle_timeout", with = "idle_timeout_text")]
+    pub idle_timeout: Duration,
     /// Commit offsets (of purchases already in a published snapshot) to the group. Default: true.
     #[serde(default = "default_commit")]
     pub commit: bool,
     /// How often offsets are committed. Default: `"1s"`.
-    #[serde(default = "default_commit_interval")]
-    pub commit_interval: String,
+    #[serde(default = "default_commit_interval", with = "commit_interval_text")]
+    pub commit_interval: Duration,
     /// Topic bad messages are also written to (besides the dead-letter file); unset: none.
     #[serde(default = "default_dead_letter_topic")]
     pub dead_letter_topic: Option<String>,
@@ -53,8 +52,9 @@ pub struct KafkaConfig {
     /// sources) comes first: the history owns purchases with `ts < T0`, this topic those with
     /// `ts >= T0`; older messages are skipped (counted), whatever offset a partition starts
     /// from. Unset: the largest event time of the history (no backfill: no cut). (`--handover`)
-    #[serde(default)]
-    pub handover: Option<String>,
+    /// Kept as epoch ms.
+    #[serde(default, with = "handover_text")]
+    pub handover: Option<i64>,
     /// Any librdkafka client property (`"fetch.wait.max.ms" = "10"`, `"security.protocol"`,
     /// …), applied last: they override what the keys above set.
     #[serde(default)]
@@ -107,20 +107,24 @@ pub enum PayloadFormat {
     Csv,
 }
 
+topsellers_model::duration_key!(idle_timeout_text, "kafka.idle_timeout");
+topsellers_model::duration_key!(commit_interval_text, "kafka.commit_interval");
+topsellers_model::time_key!(handover_text, "kafka.handover");
+
 fn default_group() -> String {
     "topsellers".into()
 }
 fn default_fallback() -> Fallback {
     Fallback::Earliest
 }
-fn default_idle_timeout() -> String {
-    "2s".into()
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(2)
 }
 fn default_commit() -> bool {
     true
 }
-fn default_commit_interval() -> String {
-    "1s".into()
+fn default_commit_interval() -> Duration {
+    Duration::from_secs(1)
 }
 fn default_dead_letter_topic() -> Option<String> {
     None
@@ -146,59 +150,37 @@ impl KafkaConfig {
     }
 
     /// Checks every value; errors name the key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), SettingError> {
         if self.brokers.trim().is_empty() {
-            return Err(ConfigError::new("kafka.brokers", "must not be empty"));
+            return Err(SettingError::new("kafka.brokers", "must not be empty"));
         }
         check_topic("kafka.topic", &self.topic)?;
         if self.group.trim().is_empty() {
-            return Err(ConfigError::new("kafka.group", "must not be empty"));
+            return Err(SettingError::new("kafka.group", "must not be empty"));
         }
         if let Some(topic) = &self.dead_letter_topic {
             check_topic("kafka.dead_letter_topic", topic)?;
         }
-        duration("kafka.idle_timeout", &self.idle_timeout)?;
-        duration("kafka.commit_interval", &self.commit_interval)?;
-        self.handover_ms()?;
+        positive("kafka.idle_timeout", self.idle_timeout)?;
+        positive("kafka.commit_interval", self.commit_interval)?;
         Ok(())
-    }
-
-    /// [`KafkaConfig::handover`] in epoch ms, if set.
-    pub fn handover_ms(&self) -> Result<Option<i64>, ConfigError> {
-        self.handover
-            .as_deref()
-            .map(|text| {
-                parse_time_ms(text).map_err(|e| ConfigError::new("kafka.handover", e.to_string()))
-            })
-            .transpose()
-    }
-
-    /// [`KafkaConfig::idle_timeout`] (validated).
-    pub fn idle_timeout(&self) -> Duration {
-        duration("kafka.idle_timeout", &self.idle_timeout).unwrap_or(Duration::from_secs(2))
-    }
-
-    /// [`KafkaConfig::commit_interval`] (validated).
-    pub fn commit_interval(&self) -> Duration {
-        duration("kafka.commit_interval", &self.commit_interval).unwrap_or(Duration::from_secs(1))
     }
 }
 
-fn duration(field: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    match parse_duration_ms(text) {
-        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms as u64)),
-        Ok(_) => Err(ConfigError::new(field, "must be positive")),
-        Err(e) => Err(ConfigError::new(field, e.to_string())),
+fn positive(field: &'static str, duration: Duration) -> Result<(), SettingError> {
+    if duration.is_zero() {
+        return Err(SettingError::new(field, "must be positive"));
     }
+    Ok(())
 }
 
 /// Kafka's rule for topic names: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
-fn check_topic(field: &'static str, topic: &str) -> Result<(), ConfigError> {
+fn check_topic(field: &'static str, topic: &str) -> Result<(), SettingError> {
     let legal = topic
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if topic.is_empty() || topic.len() > 249 || !legal || topic == "." || topic == ".." {
-        return Err(ConfigError::new(
+        return Err(SettingError::new(
             field,
             format!("{topic:?} is not a Kafka topic name (1..=249 of a-z A-Z 0-9 . _ -)"),
         ));
@@ -214,8 +196,8 @@ mod tests {
     fn defaults_and_strictness() {
         let c: KafkaConfig = serde_json::from_str(r#"{"brokers":"b:9092","topic":"t"}"#).unwrap();
         assert_eq!(c, KafkaConfig::new("b:9092", "t"));
-        assert_eq!(c.idle_timeout(), Duration::from_secs(2));
-        assert_eq!(c.commit_interval(), Duration::from_secs(1));
+        assert_eq!(c.idle_timeout, Duration::from_secs(2));
+        assert_eq!(c.commit_interval, Duration::from_secs(1));
         assert!(c.validate().is_ok());
         assert!(
             serde_json::from_str::<KafkaConfig>(r#"{"brokers":"b","topic":"t","x":1}"#).is_err()
@@ -235,8 +217,26 @@ mod tests {
             r#"{"brokers":"b","topic":"t","handover":"2026-11-22T13:00:00Z"}"#,
         )
         .unwrap();
-        assert_eq!(c.handover_ms().unwrap(), Some(1_795_352_400_000));
-        assert_eq!(KafkaConfig::new("b", "t").handover_ms().unwrap(), None);
+        assert_eq!(c.handover, Some(1_795_352_400_000));
+        assert_eq!(KafkaConfig::new("b", "t").handover, None);
+        // Text that is not a time or duration is refused when read, naming the key.
+        for (text, key) in [
+            (
+                r#"{"brokers":"b","topic":"t","handover":"yesterday"}"#,
+                "kafka.handover",
+            ),
+            (
+                r#"{"brokers":"b","topic":"t","idle_timeout":"soon"}"#,
+                "kafka.idle_timeout",
+            ),
+            (
+                r#"{"brokers":"b","topic":"t","commit_interval":"1"}"#,
+                "kafka.commit_interval",
+            ),
+        ] {
+            let error = serde_json::from_str::<KafkaConfig>(text).unwrap_err();
+            assert!(error.to_string().contains(key), "{text}: {error}");
+        }
     }
 
     #[test]
@@ -252,7 +252,7 @@ mod tests {
             ),
             (
                 KafkaConfig {
-                    idle_timeout: "0s".into(),
+                    idle_timeout: Duration::ZERO,
                     ..base.clone()
                 },
                 "kafka.idle_timeout",
@@ -270,13 +270,6 @@ mod tests {
                     ..base.clone()
                 },
                 "kafka.brokers",
-            ),
-            (
-                KafkaConfig {
-                    handover: Some("yesterday".into()),
-                    ..base.clone()
-                },
-                "kafka.handover",
             ),
         ] {
             let error = config.validate().unwrap_err();

@@ -6,7 +6,7 @@
 //! notes offsets by input time, and commits those whose purchases are published.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -157,8 +157,9 @@ pub fn owned_partitions(count: usize, index: usize, peers: usize) -> Vec<i32> {
 
 impl PartitionReader {
     /// Connects (retrying with backoff, with one clear log line per attempt, until the topic's
-    /// metadata is read or `stop` is set) and assigns the partitions worker `index` of `peers`
-    /// owns. `None` if stopped first.
+    /// metadata is read or the run stops) and assigns the partitions worker `index` of `peers`
+    /// owns. `wait` waits up to the given time between attempts and says whether the run is
+    /// stopping (it returns at once when it is). `None` if stopped first.
     pub fn connect(
         config: &KafkaConfig,
         lateness_ms: i64,
@@ -166,7 +167,7 @@ impl PartitionReader {
         peers: usize,
         shared: Arc<KafkaShared>,
         dead_letters: Option<Arc<DeadLetterTopic>>,
-        stop: &AtomicBool,
+        wait: &dyn Fn(Duration) -> bool,
     ) -> Result<Option<PartitionReader>, KafkaSourceError> {
         let client_id = format!("topsellers-worker-{index}");
         let client = client_config(
@@ -189,7 +190,7 @@ impl PartitionReader {
                 })
                 .map_err(KafkaSourceError::Client)?,
         );
-        let Some(count) = partition_count(&consumer, config, index, stop) else {
+        let Some(count) = partition_count(&consumer, config, index, wait) else {
             return Ok(None);
         };
         let partitions = owned_partitions(count, index, peers);
@@ -222,7 +223,7 @@ impl PartitionReader {
                     config.topic.clone(),
                     shared.clone(),
                     index,
-                    config.commit_interval(),
+                    config.commit_interval,
                 )
                 .map_err(KafkaSourceError::Thread)?,
             )
@@ -234,9 +235,9 @@ impl PartitionReader {
             consumer,
             committer,
             topic: config.topic.clone(),
-            marks: WatermarkTracker::new(&partitions, lateness_ms, config.idle_timeout(), now),
+            marks: WatermarkTracker::new(&partitions, lateness_ms, config.idle_timeout, now),
             partitions,
-            commit_interval: config.commit_interval(),
+            commit_interval: config.commit_interval,
             parser: PayloadParser::new(config.format),
             offsets: PendingOffsets::new(),
             at_end: BTreeSet::new(),
@@ -408,12 +409,12 @@ impl PartitionReader {
     }
 }
 
-/// The topic's partition count, retrying until it is known or `stop` is set.
+/// The topic's partition count, retrying until it is known or `wait` says the run stops.
 fn partition_count(
     consumer: &BaseConsumer<Context>,
     config: &KafkaConfig,
     index: usize,
-    stop: &AtomicBool,
+    wait: &dyn Fn(Duration) -> bool,
 ) -> Option<usize> {
     if index == 0 {
         tracing::info!(
@@ -425,7 +426,7 @@ fn partition_count(
     let mut backoff = BACKOFF.0;
     let mut attempt = 0u32;
     loop {
-        if stop.load(Ordering::SeqCst) {
+        if wait(Duration::ZERO) {
             return None;
         }
         attempt += 1;
@@ -455,12 +456,8 @@ fn partition_count(
                 config.brokers
             );
         }
-        let until = Instant::now() + backoff;
-        while Instant::now() < until {
-            if stop.load(Ordering::SeqCst) {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if wait(backoff) {
+            return None;
         }
         backoff = (backoff * 2).min(BACKOFF.1);
     }

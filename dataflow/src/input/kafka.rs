@@ -18,22 +18,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use timely::worker::Worker;
+use topsellers_model::purchase::Event;
+use topsellers_model::wall_clock_ms;
 use topsellers_operators::Time;
 use topsellers_sinks::{MetricKind, Metrics};
 use topsellers_sources::kafka::{
     DeadLetterTopic, KafkaConfig, KafkaShared, PartitionReader, Watermark,
 };
 
+use super::{align, Pace};
+use crate::context::Context;
+use crate::error::RunError;
+use crate::graph::Graph;
 use crate::handover::Handover;
-use crate::render::Graph;
-use crate::worker::{align, wall_clock_ms, Job, Shared};
 
 /// Reads one counter of [`KafkaShared`].
 type ReadCounter = fn(&KafkaShared) -> u64;
 
 /// The Kafka source of one process: its config and what its workers share.
 #[derive(Clone, Debug)]
-pub struct KafkaLive {
+pub struct KafkaInput {
     /// Brokers, topic, group, …
     pub config: KafkaConfig,
     /// Progress and counters of this process's readers.
@@ -46,19 +50,20 @@ pub struct KafkaLive {
     pub handover_skipped: Arc<AtomicU64>,
 }
 
-impl KafkaLive {
-    /// Checks `config` and opens the dead-letter topic's producer, if any (no broker contact:
-    /// connecting happens, with retries, in the workers).
+impl KafkaInput {
+    /// Opens the dead-letter topic's producer, if any (no broker contact: connecting happens,
+    /// with retries, in the workers). `handover`: the cut-off from a backfill, if any.
     pub fn new(
         config: &KafkaConfig,
-    ) -> Result<KafkaLive, topsellers_sources::kafka::KafkaSourceError> {
+        handover: Option<Handover>,
+    ) -> Result<KafkaInput, topsellers_sources::kafka::KafkaSourceError> {
         let shared = Arc::new(KafkaShared::new(config.topic.clone()));
         let dead_letters = DeadLetterTopic::open(config, shared.clone())?.map(Arc::new);
-        Ok(KafkaLive {
+        Ok(KafkaInput {
             config: config.clone(),
             shared,
             dead_letters,
-            handover: None,
+            handover,
             handover_skipped: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -174,40 +179,47 @@ impl KafkaLive {
     }
 }
 
-/// Runs the live Kafka input of one worker until stopped.
-pub(crate) fn follow(
+/// Reads this worker's partitions until stopped: enters each purchase at its input time,
+/// advances the input to the partitions' watermark, and commits offsets once published.
+pub fn follow(
     worker: &mut Worker,
-    graph: &mut Graph,
-    job: &Job,
-    shared: &Shared,
-    kafka: &KafkaLive,
+    graph: &mut Graph<Event>,
+    kafka: &KafkaInput,
+    lateness_ms: i64,
+    pace: Pace,
+    ctx: &Context,
 ) {
     let connected = PartitionReader::connect(
         &kafka.config,
-        job.scoring.lateness_ms,
+        lateness_ms,
         worker.index(),
         worker.peers(),
         kafka.shared.clone(),
         kafka.dead_letters.clone(),
-        &shared.stop,
+        &|wait| ctx.stop.wait_timeout(wait),
     );
     let mut reader = match connected {
         Ok(Some(reader)) => reader,
         Ok(None) => return,
-        Err(e) => return shared.fail(format!("kafka source: {e}")),
+        Err(source) => {
+            return ctx.fail(RunError::Kafka {
+                worker: worker.index(),
+                source,
+            })
+        }
     };
     kafka.shared.connected.fetch_add(1, Ordering::SeqCst);
-    let epoch = Duration::from_millis(job.epoch_ms.max(1));
-    let mut purchases = Vec::with_capacity(job.batch_size);
+    let epoch = Duration::from_millis(pace.epoch_ms);
+    let mut purchases = Vec::with_capacity(pace.batch_size);
     let mut bad = Vec::new();
     let mut caught_up = false;
-    while !shared.stopped() {
-        let current = *graph.purchases.time();
+    while !ctx.stopped() {
+        let current = *graph.input.time();
         let deadline = Instant::now() + epoch;
         reader.read_round(
             current as i64,
-            job.epoch_ms as i64,
-            job.batch_size,
+            pace.epoch_ms as i64,
+            pace.batch_size,
             deadline,
             &mut purchases,
             &mut bad,
@@ -215,41 +227,16 @@ pub(crate) fn follow(
                 worker.step();
             },
         );
-        let mut count = 0;
-        let mut skipped = 0;
-        let mut entered_max: Option<Time> = None;
-        for (purchase, at) in purchases.drain(..) {
-            // The history owns purchases before the hand-over: they were backfilled (or are
-            // deliberately left out), whatever offset this partition started from.
-            if kafka
-                .handover
-                .is_some_and(|handover| !handover.kafka_owns(purchase.ts_ms))
-            {
-                skipped += 1;
-                continue;
-            }
-            count += 1;
-            let at = (at.max(0) as Time).max(current);
-            entered_max = entered_max.max(Some(at));
-            let (event, quantity) = purchase.into_update();
-            graph.purchases.update_at(event, at, quantity);
-        }
-        if let Some(at) = entered_max {
-            kafka.shared.entered(at as i64);
-        }
-        shared.metrics.add_purchases(count);
-        if skipped > 0 {
-            kafka.handover_skipped.fetch_add(skipped, Ordering::Relaxed);
-        }
-        shared.bad(&mut bad);
-        shared.metrics.add_ignored_records(reader.take_ignored());
+        enter_round(graph, kafka, &mut purchases, current, ctx);
+        ctx.bad(&mut bad);
+        ctx.metrics.add_ignored_records(reader.take_ignored());
 
         let now = Instant::now();
         let target = match reader.watermark(now) {
             Watermark::Hold => current,
             // Rounded down to the epoch: workers of similar watermarks then advance to the same
             // times, so the frontier (and a snapshot) moves once per epoch, not once per worker.
-            Watermark::Active(w) => align(w.max(0) as Time, job.epoch_ms) + 1,
+            Watermark::Active(w) => align(w.max(0) as Time, pace.epoch_ms) + 1,
             // Everything is idle: publish up to the last purchase exactly, and past anything
             // any worker of this process entered late (at its then current time: another
             // worker may hold such purchases at a time after every event time).
@@ -259,19 +246,50 @@ pub(crate) fn follow(
             }
         }
         .max(current);
-        graph.purchases.advance_to(target);
-        graph.purchases.flush();
         // Let the dataflow finish the previous round before reading more (backpressure).
-        while graph.probe.less_than(&current) && !shared.stopped() {
-            worker.step_or_park(Some(Duration::from_millis(1)));
-        }
-        worker.step();
-        let published = shared.published.load(Ordering::SeqCst);
-        reader.commit(published, Instant::now());
+        graph.advance(worker, target, current, &ctx.stop);
+        reader.commit(ctx.published(), Instant::now());
         if !caught_up && reader.caught_up(now) {
             caught_up = true;
             kafka.shared.worker_caught_up(target as i64 - 1);
         }
     }
-    reader.close(shared.published.load(Ordering::SeqCst));
+    reader.close(ctx.published());
+}
+
+/// Enters a round's purchases at their input times (no earlier than `current`), skipping those
+/// the history owns.
+fn enter_round(
+    graph: &mut Graph<Event>,
+    kafka: &KafkaInput,
+    purchases: &mut Vec<(topsellers_model::Purchase, i64)>,
+    current: Time,
+    ctx: &Context,
+) {
+    let mut count = 0;
+    let mut skipped = 0;
+    let mut entered_max: Option<Time> = None;
+    for (purchase, at) in purchases.drain(..) {
+        // The history owns purchases before the hand-over: they were backfilled (or are
+        // deliberately left out), whatever offset this partition started from.
+        if kafka
+            .handover
+            .is_some_and(|handover| !handover.kafka_owns(purchase.ts_ms))
+        {
+            skipped += 1;
+            continue;
+        }
+        count += 1;
+        let at = (at.max(0) as Time).max(current);
+        entered_max = entered_max.max(Some(at));
+        let (event, quantity) = purchase.into_update();
+        graph.input.update_at(event, at, quantity);
+    }
+    if let Some(at) = entered_max {
+        kafka.shared.entered(at as i64);
+    }
+    ctx.metrics.add_purchases(count);
+    if skipped > 0 {
+        kafka.handover_skipped.fetch_add(skipped, Ordering::Relaxed);
+    }
 }

@@ -3,28 +3,28 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
-use anyhow::{Context, Result};
-
-use topsellers_sources::files::{self, FilesConfig, LakeConfig, Pruned, ReadUnit};
+use topsellers_sources::files::{self, LakeConfig, Pruned, ReadUnit};
 use topsellers_sources::SourceConfig;
 
+use crate::error::DriverError;
 use crate::progress::Workload;
 
 /// Every read unit of every `files` source, in a stable order (S3 reached as `lake` says).
-pub fn units(sources: &[SourceConfig], lake: &LakeConfig) -> Result<Vec<ReadUnit>> {
+pub fn units(sources: &[SourceConfig], lake: &LakeConfig) -> Result<Vec<ReadUnit>, DriverError> {
     let mut all = Vec::new();
     for source in sources {
         if let SourceConfig::Files(files) = source {
-            all.extend(files_units(files, lake)?);
+            all.extend(
+                files
+                    .units(&lake.s3)
+                    .map_err(|source| DriverError::ListInput {
+                        paths: files.paths.clone(),
+                        source,
+                    })?,
+            );
         }
     }
     Ok(all)
-}
-
-fn files_units(files: &FilesConfig, lake: &LakeConfig) -> Result<Vec<ReadUnit>> {
-    files
-        .units(&lake.s3)
-        .with_context(|| format!("cannot list input {:?}", files.paths))
 }
 
 /// What a set of units holds, for progress reporting.
@@ -75,7 +75,7 @@ pub fn max_event_time(
     units: &[ReadUnit],
     threads: usize,
     trust_partitions: bool,
-) -> Result<Option<i64>> {
+) -> Result<Option<i64>, DriverError> {
     let from_statistics = units
         .iter()
         .filter_map(|u| u.ts_max)
@@ -87,18 +87,22 @@ pub fn max_event_time(
     rest.sort_by_key(|u| std::cmp::Reverse(bound(u)));
     let next = AtomicUsize::new(0);
     let (read, passed) = (AtomicU64::new(0), AtomicU64::new(0));
-    std::thread::scope(|scope| -> Result<()> {
+    std::thread::scope(|scope| -> Result<(), DriverError> {
         let readers: Vec<_> = (0..threads.max(1))
             .map(|_| {
-                scope.spawn(|| -> Result<()> {
+                scope.spawn(|| -> Result<(), DriverError> {
                     while let Some(unit) = rest.get(next.fetch_add(1, Ordering::Relaxed)) {
                         if bound(unit) <= max.load(Ordering::Relaxed) {
                             passed.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
                         read.fetch_add(1, Ordering::Relaxed);
-                        let latest = files::max_event_time(unit)
-                            .with_context(|| format!("cannot read {}", unit.location))?;
+                        let latest = files::max_event_time(unit).map_err(|source| {
+                            DriverError::ReadInput {
+                                unit: unit.location.to_string(),
+                                source,
+                            }
+                        })?;
                         if let Some(latest) = latest {
                             max.fetch_max(latest, Ordering::Relaxed);
                         }
@@ -110,7 +114,7 @@ pub fn max_event_time(
         for reader in readers {
             reader
                 .join()
-                .map_err(|_| anyhow::anyhow!("a reader thread panicked"))??;
+                .map_err(|_| DriverError::Panicked("event-time reader"))??;
         }
         Ok(())
     })?;

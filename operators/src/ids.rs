@@ -4,14 +4,16 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-/// Dense ids for repeated strings; ids are local to one worker.
+/// Dense ids (0, 1, 2, …) for repeated strings, and their texts back; ids are local to one
+/// worker. (Not to be confused with `topsellers_sources::Interner`, which only shares one
+/// allocation per text.)
 #[derive(Default)]
-pub(crate) struct Interner {
+pub(crate) struct DenseIds {
     ids: FxHashMap<Arc<str>, u32>,
     names: Vec<Arc<str>>,
 }
 
-impl Interner {
+impl DenseIds {
     /// The id of `name`, and whether it is new.
     pub(crate) fn intern(&mut self, name: &str) -> (u32, bool) {
         if let Some(&id) = self.ids.get(name) {

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use topsellers_model::purchase::Event;
 use topsellers_model::{DecayedSum, PurchaseRef};
+use topsellers_operators::PairSums;
 use topsellers_sources::Interner;
 
 use crate::config::Scoring;
@@ -47,7 +47,7 @@ const PENDING: usize = 32;
 
 /// The running totals of one (item, category) pair.
 #[derive(Clone, Copy, Default)]
-struct PairSums {
+struct PairTotals {
     /// The pair's hash (two halves: 8-byte alignment keeps the totals at 56 bytes).
     key: [u64; 2],
     count: i64,
@@ -150,7 +150,7 @@ impl Aggregates {
     ///
     /// In the order pairs first appeared, so that each pair's text is moved into its update,
     /// not cloned: a clone writes to the text's memory once more, long out of the cache.
-    pub(crate) fn into_updates(mut self) -> impl Iterator<Item = (Event, i64)> {
+    pub(crate) fn into_updates(mut self) -> impl Iterator<Item = (PairSums, i64)> {
         self.flush();
         let more = self.half_lives.len() - 1;
         let Aggregates {
@@ -164,13 +164,13 @@ impl Aggregates {
                 let parts: Box<[DecayedSum]> = std::iter::once(sums.sum)
                     .chain(more_sums[at * more..(at + 1) * more].iter().copied())
                     .collect();
-                let event = Event {
+                let pair = PairSums {
                     item_id,
                     category,
-                    ts_ms: sums.latest_ms,
-                    aggregate: Some(parts),
+                    latest_ms: sums.latest_ms,
+                    sums: parts,
                 };
-                (event, sums.count)
+                (pair, sums.count)
             },
         )
     }
@@ -191,7 +191,7 @@ struct PairTable {
     /// the pair's index + 1 in the low half.
     slots: Vec<u64>,
     /// Per pair, in order of first appearance.
-    sums: Vec<PairSums>,
+    sums: Vec<PairTotals>,
 }
 
 /// Where the search for `key` starts, before masking.
@@ -277,9 +277,9 @@ impl PairTable {
             if slot == 0 {
                 let pair = self.sums.len();
                 self.slots[at] = (tag(key) << 32) | (pair as u64 + 1);
-                self.sums.push(PairSums {
+                self.sums.push(PairTotals {
                     key: [key as u64, (key >> 64) as u64],
-                    ..PairSums::default()
+                    ..PairTotals::default()
                 });
                 return (pair, true);
             }
@@ -292,7 +292,7 @@ impl PairTable {
     }
 }
 
-impl PairSums {
+impl PairTotals {
     fn key(&self) -> u128 {
         (u128::from(self.key[1]) << 64) | u128::from(self.key[0])
     }
@@ -306,7 +306,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use topsellers_model::Profile;
+    use topsellers_model::{Profile, Profiles};
 
     /// Per pair, summed one purchase at a time in arrival order: (count, latest, sums).
     type Oracle = BTreeMap<(String, String), (i64, i64, Vec<DecayedSum>)>;
@@ -315,13 +315,16 @@ mod tests {
     fn sums_per_pair_equal_a_purchase_by_purchase_oracle() {
         let half_lives = [3_600_000, 86_400_000, 7 * 86_400_000];
         let scoring = Scoring {
-            profiles: half_lives
-                .iter()
-                .map(|&half_life_ms| Profile {
-                    name: format!("{half_life_ms}"),
-                    half_life_ms,
-                })
-                .collect(),
+            profiles: Profiles::new(
+                half_lives
+                    .iter()
+                    .map(|&half_life_ms| Profile {
+                        name: format!("{half_life_ms}"),
+                        half_life_ms,
+                    })
+                    .collect(),
+            )
+            .unwrap(),
             k: 10,
             retention_ms: i64::MAX,
             lateness_ms: 0,
@@ -357,10 +360,9 @@ mod tests {
             assert_eq!(aggregates.len(), oracle.len());
             let got: Oracle = aggregates
                 .into_updates()
-                .map(|(event, count)| {
-                    let key = (event.item_id.to_string(), event.category.to_string());
-                    let sums = event.aggregate.expect("an aggregate").into_vec();
-                    (key, (count, event.ts_ms, sums))
+                .map(|(pair, count)| {
+                    let key = (pair.item_id.to_string(), pair.category.to_string());
+                    (key, (count, pair.latest_ms, pair.sums.into_vec()))
                 })
                 .collect();
             assert_eq!(got, oracle, "{purchases} purchases");

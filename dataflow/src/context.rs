@@ -1,0 +1,98 @@
+//! What the workers of one process share with the threads around them: the stop signal, the
+//! first error, backfill progress, and where snapshots and bad records go.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+use topsellers_model::Snapshot;
+use topsellers_sinks::Metrics;
+use topsellers_sources::{BadRecord, DeadLetter};
+
+use crate::error::RunError;
+use crate::progress::BackfillProgress;
+use crate::stop::Stop;
+
+/// Shared by the workers of one process and the threads around them (`Arc<Context>`).
+#[derive(Debug)]
+pub struct Context {
+    /// Set to stop (a signal, a failure, a caller).
+    pub stop: Stop,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Where bad records go.
+    pub dead_letter: Arc<DeadLetter>,
+    /// How far the backfill is.
+    pub backfill: Arc<BackfillProgress>,
+    /// Snapshots to the serving side (leaders only).
+    snapshots: Sender<Snapshot>,
+    /// The time of the last snapshot this process's leader handed on.
+    published: AtomicI64,
+    /// The first failure; the run fails with it.
+    error: Mutex<Option<RunError>>,
+}
+
+impl Context {
+    /// A context sending snapshots to `snapshots`.
+    pub fn new(
+        stop: Stop,
+        metrics: Arc<Metrics>,
+        dead_letter: Arc<DeadLetter>,
+        snapshots: Sender<Snapshot>,
+    ) -> Context {
+        Context {
+            stop,
+            metrics,
+            dead_letter,
+            backfill: Arc::new(BackfillProgress::default()),
+            snapshots,
+            published: AtomicI64::new(i64::MIN),
+            error: Mutex::new(None),
+        }
+    }
+
+    /// Hands a snapshot to the serving side, blocking while it is behind (backpressure, not
+    /// unbounded memory); once taken, its time counts as published.
+    pub fn publish(&self, snapshot: Snapshot) {
+        let time = snapshot.time_ms;
+        if self.snapshots.send(snapshot).is_ok() {
+            self.published.store(time, Ordering::SeqCst);
+        }
+    }
+
+    /// The time of the last snapshot handed on (`i64::MIN` before the first).
+    pub fn published(&self) -> i64 {
+        self.published.load(Ordering::SeqCst)
+    }
+
+    /// Fails the run with `error` (the first failure wins) and stops everything.
+    pub fn fail(&self, error: RunError) {
+        tracing::error!("{error}");
+        self.error.lock().get_or_insert(error);
+        self.stop.stop();
+    }
+
+    /// Takes the first failure, if any.
+    pub fn take_error(&self) -> Option<RunError> {
+        self.error.lock().take()
+    }
+
+    /// The first failure's message, if any (leaving it in place).
+    pub fn error_message(&self) -> Option<String> {
+        self.error.lock().as_ref().map(ToString::to_string)
+    }
+
+    /// Whether the run is to stop.
+    pub fn stopped(&self) -> bool {
+        self.stop.is_stopped()
+    }
+
+    /// Counts, logs and writes out bad records.
+    pub fn bad(&self, bad: &mut Vec<BadRecord>) {
+        for record in bad.drain(..) {
+            self.dead_letter.record(&record);
+            self.metrics.add_bad_records(1);
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! What the workers do, decided once from the settings: `batch` (the lists as of one time) or
+//! `serve` (a backfill, then a live source, until stopped), with which inputs and windows.
+
+use std::sync::Arc;
+
+use topsellers_sources::files::Pruned;
+use topsellers_sources::generator::Catalog;
+use topsellers_sources::SourceConfig;
+
+use crate::config::{Scoring, Settings};
+use crate::error::DriverError;
+use crate::handover::Handover;
+use crate::input::backfill::Backfill;
+use crate::input::generator::GeneratorInput;
+use crate::input::kafka::KafkaInput;
+use crate::input::Pace;
+use crate::lake;
+
+/// The live source that follows the backfill.
+#[derive(Clone, Debug)]
+pub enum Live {
+    /// Synthetic purchases at the wall clock.
+    Generator(GeneratorInput),
+    /// Purchases from a Kafka topic, partitions shared among the workers.
+    Kafka(KafkaInput),
+}
+
+/// The two ways the workers run.
+#[derive(Clone, Debug)]
+// Built once per start and shared by reference: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Mode {
+    /// The files' lists as of one time: the input is cut to the retention window of that time
+    /// and summed per (leaf, item) as it is read, nothing ever expires, the ranking is built
+    /// once, and the workers end once the snapshot is published.
+    Batch {
+        /// The files, the as-of time (`until_ms`) and the window.
+        backfill: Backfill,
+    },
+    /// The live service: each purchase counts from its time and is retracted at
+    /// `ts + retention`; the history first, then the live source, until stopped.
+    Serve {
+        /// The history, if any.
+        backfill: Option<Backfill>,
+        /// Then live input, if any; without it, the workers idle (the lists keep being served)
+        /// until stopped.
+        live: Option<Live>,
+    },
+}
+
+/// What the workers of this process are to do (the same on every worker).
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// Scores and lists.
+    pub scoring: Scoring,
+    /// Batch or serve.
+    pub mode: Mode,
+    /// How live input is handed to the dataflow.
+    pub pace: Pace,
+    /// The first worker of every process: they receive every list.
+    pub leaders: Vec<usize>,
+}
+
+impl Job {
+    /// Whether the job runs in one process (no peers to agree with).
+    pub fn one_process(&self) -> bool {
+        self.leaders.len() == 1
+    }
+
+    /// The backfill, if any.
+    pub fn backfill(&self) -> Option<&Backfill> {
+        match &self.mode {
+            Mode::Batch { backfill } => Some(backfill),
+            Mode::Serve { backfill, .. } => backfill.as_ref(),
+        }
+    }
+}
+
+/// A `serve` job and what planning it found.
+#[derive(Debug)]
+pub struct ServePlan {
+    /// The job.
+    pub job: Job,
+    /// What the backfill does not read at all (older than the retention).
+    pub pruned: Pruned,
+}
+
+/// A `batch` job and what planning it found.
+#[derive(Debug)]
+pub struct BatchPlan {
+    /// The job.
+    pub job: Job,
+    /// The time the lists are as of.
+    pub as_of_ms: i64,
+    /// What is not read at all (older than the retention).
+    pub pruned: Pruned,
+}
+
+/// Plans `run`: lists the history (if any) and finds its latest event time, resolves the
+/// hand-over to Kafka, prunes what has expired by the backfill's cut-off, and sets up the live
+/// source.
+pub fn plan_serve(settings: &Settings) -> Result<ServePlan, DriverError> {
+    let scoring = settings.scoring();
+    let units = lake::units(&settings.sources, &settings.lake)?;
+    let kafka = settings.sources.iter().find_map(|source| match source {
+        SourceConfig::Kafka(kafka) => Some(kafka),
+        _ => None,
+    });
+    let history_max_ms = if units.is_empty() {
+        None
+    } else {
+        let max_ms = latest_event_time(settings, &units)?;
+        if max_ms < 0 {
+            return Err(DriverError::BeforeEpoch {
+                what: "the input's latest event time",
+                ms: max_ms,
+            });
+        }
+        Some(max_ms)
+    };
+    // With Kafka after the history, the history owns `ts < T0` and Kafka `ts >= T0`.
+    let handover = kafka.and_then(|kafka| Handover::resolve(kafka.handover, history_max_ms));
+    if let Some(handover) = handover {
+        tracing::info!(
+            "hand-over at {} ({} ms): the history owns purchases before it, Kafka from it on",
+            topsellers_model::format_rfc3339_ms(handover.t0_ms),
+            handover.t0_ms
+        );
+    }
+    let mut pruned = Pruned::default();
+    let backfill = history_max_ms.map(|max_ms| {
+        // Without Kafka, everything up to the history's latest event time (inclusive).
+        let until_ms = handover.map_or(max_ms, Handover::backfill_until_ms);
+        // Purchases at or before `until − retention` have expired by the time the backfill's
+        // snapshot is published: neither they nor the units holding only them are read.
+        let after_ms = until_ms.saturating_sub(scoring.retention_ms);
+        let (units, dropped) = lake::prune(units, after_ms, &settings.lake);
+        pruned = dropped;
+        Backfill::new(units, until_ms, after_ms)
+    });
+    let live = match settings
+        .sources
+        .iter()
+        .find(|source| !matches!(source, SourceConfig::Files(_)))
+    {
+        Some(SourceConfig::Generator(generator)) => Some(Live::Generator(GeneratorInput {
+            config: generator.clone(),
+            catalog: Arc::new(Catalog::new(generator).map_err(DriverError::Generator)?),
+        })),
+        Some(SourceConfig::Kafka(kafka)) => Some(Live::Kafka(
+            KafkaInput::new(kafka, handover).map_err(DriverError::Kafka)?,
+        )),
+        _ => None,
+    };
+    Ok(ServePlan {
+        job: job(settings, Mode::Serve { backfill, live }),
+        pruned,
+    })
+}
+
+/// Plans `batch`: lists the files, takes `as_of` (default: their latest event time), and
+/// prunes what has expired by then.
+pub fn plan_batch(settings: &Settings, as_of: Option<i64>) -> Result<BatchPlan, DriverError> {
+    let units = lake::units(&settings.sources, &settings.lake)?;
+    let as_of_ms = match as_of {
+        Some(as_of) => as_of,
+        None => latest_event_time(settings, &units)?,
+    };
+    if as_of_ms < 0 {
+        return Err(DriverError::BeforeEpoch {
+            what: "as-of time",
+            ms: as_of_ms,
+        });
+    }
+    let after_ms = as_of_ms.saturating_sub(settings.scoring().retention_ms);
+    let (units, pruned) = lake::prune(units, after_ms, &settings.lake);
+    let backfill = Backfill::new(units, as_of_ms, after_ms);
+    Ok(BatchPlan {
+        job: job(settings, Mode::Batch { backfill }),
+        as_of_ms,
+        pruned,
+    })
+}
+
+/// The latest event time in `units` (0 if they hold none).
+fn latest_event_time(
+    settings: &Settings,
+    units: &[topsellers_sources::ReadUnit],
+) -> Result<i64, DriverError> {
+    Ok(lake::max_event_time(units, settings.runtime.workers, settings.lake.prune)?.unwrap_or(0))
+}
+
+fn job(settings: &Settings, mode: Mode) -> Job {
+    let seat = settings
+        .runtime
+        .cluster
+        .as_ref()
+        .filter(|seat| seat.is_cluster());
+    Job {
+        scoring: settings.scoring().clone(),
+        mode,
+        pace: Pace {
+            epoch_ms: settings.runtime.epoch_ms(),
+            batch_size: settings.runtime.batch_size,
+        },
+        leaders: seat.map_or(vec![0], |s| s.workers.leaders()),
+    }
+}

@@ -1,0 +1,27 @@
+//! Process signals: SIGINT and SIGTERM set the stop signal (a graceful drain); a second one
+//! while stopping exits at once (status 1).
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::stop::Stop;
+
+/// Sets `stop` on SIGINT or SIGTERM, from a thread of its own.
+pub fn stop_on_signals(stop: &Stop) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let stop = stop.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let name = signal_hook::low_level::signal_name(signal).unwrap_or("a signal");
+                if stop.is_stopped() {
+                    tracing::warn!("{name} again while stopping: exiting now");
+                    std::process::exit(1);
+                }
+                tracing::info!("{name}: stopping (again to exit at once)");
+                stop.stop();
+            }
+        })?;
+    Ok(())
+}
