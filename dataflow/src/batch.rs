@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 
 use topsellers_model::{format_rfc3339_ms, LatestLists, Profile, Profiles, Snapshot, TopKList};
-use topsellers_sinks::Metrics;
+use topsellers_sinks::{list_json, Metrics};
 use topsellers_sources::files::{FilesConfig, Pruned};
 use topsellers_sources::{DeadLetter, SourceConfig};
 
@@ -282,7 +282,12 @@ pub fn write_lines(
                     for chunk in chunks.iter().skip(first).step_by(RENDERERS) {
                         let mut text = Vec::with_capacity(chunk.len() * 8192);
                         for list in *chunk {
-                            render_list(&mut text, list, &profiles[list.profile], as_of_ms);
+                            list_json::push_rank_lines(
+                                &mut text,
+                                list,
+                                &profiles[list.profile],
+                                as_of_ms,
+                            );
                         }
                         if send.send(text).is_err() {
                             return; // The writer failed: it reports why.
@@ -300,40 +305,6 @@ pub fn write_lines(
         }
         Ok(lists.iter().map(|list| list.items.len() as u64).sum())
     })
-}
-
-/// Appends the lines of one list to `text`.
-fn render_list(text: &mut Vec<u8>, list: &TopKList, profile: &Profile, as_of_ms: i64) {
-    if list.items.is_empty() {
-        return;
-    }
-    // What the lines of one list share is rendered (and escaped) once per list.
-    let head_at = text.len();
-    text.extend_from_slice(b"{\"profile\":");
-    json_str(text, &profile.name);
-    text.extend_from_slice(b",\"category\":");
-    json_str(text, &list.category);
-    text.extend_from_slice(b",\"rank\":");
-    let head = head_at..text.len();
-    for (rank, item) in list.items.iter().enumerate() {
-        if rank > 0 {
-            text.extend_from_within(head.clone());
-        }
-        text.extend_from_slice(itoa::Buffer::new().format(rank + 1).as_bytes());
-        text.extend_from_slice(b",\"item_id\":");
-        json_str(text, &item.item_id);
-        text.extend_from_slice(b",\"score\":");
-        let score = item.score.score_at(as_of_ms, profile.half_life_ms);
-        // Writing to memory cannot fail; a non-finite score is written as `null`, as ever.
-        let _ = serde_json::to_writer(&mut *text, &score);
-        text.extend_from_slice(b"}\n");
-    }
-}
-
-/// Appends `value` as a JSON string.
-fn json_str(text: &mut Vec<u8>, value: &str) {
-    // Writing to memory cannot fail.
-    let _ = serde_json::to_writer(&mut *text, value);
 }
 
 #[cfg(test)]

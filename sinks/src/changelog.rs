@@ -32,10 +32,10 @@ use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use topsellers_model::{format_rfc3339_ms, Profile, Snapshot};
+use topsellers_model::{Profile, Snapshot};
 
-use crate::json;
 use crate::kafka_changelog::{KafkaChangelog, KafkaChangelogError};
+use crate::list_json::{self, SlotOp};
 
 /// Changelog settings (`[changelog]` in the config).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,11 +187,7 @@ impl Changelog {
     /// Writes the operations of every list of `snapshot` that changed, then flushes.
     /// `profiles` gives the names of the profile indexes (lists of unknown ones are skipped).
     pub fn write_snapshot(&mut self, snapshot: &Snapshot, profiles: &[Profile]) -> io::Result<()> {
-        let mut time = Vec::with_capacity(64);
-        time.extend_from_slice(b"{\"time\":\"");
-        time.extend_from_slice(format_rfc3339_ms(snapshot.time_ms).as_bytes());
-        time.extend_from_slice(b"\",\"time_ms\":");
-        json::push_int(&mut time, snapshot.time_ms);
+        let time = list_json::changelog_time(snapshot.time_ms);
         for list in &snapshot.lists {
             let Some(profile) = profiles.get(list.profile) else {
                 continue;
@@ -214,26 +210,27 @@ impl Changelog {
             for change in changes {
                 let line = &mut self.line;
                 line.clear();
-                line.extend_from_slice(&time);
-                line.extend_from_slice(b",\"profile\":");
-                json::push_str(line, &profile.name);
-                line.extend_from_slice(b",\"category\":");
-                json::push_str(line, &list.category);
-                line.extend_from_slice(match change.kind {
-                    ChangeKind::Remove => b",\"op\":\"remove\",\"rank\":",
-                    ChangeKind::Insert => b",\"op\":\"insert\",\"rank\":",
-                });
-                json::push_int(line, change.rank);
-                line.extend_from_slice(b",\"item_id\":");
-                json::push_str(line, &change.item_id);
-                if change.kind == ChangeKind::Insert {
-                    line.extend_from_slice(b",\"score\":");
-                    let score = list.items[change.rank - 1]
-                        .score
-                        .score_at(snapshot.time_ms, profile.half_life_ms);
-                    json::push_f64(line, score);
-                }
-                line.extend_from_slice(b"}\n");
+                let (op, score) = match change.kind {
+                    ChangeKind::Remove => (SlotOp::Remove, None),
+                    ChangeKind::Insert => (
+                        SlotOp::Insert,
+                        Some(list_json::score(
+                            &list.items[change.rank - 1],
+                            profile,
+                            snapshot.time_ms,
+                        )),
+                    ),
+                };
+                list_json::push_slot_op(
+                    line,
+                    &time,
+                    profile,
+                    &list.category,
+                    op,
+                    change.rank,
+                    &change.item_id,
+                    score,
+                );
                 out.write_all(line)?;
             }
             self.remember(key, new);
@@ -383,7 +380,10 @@ mod tests {
             for line in text.lines() {
                 let value: serde_json::Value = serde_json::from_str(line).unwrap();
                 assert_eq!(value["time_ms"], step * 1000);
-                assert_eq!(value["time"], format_rfc3339_ms(step * 1000));
+                assert_eq!(
+                    value["time"],
+                    topsellers_model::format_rfc3339_ms(step * 1000)
+                );
                 let kind = match value["op"].as_str().unwrap() {
                     "remove" => {
                         assert!(value.get("score").is_none());

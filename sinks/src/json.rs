@@ -5,8 +5,9 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends `text` as a JSON string literal (with the quotes) to `out`.
 ///
-/// Quotes and backslashes are escaped, control characters become `\n`, `\r`, `\t` or
-/// `\u00XX`; everything else (including non-ASCII UTF-8) passes through unchanged.
+/// Exactly as `serde_json` escapes: quotes and backslashes, control characters as `\b`, `\t`,
+/// `\n`, `\f`, `\r` or `\u00XX`; everything else (including non-ASCII UTF-8) passes through
+/// unchanged.
 pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
     let bytes = text.as_bytes();
@@ -15,9 +16,11 @@ pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {
         let escape: &[u8] = match byte {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
+            0x08 => b"\\b",
             b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            0x0c => b"\\f",
+            b'\r' => b"\\r",
             0x00..=0x1f => &[],
             _ => continue,
         };
@@ -76,6 +79,15 @@ mod tests {
             assert_eq!(back, text, "{json}");
         }
         assert_eq!(string("a\u{1}b"), "\"a\\u0001b\"");
+        // Byte for byte what serde_json writes, for every ASCII character.
+        for byte in 0u8..0x80 {
+            let text = format!("x{}y", byte as char);
+            assert_eq!(
+                string(&text),
+                serde_json::to_string(&text).unwrap(),
+                "{byte:#x}"
+            );
+        }
     }
 
     #[test]

@@ -5,14 +5,11 @@
 //! with scores as of the snapshot's time. A list that empties is sent with `"items":[]` (not a
 //! tombstone). On a compacted topic the latest message of each key is the current list.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
+use topsellers_kafka::Producer;
 use topsellers_model::{Profile, TopKList};
 
 use crate::rendered::RenderedList;
@@ -20,54 +17,16 @@ use crate::rendered::RenderedList;
 /// How long a full producer queue is waited for before a change is dropped (counted).
 const QUEUE_FULL_WAIT: Duration = Duration::from_secs(1);
 
-/// Counts failed deliveries; keeps librdkafka's log lines at debug level.
-struct Context {
-    failures: Arc<AtomicU64>,
-}
-
-impl ClientContext for Context {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
-                tracing::error!(target: "librdkafka", "{fac}: {message}")
-            }
-            _ => tracing::debug!(target: "librdkafka", "{fac}: {message}"),
-        }
-    }
-}
-
-impl ProducerContext for Context {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result {
-            let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-            if n <= 10 || n % 1000 == 0 {
-                tracing::warn!(%error, failures = n, "a top-k change could not be written to the changelog topic");
-            }
-        }
-    }
-}
-
 /// Sends changed lists to a topic.
+#[derive(Debug)]
 pub struct KafkaChangelog {
-    producer: ThreadedProducer<Context>,
-    topic: String,
-    failures: Arc<AtomicU64>,
-}
-
-impl std::fmt::Debug for KafkaChangelog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaChangelog")
-            .field("topic", &self.topic)
-            .finish_non_exhaustive()
-    }
+    producer: Producer,
 }
 
 /// The changelog topic could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[error("changelog topic: {0}")]
-pub struct KafkaChangelogError(#[from] KafkaError);
+pub struct KafkaChangelogError(#[from] topsellers_kafka::Error);
 
 impl KafkaChangelog {
     /// A producer for `topic` on `brokers`; `properties` (librdkafka producer properties) are
@@ -77,28 +36,14 @@ impl KafkaChangelog {
         topic: &str,
         properties: impl IntoIterator<Item = (&'a String, &'a String)>,
     ) -> Result<KafkaChangelog, KafkaChangelogError> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", brokers)
-            .set("linger.ms", "20");
-        for (key, value) in properties {
-            client.set(key, value);
-        }
-        client.set_log_level(RDKafkaLogLevel::Warning);
-        let failures = Arc::new(AtomicU64::new(0));
-        let producer = client.create_with_context(Context {
-            failures: failures.clone(),
-        })?;
-        Ok(KafkaChangelog {
-            producer,
-            topic: topic.to_owned(),
-            failures,
-        })
+        let client = topsellers_kafka::client_config(brokers, &[("linger.ms", "20")], properties);
+        let producer = Producer::new(&client, topic, "top-k change", QUEUE_FULL_WAIT)?;
+        Ok(KafkaChangelog { producer })
     }
 
     /// Changes that could not be written (queue full, or delivery failed).
     pub fn failures(&self) -> Arc<AtomicU64> {
-        self.failures.clone()
+        self.producer.failures()
     }
 
     /// The message key of a list: `profile/category` (`7d/books/fiction`; the root: `7d/`).
@@ -110,42 +55,12 @@ impl KafkaChangelog {
     pub fn send(&self, list: &TopKList, profile: &Profile, time_ms: i64) {
         let rendered = RenderedList::render(list, profile, time_ms, usize::MAX);
         let key = Self::key(profile, &list.category);
-        let value = rendered.full();
-        let mut record = BaseRecord::to(&self.topic)
-            .key(key.as_bytes())
-            .payload(value.as_ref());
-        let started = Instant::now();
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if started.elapsed() < QUEUE_FULL_WAIT =>
-                {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((error, _)) => {
-                    let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                    if n <= 10 || n % 1000 == 0 {
-                        tracing::warn!(%error, key, failures = n, "cannot queue a top-k change for the changelog topic");
-                    }
-                    return;
-                }
-            }
-        }
+        self.producer.send(key.as_bytes(), rendered.full());
     }
 
     /// Waits (at most `timeout`) until every queued change is delivered.
     pub fn flush(&self, timeout: Duration) {
-        if let Err(error) = self.producer.flush(timeout) {
-            tracing::warn!(%error, topic = %self.topic, "top-k changes still queued for the changelog topic");
-        }
-    }
-}
-
-impl Drop for KafkaChangelog {
-    fn drop(&mut self) {
-        self.flush(Duration::from_secs(10));
+        self.producer.flush(timeout);
     }
 }
 

@@ -9,6 +9,7 @@ mod etag;
 pub mod http;
 mod json;
 pub mod kafka_changelog;
+pub mod list_json;
 pub mod metrics;
 pub mod publisher;
 mod readiness;

@@ -3,13 +3,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use topsellers_model::{format_rfc3339_ms, Profile, TopKList};
+use topsellers_model::{Profile, TopKList};
 
 use crate::etag::ETag;
-use crate::json;
-
-/// What closes a (possibly cut short) items array and the document.
-const TAIL: &[u8] = b"]}";
+use crate::list_json::{self, DOCUMENT_TAIL as TAIL};
 
 /// A list pre-serialized as the full `/v1/top` response, sliceable to any `limit` without
 /// copying: the first `n` items are `full[..item_end(n)]` followed by `]}`.
@@ -31,32 +28,8 @@ impl RenderedList {
     pub fn render(list: &TopKList, profile: &Profile, as_of_ms: i64, k: usize) -> RenderedList {
         let items = &list.items[..list.items.len().min(k)];
         let mut out = Vec::with_capacity(96 + list.category.len() + items.len() * 64);
-        out.extend_from_slice(b"{\"category\":");
-        json::push_str(&mut out, &list.category);
-        out.extend_from_slice(b",\"profile\":");
-        json::push_str(&mut out, &profile.name);
-        out.extend_from_slice(b",\"as_of\":\"");
-        out.extend_from_slice(format_rfc3339_ms(as_of_ms).as_bytes());
-        out.extend_from_slice(b"\",\"items\":[");
-        let items_start = out.len();
-        let mut item_ends = Vec::with_capacity(items.len());
-        for (at, item) in items.iter().enumerate() {
-            if at > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"{\"rank\":");
-            json::push_int(&mut out, at + 1);
-            out.extend_from_slice(b",\"item_id\":");
-            json::push_str(&mut out, &item.item_id);
-            out.extend_from_slice(b",\"score\":");
-            json::push_f64(
-                &mut out,
-                item.score.score_at(as_of_ms, profile.half_life_ms),
-            );
-            out.push(b'}');
-            item_ends.push(out.len());
-        }
-        out.extend_from_slice(TAIL);
+        let (items_start, item_ends) =
+            list_json::push_document(&mut out, list, items.len(), profile, as_of_ms);
         let hash = xxhash_rust::xxh3::xxh3_64(&out);
         RenderedList {
             full: Bytes::from(out),

@@ -5,6 +5,8 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
+
 use super::layout::Seat;
 use super::peer::{PeerLoss, PeerStream};
 
@@ -220,7 +222,13 @@ fn dial(
     me: Hello,
     deadline: Instant,
 ) -> Result<TcpStream> {
-    let mut wait = Duration::from_millis(50);
+    // 50 ms doubling to 1 s, with jitter: processes started together do not dial in step.
+    let mut waits = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(1))
+        .with_jitter()
+        .without_max_times()
+        .build();
     let mut next_log = Instant::now() + Duration::from_secs(5);
     loop {
         let attempt = (|| -> io::Result<TcpStream> {
@@ -266,8 +274,8 @@ fn dial(
                     tracing::info!("waiting for process {process} at {address}: {e}");
                     next_log = Instant::now() + Duration::from_secs(5);
                 }
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(Duration::from_secs(1));
+                let wait = waits.next().unwrap_or(Duration::from_secs(1));
+                std::thread::sleep(wait.min(deadline.saturating_duration_since(Instant::now())));
             }
         }
     }

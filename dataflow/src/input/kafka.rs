@@ -58,7 +58,7 @@ impl KafkaInput {
         handover: Option<Handover>,
     ) -> Result<KafkaInput, topsellers_sources::kafka::KafkaSourceError> {
         let shared = Arc::new(KafkaShared::new(config.topic.clone()));
-        let dead_letters = DeadLetterTopic::open(config, shared.clone())?.map(Arc::new);
+        let dead_letters = DeadLetterTopic::open(config)?.map(Arc::new);
         Ok(KafkaInput {
             config: config.clone(),
             shared,
@@ -96,7 +96,7 @@ impl KafkaInput {
 
     /// Registers the Kafka gauges and counters with `/metrics`.
     pub fn register_metrics(&self, metrics: &Metrics) {
-        let counters: [(&str, &str, ReadCounter); 5] = [
+        let counters: [(&str, &str, ReadCounter); 4] = [
             (
                 "topsellers_kafka_messages_total",
                 "Kafka messages read (valid, ignored and bad); rate() gives messages/s.",
@@ -117,11 +117,6 @@ impl KafkaInput {
                 "Offset commits that failed.",
                 |s| s.commit_failures.load(Ordering::Relaxed),
             ),
-            (
-                "topsellers_kafka_dead_letter_failures_total",
-                "Dead letters that could not be written to the dead-letter topic.",
-                |s| s.dead_letter_failures.load(Ordering::Relaxed),
-            ),
         ];
         for (name, help, read) in counters {
             let shared = self.shared.clone();
@@ -132,6 +127,13 @@ impl KafkaInput {
                 Box::new(move || read(&shared) as f64),
             );
         }
+        metrics.register_counter(
+            "topsellers_kafka_dead_letter_failures_total",
+            "Dead letters that could not be written to the dead-letter topic.",
+            self.dead_letters
+                .as_ref()
+                .map_or_else(Default::default, |topic| topic.failures()),
+        );
         metrics.register_counter(
             "topsellers_kafka_handover_skipped_total",
             "Kafka purchases skipped because they are older than the hand-over time T0 (the history owns them).",

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::BackoffBuilder;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -30,7 +31,8 @@ use crate::bad::BadRecord;
 
 /// How long one metadata request may take before it is retried.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
-/// First and largest wait between connection attempts.
+/// First and largest wait between connection attempts (doubling, with jitter, so that the
+/// workers of many processes do not retry in step).
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(10));
 /// Longest single wait inside a round, so the worker keeps stepping the dataflow.
 const POLL_SLICE: Duration = Duration::from_millis(5);
@@ -40,27 +42,7 @@ const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 /// The client properties for `config`: `bootstrap.servers`, then `defaults`, then the
 /// configured `properties` (which override both).
 pub(crate) fn client_config(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    client.set("bootstrap.servers", &config.brokers);
-    for (key, value) in defaults {
-        client.set(*key, *value);
-    }
-    for (key, value) in &config.properties {
-        client.set(key, value);
-    }
-    client.set_log_level(RDKafkaLogLevel::Warning);
-    client
-}
-
-/// librdkafka's own log lines, at debug level: connection failures are retried by the client
-/// and reported by the reader in one clear line instead.
-pub(crate) fn log_client(level: RDKafkaLogLevel, fac: &str, message: &str) {
-    match level {
-        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
-            tracing::error!(target: "librdkafka", "{fac}: {message}")
-        }
-        _ => tracing::debug!(target: "librdkafka", "{fac}: {message}"),
-    }
+    topsellers_kafka::client_config(&config.brokers, defaults, &config.properties)
 }
 
 /// The consumer's callbacks: statistics (lag), commit results, logs.
@@ -70,7 +52,7 @@ struct Context {
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        log_client(level, fac, message);
+        topsellers_kafka::log_client(level, fac, message);
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -423,13 +405,19 @@ fn partition_count(
             config.topic
         );
     }
-    let mut backoff = BACKOFF.0;
+    let mut backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(BACKOFF.0)
+        .with_max_delay(BACKOFF.1)
+        .with_jitter()
+        .without_max_times()
+        .build();
     let mut attempt = 0u32;
     loop {
         if wait(Duration::ZERO) {
             return None;
         }
         attempt += 1;
+        let delay = backoff.next().unwrap_or(BACKOFF.1);
         let problem = match consumer.fetch_metadata(Some(&config.topic), METADATA_TIMEOUT) {
             Ok(metadata) => match metadata.topics().iter().find(|t| t.name() == config.topic) {
                 Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => {
@@ -446,7 +434,7 @@ fn partition_count(
         };
         if index == 0 {
             tracing::warn!(
-                "kafka {}: {problem}; attempt {attempt}, retrying in {backoff:?} (/readyz stays not ready until connected)",
+                "kafka {}: {problem}; attempt {attempt}, retrying in {delay:.1?} (/readyz stays not ready until connected)",
                 config.brokers
             );
         } else {
@@ -456,10 +444,9 @@ fn partition_count(
                 config.brokers
             );
         }
-        if wait(backoff) {
+        if wait(delay) {
             return None;
         }
-        backoff = (backoff * 2).min(BACKOFF.1);
     }
 }
 

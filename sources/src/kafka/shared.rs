@@ -38,8 +38,6 @@ pub struct KafkaShared {
     pub commits: AtomicU64,
     /// Offset commits that failed.
     pub commit_failures: AtomicU64,
-    /// Dead letters that could not be written to the dead-letter topic.
-    pub dead_letter_failures: AtomicU64,
     partitions: Mutex<BTreeMap<i32, PartitionGauges>>,
 }
 
@@ -57,7 +55,6 @@ impl KafkaShared {
             bad_messages: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
-            dead_letter_failures: AtomicU64::new(0),
             partitions: Mutex::new(BTreeMap::new()),
         }
     }
