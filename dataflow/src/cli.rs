@@ -10,7 +10,7 @@ use topsellers_sources::files::FilesConfig;
 use topsellers_sources::generator::{GeneratorConfig, Rate};
 use topsellers_sources::{KafkaConfig, SourceConfig};
 
-use crate::cluster::{Seat, Workers, WorkersArg, PROCESS_ENV};
+use crate::cluster::{Layout, Seat, WorkersArg, PROCESS_ENV};
 use crate::config::{Config, ConfigError, Settings};
 
 /// Best sellers right now, per category: purchases in, decayed top-k lists out over HTTP.
@@ -178,8 +178,8 @@ impl ScoringArgs {
         match &self.workers {
             Some(WorkersArg::Threads(threads)) => config.runtime.workers = *threads,
             Some(WorkersArg::File(path)) => {
-                let seat = Workers::load(path)?.seat(path, process)?;
-                config.runtime.workers = seat.workers.threads;
+                let seat = Layout::load(path)?.seat(path, process)?;
+                config.runtime.workers = seat.layout.threads;
                 config.http.listen = seat.me().http.clone();
                 config.runtime.cluster = Some(seat);
             }
@@ -360,7 +360,7 @@ fn cluster_refused(seat: &Seat, command: &str) -> ConfigError {
         key: "process".into(),
         message: format!(
             "`{command}` runs in one process, and {} are listed: use --workers THREADS",
-            seat.workers.process.len()
+            seat.layout.process.len()
         ),
     }
 }

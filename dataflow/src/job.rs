@@ -203,6 +203,6 @@ fn job(settings: &Settings, mode: Mode) -> Job {
             epoch_ms: settings.runtime.epoch_ms(),
             batch_size: settings.runtime.batch_size,
         },
-        leaders: seat.map_or(vec![0], |s| s.workers.leaders()),
+        leaders: seat.map_or(vec![0], |s| s.layout.leaders()),
     }
 }

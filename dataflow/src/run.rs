@@ -246,7 +246,7 @@ fn start_workers(
     let backfill = job.backfill();
     let hello = Hello {
         process: seat.process as u64,
-        processes: seat.workers.process.len() as u64,
+        processes: seat.layout.process.len() as u64,
         threads: threads as u64,
         config: fingerprint(settings),
         units: backfill.map_or(0, |b| b.units.len()) as u64,
@@ -254,7 +254,7 @@ fn start_workers(
     };
     readiness.set_progress(format!(
         "connecting to the other {} processes",
-        seat.workers.process.len() - 1
+        seat.layout.process.len() - 1
     ));
     workers::start(job, ctx, threads, Some(Membership { seat, hello }))
 }

@@ -63,7 +63,7 @@ pub fn start(
                 tracing::info!(
                     "process {} of {} connected to its peers",
                     seat.process,
-                    seat.workers.process.len()
+                    seat.layout.process.len()
                 );
                 let (builders, comms) = cluster::allocators(sockets, seat.process, threads)
                     .map_err(|source| DriverError::Start {

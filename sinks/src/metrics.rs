@@ -1,4 +1,10 @@
-//! Process-wide counters and gauges, cheap to bump, rendered as Prometheus text.
+//! Process-wide counters and gauges, cheap to bump, rendered as Prometheus text (format 0.0.4).
+//!
+//! The exposition is written here rather than by `prometheus-client`: that crate encodes only
+//! OpenMetrics (counters typed without their `_total` suffix, a closing `# EOF`, another
+//! content type; adding the Prometheus format is client_rust PR #293, unmerged), and the
+//! served format is the Prometheus text format its scrapers and tests read. The hot path is
+//! atomics either way (the HTTP counters a lock-free table per route and status).
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};

@@ -1,4 +1,5 @@
-//! Reading `/v1/top` requests: the percent-encoded category path and the query parameters.
+//! Reading `/v1/top` requests: the percent-encoded category path (`percent-encoding`: in a
+//! path `+` is a plus) and the query parameters (`form_urlencoded`: `+` is a space).
 
 use std::borrow::Cow;
 
@@ -55,15 +56,18 @@ impl<'a> TopQuery<'a> {
     /// Reads the query string (without `?`); when a parameter repeats, the last one wins.
     pub(crate) fn parse(query: Option<&'a str>) -> Result<TopQuery<'a>, ApiError> {
         let mut parsed = TopQuery::default();
-        for pair in query.unwrap_or_default().split('&') {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match key {
-                "limit" => parsed.limit = Some(parse_limit(value)?),
+        for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match &*key {
+                "limit" => parsed.limit = Some(parse_limit(&value)?),
                 "profile" => {
-                    let name = percent_decode_str(value).decode_utf8().map_err(|_| {
-                        ApiError::BadRequest("profile is not UTF-8 once decoded".to_owned())
-                    })?;
-                    parsed.profile = Some(name);
+                    // The decoder replaces bytes that are not UTF-8 with U+FFFD, which no
+                    // profile name holds.
+                    if value.contains(char::REPLACEMENT_CHARACTER) {
+                        return Err(ApiError::BadRequest(
+                            "profile is not UTF-8 once decoded".to_owned(),
+                        ));
+                    }
+                    parsed.profile = Some(value);
                 }
                 _ => {}
             }

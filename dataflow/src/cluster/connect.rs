@@ -169,9 +169,9 @@ impl Hello {
 /// this process's own index). Gives up after the layout's `connect_timeout` with an error that
 /// names the address that could not be reached.
 pub fn connect(seat: &Seat, me: Hello, loss: PeerLoss) -> Result<Vec<Option<PeerStream>>> {
-    let deadline = Instant::now() + seat.workers.connect_timeout();
+    let deadline = Instant::now() + seat.layout.connect_timeout();
     let addresses: Vec<&str> = seat
-        .workers
+        .layout
         .process
         .iter()
         .map(|p| p.timely.as_str())
@@ -265,7 +265,7 @@ fn dial(
                     process,
                     address: address.into(),
                     key: seat.timely_key(process),
-                    timeout: seat.workers.connect_timeout(),
+                    timeout: seat.layout.connect_timeout(),
                     source,
                 })
             }
@@ -288,7 +288,7 @@ fn accept(
     me: Hello,
     deadline: Instant,
 ) -> Result<Vec<TcpStream>> {
-    let count = seat.workers.process.len();
+    let count = seat.layout.process.len();
     let mut later: Vec<Option<TcpStream>> = (seat.process + 1..count).map(|_| None).collect();
     listener
         .set_nonblocking(true)
@@ -333,14 +333,14 @@ fn accept(
                             let process = seat.process + 1 + slot;
                             format!(
                                 "process {process} ({})",
-                                seat.workers.process[process].timely
+                                seat.layout.process[process].timely
                             )
                         })
                         .collect();
                     return Err(ConnectError::NotConnected {
                         missing: missing.join(", "),
                         key: seat.timely_key(seat.process),
-                        timeout: seat.workers.connect_timeout(),
+                        timeout: seat.layout.connect_timeout(),
                     });
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -380,7 +380,7 @@ fn handshake(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::layout::{ProcessAddr, Workers};
+    use crate::cluster::layout::{Layout, ProcessAddr};
 
     /// `n` distinct loopback addresses that were free a moment ago (all bound at once: one at a
     /// time, the system may hand out a just-released port again).
@@ -396,7 +396,7 @@ mod tests {
 
     fn seat(processes: usize, process: usize, addresses: &[String], timeout: &str) -> Seat {
         Seat {
-            workers: Workers {
+            layout: Layout {
                 threads: 1,
                 processes: None,
                 connect_timeout: topsellers_model::parse_duration(timeout).unwrap(),

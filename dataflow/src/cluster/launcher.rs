@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::layout::Workers;
+use super::layout::Layout;
 use crate::signals::stop_on_signals;
 use crate::stop::Stop;
 
@@ -24,7 +24,7 @@ pub const LAUNCHER_ENV: &str = "TOPSELLERS_LAUNCHER_PID";
 /// as given, `--workers` included) until a signal or until one of them exits; returns an error
 /// (exit status 1) if any of them failed.
 pub fn launch(workers_file: &Path, run_args: &[String]) -> Result<()> {
-    let workers = Workers::load(workers_file)?;
+    let workers = Layout::load(workers_file)?;
     let local: Vec<usize> = (0..workers.process.len())
         .filter(|&p| is_local(&workers.process[p].timely))
         .collect();

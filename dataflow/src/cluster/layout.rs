@@ -11,10 +11,10 @@ use crate::error::ConfigError;
 /// The environment variable that says which process of `workers.toml` this is (as `--process`).
 pub const PROCESS_ENV: &str = "TOPSELLERS_PROCESS";
 
-/// The cluster layout.
+/// The cluster layout (`workers.toml`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Workers {
+pub struct Layout {
     /// Worker threads in every process.
     pub threads: usize,
     /// How many `[[process]]` entries the file must list (optional: guards against a truncated
@@ -50,21 +50,21 @@ pub struct ProcessAddr {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Seat {
     /// The layout.
-    pub workers: Workers,
+    pub layout: Layout,
     /// This process's index.
     pub process: usize,
     /// The file the layout came from (for error messages).
     pub file: PathBuf,
 }
 
-impl Workers {
+impl Layout {
     /// Reads and checks a `workers.toml`; errors name the file and the key.
-    pub fn load(path: &Path) -> Result<Workers, ConfigError> {
+    pub fn load(path: &Path) -> Result<Layout, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.into(),
             source,
         })?;
-        let workers: Workers = crate::config::from_toml(&text, path)?;
+        let workers: Layout = crate::config::from_toml(&text, path)?;
         workers.check(path)?;
         Ok(workers)
     }
@@ -158,7 +158,7 @@ impl Workers {
             }
         };
         Ok(Seat {
-            workers: self,
+            layout: self,
             process,
             file: path.into(),
         })
@@ -168,12 +168,12 @@ impl Workers {
 impl Seat {
     /// This process's addresses.
     pub fn me(&self) -> &ProcessAddr {
-        &self.workers.process[self.process]
+        &self.layout.process[self.process]
     }
 
     /// Whether this is a real multi-process cluster.
     pub fn is_cluster(&self) -> bool {
-        self.workers.process.len() > 1
+        self.layout.process.len() > 1
     }
 
     /// `path` with this process's index before its extension (`dead-letter.jsonl` →
@@ -232,10 +232,10 @@ impl std::str::FromStr for WorkersArg {
 mod tests {
     use super::*;
 
-    fn load(text: &str) -> (tempfile::NamedTempFile, Result<Workers, ConfigError>) {
+    fn load(text: &str) -> (tempfile::NamedTempFile, Result<Layout, ConfigError>) {
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), text).unwrap();
-        let loaded = Workers::load(file.path());
+        let loaded = Layout::load(file.path());
         (file, loaded)
     }
 
@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn the_repository_example_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workers.toml");
-        let workers = Workers::load(&path).unwrap();
+        let workers = Layout::load(&path).unwrap();
         assert_eq!(workers.threads, 2);
         assert_eq!(workers.process[0].http, "127.0.0.1:8080");
         let seat = workers.seat(&path, None).unwrap();

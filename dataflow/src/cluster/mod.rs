@@ -7,7 +7,7 @@ mod layout;
 mod peer;
 
 pub use connect::{connect, ConnectError, HandshakeError, Hello};
-pub use layout::{ProcessAddr, Seat, Workers, WorkersArg, PROCESS_ENV};
+pub use layout::{Layout, ProcessAddr, Seat, WorkersArg, PROCESS_ENV};
 pub use peer::{PeerLoss, PeerStream};
 
 use timely::communication::allocator::zero_copy::initialize::{
