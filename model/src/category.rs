@@ -1,6 +1,6 @@
 //! Category paths: validation and the roll-up to every ancestor and the root `""`.
 
-use crate::purchase::RecordError;
+use crate::record_error::RecordError;
 
 /// Most levels a category path may have.
 pub const MAX_CATEGORY_LEVELS: usize = 16;

@@ -5,6 +5,7 @@ pub mod category;
 pub mod duration;
 pub mod profile;
 pub mod purchase;
+pub mod record_error;
 pub mod score;
 pub mod time;
 pub mod topk;

@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::files::Location;
-
 /// A configuration value that breaks a rule; names the field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("bad configuration `{field}`: {message}")]
@@ -118,12 +116,6 @@ impl Place for str {
 impl Place for String {
     fn place(&self) -> String {
         self.clone()
-    }
-}
-
-impl Place for Location {
-    fn place(&self) -> String {
-        self.to_string()
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::object::Bucket;
+use crate::error::Place;
 
 /// A file to read: a local path or an object.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -136,6 +137,12 @@ pub fn parse_s3_url(text: &str) -> Option<Result<(String, String), String>> {
         return Some(Err(format!("{text}: no bucket name after s3://")));
     }
     Some(Ok((bucket.to_owned(), prefix.trim_matches('/').to_owned())))
+}
+
+impl Place for Location {
+    fn place(&self) -> String {
+        self.to_string()
+    }
 }
 
 #[cfg(test)]

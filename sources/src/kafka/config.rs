@@ -131,6 +131,12 @@ fn default_dead_letter_topic() -> Option<String> {
 }
 
 impl KafkaConfig {
+    /// The client properties for this source: `bootstrap.servers`, then `defaults`, then the
+    /// configured `properties` (which override both).
+    pub fn client(&self, defaults: &[(&str, &str)]) -> rdkafka::config::ClientConfig {
+        topsellers_kafka::client_config(&self.brokers, defaults, &self.properties)
+    }
+
     /// A config for `brokers` and `topic` with every other key at its default.
     pub fn new(brokers: impl Into<String>, topic: impl Into<String>) -> KafkaConfig {
         KafkaConfig {

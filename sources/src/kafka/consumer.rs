@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
@@ -38,12 +38,6 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::fro
 const POLL_SLICE: Duration = Duration::from_millis(5);
 /// Least time between two logged consumer errors.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
-
-/// The client properties for `config`: `bootstrap.servers`, then `defaults`, then the
-/// configured `properties` (which override both).
-pub(crate) fn client_config(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
-    topsellers_kafka::client_config(&config.brokers, defaults, &config.properties)
-}
 
 /// The consumer's callbacks: statistics (lag), commit results, logs.
 struct Context {
@@ -152,19 +146,16 @@ impl PartitionReader {
         wait: &dyn Fn(Duration) -> bool,
     ) -> Result<Option<PartitionReader>, KafkaSourceError> {
         let client_id = format!("topsellers-worker-{index}");
-        let client = client_config(
-            config,
-            &[
-                ("group.id", &config.group),
-                ("client.id", &client_id),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("enable.partition.eof", "true"),
-                ("auto.offset.reset", config.fallback.as_str()),
-                ("statistics.interval.ms", "5000"),
-                ("allow.auto.create.topics", "false"),
-            ],
-        );
+        let client = config.client(&[
+            ("group.id", &config.group),
+            ("client.id", &client_id),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "true"),
+            ("auto.offset.reset", config.fallback.as_str()),
+            ("statistics.interval.ms", "5000"),
+            ("allow.auto.create.topics", "false"),
+        ]);
         let consumer: Arc<BaseConsumer<Context>> = Arc::new(
             client
                 .create_with_context(Context {
@@ -491,7 +482,7 @@ mod tests {
         config
             .properties
             .insert("enable.partition.eof".into(), "false".into());
-        let client = client_config(&config, &[("enable.partition.eof", "true")]);
+        let client = config.client(&[("enable.partition.eof", "true")]);
         assert_eq!(client.get("bootstrap.servers"), Some("b:1"));
         assert_eq!(client.get("fetch.wait.max.ms"), Some("10"));
         assert_eq!(client.get("enable.partition.eof"), Some("false"));

@@ -28,7 +28,7 @@ impl DeadLetterTopic {
         let Some(topic) = &config.dead_letter_topic else {
             return Ok(None);
         };
-        let client = super::consumer::client_config(config, &[("linger.ms", "20")]);
+        let client = config.client(&[("linger.ms", "20")]);
         let producer = Producer::new(&client, topic, "dead letter", QUEUE_FULL_WAIT)
             .map_err(KafkaSourceError::Client)?;
         Ok(Some(DeadLetterTopic { producer }))
