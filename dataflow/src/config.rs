@@ -399,6 +399,11 @@ mod tests {
             ("[scoring]\nhalf_lives = []\n", "scoring.half_lives"),
             ("[scoring]\nretention = \"0s\"\n", "scoring.retention"),
             ("[runtime]\nworkers = 0\n", "runtime.workers"),
+            // Absurd sizes are config errors, not an abort at start.
+            ("[runtime]\nhttp_threads = 100000\n", "runtime.http_threads"),
+            ("[runtime]\nworkers = 5000\n", "runtime.workers"),
+            ("[scoring]\nretention = \"1 year\"\n", "scoring.retention"),
+            ("[runtime]\nepoch = \"soon\"\n", "runtime.epoch"),
             (
                 "[[sources]]\ntype = \"kafka\"\nbrokers = \"b:1\"\ntopic = \"t\"\nidle_timeout = \"soon\"\n",
                 "kafka.idle_timeout",
