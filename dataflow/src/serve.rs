@@ -156,7 +156,15 @@ fn track_readiness(
         ctx.metrics
             .set_backfill_progress(ctx.backfill.rows_read(), work.rows.unwrap_or(0));
     }
+    let kafka = when.kafka.as_ref();
     if readiness.is_ready() {
+        // A hand-over gap can show after ready (a partition's first purchase comes later).
+        if let Some(note) = kafka.and_then(|(kafka, _)| kafka.ready_note()) {
+            let note = format!("backfill done, live; {note}");
+            if readiness.reason() != note {
+                readiness.set_ready(note);
+            }
+        }
         return;
     }
     let published = table.published_time_ms();
@@ -166,7 +174,6 @@ fn track_readiness(
             Some(until) => published.is_some_and(|p| p >= until),
             None => published.is_some(),
         };
-    let kafka = when.kafka.as_ref();
     if let Some(reason) = kafka.and_then(|(kafka, workers)| kafka.not_ready(*workers, published)) {
         if backfill_done {
             readiness.set_progress(reason);

@@ -723,3 +723,79 @@ fn handover_at_the_lakes_last_time_counts_each_purchase_once() {
 fn handover_at_a_configured_time_counts_each_purchase_once() {
     handover(82, 2, true);
 }
+
+/// The restart the README describes, without a state: a first run follows the whole topic
+/// with group G and commits its offsets (at the topic's end); the restart replays a lake that
+/// holds only the first part of the purchases, then Kafka with the same group G. Every
+/// partition must start early enough to see every purchase from T0 on (not at G's commits,
+/// which lie past T0): the lists are the oracle's over everything, each purchase once
+/// (including those at exactly T0, which are both in the lake and on the topic).
+#[test]
+fn restart_with_a_lake_and_the_same_group_loses_nothing() {
+    let seed = 83;
+    let context = "restart with the same group";
+    let history = generate(&Spec::new(seed, 2000, R, false));
+    let mut sorted = history.records.clone();
+    sorted.sort_by_key(|r| r.ts);
+    let lake = sorted[..sorted.len() * 3 / 5].to_vec();
+    let t0 = default_as_of(&lake).expect("purchases");
+    assert!(
+        sorted.iter().filter(|r| r.ts == t0).count() >= 1,
+        "{context}: a purchase at exactly T0"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let lake_dir = dir.path().join("lake");
+    write_parts(&lake_dir, &[Fmt::Parquet, Fmt::Jsonl], &lake, 2, seed);
+    let broker = Broker::start();
+    let topic = topic("restart-group");
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let data = encode(seed, history.records.clone(), history.twins.clone(), &[]);
+    produce(&broker.addr, &topic, &data.messages);
+    let params = Params::new(K, 2, 500);
+    let kafka = kafka_config(&broker.addr, &topic);
+    let group = kafka.group.clone();
+    let until = default_as_of(&history.records).expect("purchases");
+
+    // The first run: the whole topic, committed.
+    let first = service_config(&params, kafka.clone(), "");
+    let (service, stop) = start(&first);
+    wait_caught_up(&service, until, data.messages.len(), context);
+    let committed_all = wait_until(PATIENCE, || {
+        committed(&broker.addr, &topic, &group)
+            .values()
+            .sum::<i64>()
+            == data.messages.len() as i64
+    });
+    assert!(
+        committed_all,
+        "{context}: the first run committed the whole topic"
+    );
+    service.stop();
+    service.shutdown().expect("shutdown");
+    drop(stop);
+
+    // The restart: the lake's part, then Kafka with the same group.
+    let mut config = params.config(&[lake_dir], "");
+    config.sources.push(SourceConfig::Kafka(kafka));
+    let (service, _stop) = start(&config);
+    wait_caught_up(&service, until, data.messages.len(), context);
+    check_oracle(&service, &params, &history.records, &history.twins, context);
+    let text = http(service.addr, "GET", "/metrics", &[]).text();
+    let on_topic_before_t0 = history
+        .records
+        .iter()
+        .filter(|r| r.quantity != 0 && r.ts < t0)
+        .count();
+    assert_eq!(
+        metric(&text, "topsellers_kafka_handover_skipped_total"),
+        Some(on_topic_before_t0 as f64),
+        "{context}: the topic's purchases before T0 are the lake's\n{text}"
+    );
+    assert_eq!(
+        metric(&text, "topsellers_kafka_handover_gap_partitions"),
+        Some(0.0),
+        "{context}: nothing was deleted from the topic\n{text}"
+    );
+    service.stop();
+    service.shutdown().expect("shutdown");
+}

@@ -23,7 +23,7 @@ use topsellers_model::wall_clock_ms;
 use topsellers_operators::Time;
 use topsellers_sinks::{MetricKind, Metrics};
 use topsellers_sources::kafka::{
-    DeadLetterTopic, KafkaConfig, KafkaShared, PartitionReader, Watermark,
+    DeadLetterTopic, KafkaConfig, KafkaShared, PartitionReader, ReaderSpec, StartAt, Watermark,
 };
 
 use super::{align, Pace};
@@ -46,25 +46,48 @@ pub struct KafkaInput {
     pub dead_letters: Option<Arc<DeadLetterTopic>>,
     /// The hand-over from the history, if any: messages before its T0 are skipped.
     pub handover: Option<Handover>,
+    /// Where the partitions start.
+    pub start: StartAt,
     /// Messages skipped because the history owns their time (before T0).
     pub handover_skipped: Arc<AtomicU64>,
 }
 
 impl KafkaInput {
     /// Opens the dead-letter topic's producer, if any (no broker contact: connecting happens,
-    /// with retries, in the workers). `handover`: the cut-off from a backfill, if any.
+    /// with retries, in the workers). `handover`: the cut-off from a backfill, if any; then
+    /// every partition starts early enough to see each purchase from T0 on (its earliest
+    /// offset, not the group's commit, which may lie past T0).
     pub fn new(
         config: &KafkaConfig,
         handover: Option<Handover>,
     ) -> Result<KafkaInput, topsellers_sources::kafka::KafkaSourceError> {
         let shared = Arc::new(KafkaShared::new(config.topic.clone()));
         let dead_letters = DeadLetterTopic::open(config)?.map(Arc::new);
+        let start = match handover {
+            Some(handover) => StartAt::Handover {
+                t0_ms: handover.t0_ms,
+            },
+            None => StartAt::Configured,
+        };
         Ok(KafkaInput {
             config: config.clone(),
             shared,
             dead_letters,
             handover,
+            start,
             handover_skipped: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// What `/readyz` adds once ready: partitions whose hand-over may have lost purchases.
+    pub fn ready_note(&self) -> Option<String> {
+        let gaps = self.shared.handover_gaps();
+        (!gaps.is_empty()).then(|| {
+            format!(
+                "kafka: partitions {gaps:?} of {} start past the hand-over time (older messages \
+                 were deleted): purchases may be missing",
+                self.config.topic
+            )
         })
     }
 
@@ -140,6 +163,13 @@ impl KafkaInput {
             self.handover_skipped.clone(),
         );
         let shared = self.shared.clone();
+        metrics.register_extra(
+            "topsellers_kafka_handover_gap_partitions",
+            "Partitions that start past the hand-over time T0 with older messages deleted: purchases from T0 on may be missing.",
+            MetricKind::Gauge,
+            Box::new(move || shared.handover_gaps().len() as f64),
+        );
+        let shared = self.shared.clone();
         metrics.register_family(
             "topsellers_kafka_partition_lag_messages",
             "Messages between the consumer's position and the partition's end, as last reported by the broker.",
@@ -191,11 +221,15 @@ pub fn follow(
     pace: Pace,
     ctx: &Context,
 ) {
-    let connected = PartitionReader::connect(
-        &kafka.config,
+    let spec = ReaderSpec {
+        config: &kafka.config,
         lateness_ms,
-        worker.index(),
-        worker.peers(),
+        index: worker.index(),
+        peers: worker.peers(),
+        start: &kafka.start,
+    };
+    let connected = PartitionReader::connect(
+        spec,
         kafka.shared.clone(),
         kafka.dead_letters.clone(),
         &|wait| ctx.stop.wait_timeout(wait),

@@ -5,7 +5,7 @@
 //! restart gets the same assignment. The reader parses messages, feeds the watermark tracker,
 //! notes offsets by input time, and commits those whose purchases are published.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,6 +95,10 @@ pub struct PartitionReader {
     last_error_log: Option<Instant>,
     /// The largest event time read so far.
     max_seen: i64,
+    /// Per partition, the next offset after the last message read (read, not published).
+    next: BTreeMap<i32, i64>,
+    /// A hand-over's T0 and, per partition not checked yet, its earliest retained offset.
+    gap_check: Option<(i64, BTreeMap<i32, i64>)>,
 }
 
 impl std::fmt::Debug for PartitionReader {
@@ -123,6 +127,49 @@ pub fn input_time(ts: i64, current: i64, epoch_ms: i64, max_seen: i64) -> i64 {
     up.min(max_seen.max(ts)).max(current).max(ts)
 }
 
+/// Where each owned partition starts reading.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum StartAt {
+    /// As configured ([`KafkaConfig::start`]: the group's committed offset, else `fallback`;
+    /// or the earliest or latest offset).
+    #[default]
+    Configured,
+    /// From the earliest retained offset, whatever the group committed: a hand-over from a
+    /// backfill at `t0_ms` needs every purchase with `ts ≥ T0` (older ones are skipped by the
+    /// caller). A partition that has deleted messages (its earliest offset is past 0) and whose
+    /// first purchase is already at or after T0 may have lost purchases: that is reported
+    /// ([`KafkaShared::handover_gaps`]).
+    Handover {
+        /// T0, epoch ms.
+        t0_ms: i64,
+    },
+    /// From these next offsets (a restored state's); partitions not listed start as
+    /// configured.
+    Offsets(BTreeMap<i32, i64>),
+}
+
+/// Who a reader is and where it starts.
+#[derive(Clone, Copy, Debug)]
+pub struct ReaderSpec<'a> {
+    /// The source.
+    pub config: &'a KafkaConfig,
+    /// How far behind the largest event time the watermark stays.
+    pub lateness_ms: i64,
+    /// This worker's index among all workers (of every process).
+    pub index: usize,
+    /// All workers.
+    pub peers: usize,
+    /// Where its partitions start.
+    pub start: &'a StartAt,
+}
+
+/// Whether the first purchase read from a partition may leave purchases of the hand-over
+/// missing: the partition has deleted messages (`low > 0`, its earliest retained offset) and
+/// that first purchase is already at or after T0, so deleted ones may have been too.
+pub fn handover_gap(low: i64, first_ts_ms: i64, t0_ms: i64) -> bool {
+    low > 0 && first_ts_ms >= t0_ms
+}
+
 /// Which partitions worker `index` of `peers` owns out of `count`.
 pub fn owned_partitions(count: usize, index: usize, peers: usize) -> Vec<i32> {
     (0..count)
@@ -137,14 +184,18 @@ impl PartitionReader {
     /// owns. `wait` waits up to the given time between attempts and says whether the run is
     /// stopping (it returns at once when it is). `None` if stopped first.
     pub fn connect(
-        config: &KafkaConfig,
-        lateness_ms: i64,
-        index: usize,
-        peers: usize,
+        spec: ReaderSpec<'_>,
         shared: Arc<KafkaShared>,
         dead_letters: Option<Arc<DeadLetterTopic>>,
         wait: &dyn Fn(Duration) -> bool,
     ) -> Result<Option<PartitionReader>, KafkaSourceError> {
+        let ReaderSpec {
+            config,
+            lateness_ms,
+            index,
+            peers,
+            start,
+        } = spec;
         let client_id = format!("topsellers-worker-{index}");
         let client = config.client(&[
             ("group.id", &config.group),
@@ -167,15 +218,22 @@ impl PartitionReader {
             return Ok(None);
         };
         let partitions = owned_partitions(count, index, peers);
-        let start = match config.start {
+        let configured = match config.start {
             StartFrom::Committed => Offset::Stored,
             StartFrom::Earliest => Offset::Beginning,
             StartFrom::Latest => Offset::End,
         };
         let mut assignment = TopicPartitionList::new();
+        let mut starts = Vec::new();
         for &p in &partitions {
+            let offset = match start {
+                StartAt::Configured => configured,
+                StartAt::Handover { .. } => Offset::Beginning,
+                StartAt::Offsets(next) => next.get(&p).map_or(configured, |&n| Offset::Offset(n)),
+            };
+            starts.push((p, offset));
             assignment
-                .add_partition_offset(&config.topic, p, start)
+                .add_partition_offset(&config.topic, p, offset)
                 .map_err(KafkaSourceError::Client)?;
             shared.own(p);
         }
@@ -184,11 +242,18 @@ impl PartitionReader {
             .map_err(KafkaSourceError::Client)?;
         tracing::info!(
             worker = index,
-            "kafka: reading partitions {partitions:?} of {} ({count} in all) from {}, starting at {:?}",
+            "kafka: reading partitions {partitions:?} of {} ({count} in all) from {}, starting at {}",
             config.topic,
             config.brokers,
-            config.start
+            describe_start(start, config.start, &starts)
         );
+        let gap_check = match start {
+            StartAt::Handover { t0_ms } => Some((
+                *t0_ms,
+                earliest_offsets(&consumer, &config.topic, &partitions),
+            )),
+            _ => None,
+        };
         let committer = if config.commit {
             Some(
                 Committer::spawn(
@@ -221,7 +286,15 @@ impl PartitionReader {
             ignored: 0,
             last_error_log: None,
             max_seen: i64::MIN,
+            next: BTreeMap::new(),
+            gap_check,
         }))
+    }
+
+    /// Per partition, the next offset after the last message read: where a reader resuming
+    /// after this one's purchases starts.
+    pub fn positions(&self) -> &BTreeMap<i32, i64> {
+        &self.next
     }
 
     /// The partitions this reader owns.
@@ -271,8 +344,10 @@ impl PartitionReader {
                     read += 1;
                     let (partition, offset) = (message.partition(), message.offset());
                     self.at_end.remove(&partition);
+                    self.next.insert(partition, offset + 1);
                     match self.parser.parse(message.payload()) {
                         Ok(Some(purchase)) => {
+                            self.check_gap(partition, purchase.ts_ms);
                             self.max_seen = self.max_seen.max(purchase.ts_ms);
                             let input_time =
                                 input_time(purchase.ts_ms, current, epoch_ms, self.max_seen);
@@ -370,6 +445,27 @@ impl PartitionReader {
         }
     }
 
+    /// On a hand-over, checks the first purchase of a partition for a possible gap.
+    fn check_gap(&mut self, partition: i32, ts_ms: i64) {
+        let Some((t0_ms, unchecked)) = &mut self.gap_check else {
+            return;
+        };
+        let Some(low) = unchecked.remove(&partition) else {
+            return;
+        };
+        if handover_gap(low, ts_ms, *t0_ms) {
+            tracing::warn!(
+                topic = %self.topic,
+                partition,
+                "kafka: partition {partition} starts at offset {low} (older messages were deleted) \
+                 with a purchase at {} ms, at or after the hand-over T0 {t0_ms} ms: purchases \
+                 between T0 and it may be missing from the lists",
+                ts_ms
+            );
+            self.shared.handover_gap(partition);
+        }
+    }
+
     fn log_error(&mut self, error: &KafkaError) {
         let now = Instant::now();
         if self
@@ -380,6 +476,37 @@ impl PartitionReader {
             tracing::warn!(%error, topic = %self.topic, "kafka consumer error (the client reconnects by itself)");
         }
     }
+}
+
+/// How the log line says where the partitions start.
+fn describe_start(start: &StartAt, configured: StartFrom, starts: &[(i32, Offset)]) -> String {
+    match start {
+        StartAt::Configured => format!("{configured:?}"),
+        StartAt::Handover { t0_ms } => format!(
+            "the earliest offset (hand-over at {t0_ms} ms: purchases before it are skipped, \
+             committed offsets are not used)"
+        ),
+        StartAt::Offsets(_) => format!("the restored state's offsets {starts:?}"),
+    }
+}
+
+/// The earliest retained offset of each partition (as reported within a few seconds; a
+/// partition whose answer does not come is not checked).
+fn earliest_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partitions: &[i32],
+) -> BTreeMap<i32, i64> {
+    partitions
+        .iter()
+        .filter_map(|&p| match consumer.fetch_watermarks(topic, p, METADATA_TIMEOUT) {
+            Ok((low, _high)) => Some((p, low)),
+            Err(error) => {
+                tracing::warn!(%error, partition = p, "kafka: cannot read the earliest offset; the hand-over gap is not checked for it");
+                None
+            }
+        })
+        .collect()
 }
 
 /// The topic's partition count, retrying until it is known or `wait` says the run stops.
@@ -463,6 +590,17 @@ mod tests {
                 assert!(t >= ts && t <= max_seen.max(ts), "{ts} {max_seen} {t}");
             }
         }
+    }
+
+    #[test]
+    fn a_gap_needs_deleted_messages_and_a_first_purchase_at_or_after_t0() {
+        assert!(handover_gap(10, 1000, 1000));
+        assert!(handover_gap(1, 2000, 1000));
+        assert!(
+            !handover_gap(0, 2000, 1000),
+            "nothing deleted: nothing missing"
+        );
+        assert!(!handover_gap(10, 999, 1000), "older purchases still there");
     }
 
     #[test]

@@ -20,7 +20,9 @@ mod shared;
 mod watermark;
 
 pub use config::{Fallback, KafkaConfig, PayloadFormat, StartFrom};
-pub use consumer::{input_time, owned_partitions, PartitionReader};
+pub use consumer::{
+    handover_gap, input_time, owned_partitions, PartitionReader, ReaderSpec, StartAt,
+};
 pub use dead_letter_topic::DeadLetterTopic;
 pub use offsets::PendingOffsets;
 pub use payload::{message_position, PayloadParser};

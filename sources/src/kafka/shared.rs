@@ -39,6 +39,8 @@ pub struct KafkaShared {
     /// Offset commits that failed.
     pub commit_failures: AtomicU64,
     partitions: Mutex<BTreeMap<i32, PartitionGauges>>,
+    /// Partitions whose hand-over may have lost purchases (see `StartAt::Handover`).
+    gaps: Mutex<Vec<i32>>,
 }
 
 impl KafkaShared {
@@ -56,6 +58,7 @@ impl KafkaShared {
             commits: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
             partitions: Mutex::new(BTreeMap::new()),
+            gaps: Mutex::new(Vec::new()),
         }
     }
 
@@ -96,6 +99,20 @@ impl KafkaShared {
     /// Every known partition's gauges.
     pub fn partitions(&self) -> BTreeMap<i32, PartitionGauges> {
         self.partitions.lock().clone()
+    }
+
+    /// Notes that `partition` started past the hand-over's T0 (purchases may be missing).
+    pub fn handover_gap(&self, partition: i32) {
+        let mut gaps = self.gaps.lock();
+        if !gaps.contains(&partition) {
+            gaps.push(partition);
+            gaps.sort_unstable();
+        }
+    }
+
+    /// The partitions whose hand-over may have lost purchases.
+    pub fn handover_gaps(&self) -> Vec<i32> {
+        self.gaps.lock().clone()
     }
 
     /// A worker caught up with input time `time_ms`.
