@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::ExchangeData;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
-use timely::dataflow::{ProbeHandle, StreamVec};
+use timely::dataflow::ProbeHandle;
 use timely::worker::Worker;
 
 use topsellers_model::purchase::Event;
 use topsellers_model::Snapshot;
 use topsellers_operators::{
-    BulkLocalTopK, DecayedLocalTopK, LocalChange, MergeTopK, PairSums, SizeHint, Snapshots, Time,
+    BulkLocalTopK, DecayedLocalTopK, MergeTopK, PairSeed, PairSums, SizeHint, Snapshots, Time,
     TopKConfig,
 };
 
@@ -23,6 +24,9 @@ use crate::stop::Stop;
 pub struct Graph<D: ExchangeData> {
     /// Updates in: `(datum, time, difference)`.
     pub input: InputSession<Time, D, i64>,
+    /// Seeds in (the serving dataflow's bulk input: see [`PairSeed`]), entered at the input's
+    /// current time.
+    pub seeds: Option<InputSession<Time, PairSeed, i64>>,
     /// Reports how far the top-k lists are complete.
     pub probe: ProbeHandle<Time>,
     /// The dataflow's id, to drop it without draining pending retractions.
@@ -37,12 +41,21 @@ impl<D: ExchangeData> Graph<D> {
     /// The step of every input loop: moves the input to `to` (handing over what was entered),
     /// then steps `worker` until the dataflow has finished every time before `done`, or a stop.
     pub fn advance(&mut self, worker: &mut Worker, to: Time, done: Time, stop: &Stop) {
-        self.input.advance_to(to);
-        self.input.flush();
+        self.advance_inputs(to);
         while self.probe.less_than(&done) && !stop.is_stopped() {
             worker.step_or_park(Some(PARK));
         }
         worker.step();
+    }
+
+    /// Moves every input to `to` and hands over what was entered.
+    pub fn advance_inputs(&mut self, to: Time) {
+        self.input.advance_to(to);
+        self.input.flush();
+        if let Some(seeds) = &mut self.seeds {
+            seeds.advance_to(to);
+            seeds.flush();
+        }
     }
 
     /// Steps `worker` until `ready` holds or a stop; whether `ready` held.
@@ -57,9 +70,9 @@ impl<D: ExchangeData> Graph<D> {
     }
 }
 
-/// `purchases → decayed_local_topk → merge_topk → snapshots`: the live service (and its
-/// backfill), where each purchase is retracted at `ts + retention`. `sink` gets the snapshots
-/// on the workers listed in `leaders`.
+/// `purchases (+ seeds) → decayed_local_topk → merge_topk → snapshots`: the live service,
+/// where each purchase is retracted at `ts + retention`; a backfill enters its history as
+/// seeds. `sink` gets the snapshots on the workers listed in `leaders`.
 pub fn build_serving(
     worker: &mut Worker,
     scoring: &Scoring,
@@ -67,9 +80,26 @@ pub fn build_serving(
     sink: impl FnMut(Snapshot) + 'static,
 ) -> Graph<Event> {
     let topk = TopKConfig::new(&scoring.profiles, scoring.k, Some(scoring.retention_ms));
-    build(worker, scoring.k, leaders, sink, |purchases| {
-        purchases.decayed_local_topk(&topk)
-    })
+    let id = worker.next_dataflow_index();
+    let probe = ProbeHandle::new();
+    let (input, seeds) = worker.dataflow::<Time, _, _>(|scope| {
+        let (input, purchases) = scope.new_collection::<Event, i64>();
+        let (seed_input, seeds) = scope.new_collection::<PairSeed, i64>();
+        // A seed's time is its message's: it is entered at the input's current time.
+        let seeds = seeds.inner.map(|(seed, _time, _count)| seed);
+        purchases
+            .decayed_local_topk(seeds, &topk)
+            .merge_topk(scoring.k)
+            .probe_with(&probe)
+            .snapshots(leaders, sink);
+        (input, seed_input)
+    });
+    Graph {
+        input,
+        seeds: Some(seeds),
+        probe,
+        id,
+    }
 }
 
 /// `sums per (leaf, item) → bulk_local_topk → merge_topk → snapshots`: batch, whose input is
@@ -82,30 +112,20 @@ pub fn build_batch(
     sink: impl FnMut(Snapshot) + 'static,
 ) -> Graph<PairSums> {
     let topk = TopKConfig::new(&scoring.profiles, scoring.k, None);
-    build(worker, scoring.k, vec![0], sink, |sums| {
-        sums.bulk_local_topk(&topk, hint)
-    })
-}
-
-/// An input, the local stage `local` makes of it, then the shared tail: merge, snapshots.
-fn build<D: ExchangeData>(
-    worker: &mut Worker,
-    k: usize,
-    leaders: Vec<usize>,
-    sink: impl FnMut(Snapshot) + 'static,
-    local: impl for<'scope> FnOnce(
-        differential_dataflow::VecCollection<'scope, Time, D, i64>,
-    ) -> StreamVec<'scope, Time, LocalChange>,
-) -> Graph<D> {
     let id = worker.next_dataflow_index();
     let probe = ProbeHandle::new();
     let input = worker.dataflow::<Time, _, _>(|scope| {
-        let (input, collection) = scope.new_collection::<D, i64>();
-        local(collection)
-            .merge_topk(k)
+        let (input, sums) = scope.new_collection::<PairSums, i64>();
+        sums.bulk_local_topk(&topk, hint)
+            .merge_topk(scoring.k)
             .probe_with(&probe)
-            .snapshots(leaders, sink);
+            .snapshots(vec![0], sink);
         input
     });
-    Graph { input, probe, id }
+    Graph {
+        input,
+        seeds: None,
+        probe,
+        id,
+    }
 }

@@ -74,10 +74,11 @@ fn serve(
     let sink = snapshot_sink(worker.index(), job, backfill, ctx);
     let mut graph = graph::build_serving(worker, &job.scoring, job.leaders.clone(), sink);
     let replayed = backfill.is_none_or(|backfill| {
-        backfill::replay(
+        backfill::seed(
             worker,
             &mut graph,
             backfill,
+            &job.scoring,
             job.one_process(),
             job.pace.batch_size,
             ctx,

@@ -21,7 +21,7 @@ use topsellers_model::{
 
 use crate::ids::DenseIds;
 use crate::stash::{frontier_time, TimeStash};
-use crate::{by_item, Time};
+use crate::{by_item, route_hash, Time};
 
 /// Entries the ranking of a big category keeps in order (at least; between this and twice
 /// this): the rest of its items are kept as sums only, see [`CategoryState::floor`].
@@ -53,6 +53,29 @@ impl TopKConfig {
     }
 }
 
+/// Purchases of one item in one leaf category, summed and listed, for the live operator to
+/// take in bulk: a backfill (or a restored state) enters one seed per (leaf, item) instead of
+/// every purchase. `sums` are the forward sums of `purchases`, one per profile; each purchase
+/// is still retracted at its own `ts + retention`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PairSeed {
+    /// The item bought.
+    pub item_id: Arc<str>,
+    /// The leaf category path.
+    pub category: Arc<str>,
+    /// `Σ q·2^(ts/h)` over `purchases`, one per decay profile, in profile order.
+    pub sums: Box<[DecayedSum]>,
+    /// Every purchase as `(ts_ms, quantity)`: each expires on its own.
+    pub purchases: Box<[(i64, i64)]>,
+}
+
+/// What the live operator takes in: one purchase (with its quantity as the update's
+/// difference), or a seed.
+enum Update {
+    Purchase(Event, i64),
+    Seed(PairSeed),
+}
+
 /// A change to one worker's local top-k of one (profile, category).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LocalChange {
@@ -70,38 +93,57 @@ pub struct LocalChange {
 
 /// Per-worker decayed scores and local top-k lists.
 pub trait DecayedLocalTopK<'scope> {
-    /// Routes purchases by `item_id`, keeps `Σ q·2^(ts/h)` per (category, item) for every
-    /// ancestor category of the purchase's leaf (and the root `""`), and emits the changes to
-    /// each category's local top-k, at the last time of each completed round.
+    /// Routes purchases (and `seeds`) by `item_id`, keeps `Σ q·2^(ts/h)` per (category, item)
+    /// for every ancestor category of the purchase's leaf (and the root `""`), and emits the
+    /// changes to each category's local top-k, at the last time of each completed round.
+    ///
+    /// A seed at time `t` is its purchases entered at `t`, summed: each counts from `t` and is
+    /// retracted at its own `ts + retention` (which must be after `t`).
     ///
     /// ## Correctness
-    /// Updates are applied only once the input frontier has passed their time, so the output
-    /// at time `T` reflects exactly the updates at times `≤ T`. Each purchase is retracted at
-    /// `ts + retention` (kept here as a compact entry, under a capability held only at the
-    /// earliest pending expiry), so the output at `T` counts exactly the purchases with
-    /// `T − retention < ts ≤ T`; when the last live purchase of a (category, item) has expired
-    /// its sum is reset to exactly zero.
+    /// Updates are applied only once the input frontier (of both inputs) has passed their
+    /// time, so the output at time `T` reflects exactly the updates at times `≤ T`. Each
+    /// purchase is retracted at `ts + retention` (kept here as a compact entry, under a
+    /// capability held only at the earliest pending expiry), so the output at `T` counts
+    /// exactly the purchases with `T − retention < ts ≤ T`; when the last live purchase of a
+    /// (category, item) has expired its sum is reset to exactly zero.
     /// Every category keeps its full ranking (not only the top k), because returns and expiry
     /// pull lower items back into the top k.
-    fn decayed_local_topk(self, config: &TopKConfig) -> StreamVec<'scope, Time, LocalChange>;
+    fn decayed_local_topk(
+        self,
+        seeds: StreamVec<'scope, Time, PairSeed>,
+        config: &TopKConfig,
+    ) -> StreamVec<'scope, Time, LocalChange>;
 }
 
 impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64> {
-    fn decayed_local_topk(self, config: &TopKConfig) -> StreamVec<'scope, Time, LocalChange> {
+    fn decayed_local_topk(
+        self,
+        seeds: StreamVec<'scope, Time, PairSeed>,
+        config: &TopKConfig,
+    ) -> StreamVec<'scope, Time, LocalChange> {
         let mut state = LocalTopK::new(config.clone());
-        let route = Exchange::new(by_item);
+        let by_seed_item = |seed: &PairSeed| route_hash(seed.item_id.as_bytes());
         self.inner
-            .unary_frontier::<CapacityContainerBuilder<Vec<LocalChange>>, _, _, _>(
-                route,
+            .binary_frontier::<_, CapacityContainerBuilder<Vec<LocalChange>>, _, _, _, _>(
+                seeds,
+                Exchange::new(by_item),
+                Exchange::new(by_seed_item),
                 "DecayedLocalTopK",
                 |_capability, _info| {
                     let mut stash = TimeStash::default();
                     let mut complete = Vec::new();
                     let mut changes = Vec::new();
                     let mut expiry_capability: Option<Capability<Time>> = None;
-                    move |(input, frontier), output| {
-                        stash.absorb(input, |(event, time, diff), _| ((event, diff), time));
-                        let frontier = frontier_time(frontier);
+                    move |(purchases, purchases_frontier), (seeds, seeds_frontier), output| {
+                        stash.absorb(purchases, |(event, time, diff), _| {
+                            (Update::Purchase(event, diff), time)
+                        });
+                        stash.absorb(seeds, |seed, time| (Update::Seed(seed), time));
+                        let frontier = meet(
+                            frontier_time(purchases_frontier),
+                            frontier_time(seeds_frontier),
+                        );
                         let from_input = stash.drain_complete(frontier, &mut complete);
                         // Expiries take effect at their own time, once the frontier passes it.
                         let due =
@@ -113,9 +155,13 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                             }
                             _ => return,
                         };
-                        for ((event, diff), time) in complete.drain(..) {
-                            state.apply(&event, time, diff);
+                        for (update, time) in complete.drain(..) {
+                            match update {
+                                Update::Purchase(event, diff) => state.apply(&event, time, diff),
+                                Update::Seed(seed) => state.seed(&seed, time),
+                            }
                         }
+                        state.queue_seeded();
                         if let Some(f) = frontier {
                             state.expire_before(f);
                         }
@@ -126,6 +172,15 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                     }
                 },
             )
+    }
+}
+
+/// The least time of two frontiers (`None`: closed).
+fn meet(a: Option<Time>, b: Option<Time>) -> Option<Time> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
     }
 }
 
@@ -187,6 +242,8 @@ struct LocalTopK {
     lineage_by_id: FxHashMap<u32, Box<[u32]>>,
     /// Purchases still counted, by the time they stop counting (`ts + retention`).
     expiries: BinaryHeap<Reverse<Expiry>>,
+    /// Expiries of the seeds applied in the current round, heaped in bulk at its end.
+    seeded: Vec<Reverse<Expiry>>,
     /// (category, item) → slot in `live` / `sums`.
     slots: FxHashMap<(u32, u32), u32>,
     /// Live purchases counted in each slot (insertions minus retention retractions).
@@ -227,6 +284,7 @@ impl LocalTopK {
             lineage: FxHashMap::default(),
             lineage_by_id: FxHashMap::default(),
             expiries: BinaryHeap::new(),
+            seeded: Vec::new(),
             slots: FxHashMap::default(),
             live: Vec::new(),
             sums: Vec::new(),
@@ -288,6 +346,48 @@ impl LocalTopK {
             }));
         }
         self.add(&lineage, item, event.ts_ms, quantity, 1);
+    }
+
+    /// Applies a seed at `time`: its sums to every category of its lineage, and the expiry of
+    /// each of its purchases (queued in bulk by [`LocalTopK::queue_seeded`]).
+    fn seed(&mut self, seed: &PairSeed, time: Time) {
+        let item = self.items.intern_arc(&seed.item_id);
+        let lineage = self.lineage(&seed.category);
+        let live = seed.purchases.len() as i64;
+        if let Some(retention) = self.config.retention_ms {
+            for &(ts_ms, quantity) in seed.purchases.iter() {
+                let at = ts_ms.saturating_add(retention).max(0) as Time;
+                debug_assert!(at > time, "a seeded purchase expired on arrival");
+                self.seeded.push(Reverse(Expiry {
+                    at,
+                    item,
+                    leaf: lineage[0],
+                    ts_ms,
+                    quantity,
+                }));
+            }
+        }
+        for &category in lineage.iter() {
+            let slot = self.slot(category, item);
+            let base = slot as usize * self.profiles;
+            for (sum, part) in self.sums[base..base + self.profiles]
+                .iter_mut()
+                .zip(seed.sums.iter())
+            {
+                sum.merge(part);
+            }
+            self.live[slot as usize] += live;
+        }
+    }
+
+    /// Adds the seeded expiries of the round to the queue: heaped in bulk (linear), not one
+    /// by one.
+    fn queue_seeded(&mut self) {
+        if self.seeded.is_empty() {
+            return;
+        }
+        let mut seeded = BinaryHeap::from(std::mem::take(&mut self.seeded));
+        self.expiries.append(&mut seeded);
     }
 
     /// Adds `quantity` purchases at `ts_ms` of `item` to every category of `lineage`, and
@@ -789,6 +889,78 @@ pub(crate) mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// A seed per (item, leaf) of random purchases gives the lists the purchases give one by
+    /// one, at once and as each purchase expires on its own (weights chosen exact, so that the
+    /// two orders of summing agree to the bit).
+    #[test]
+    fn seeds_count_as_their_purchases_and_expire_one_by_one() {
+        use rand::{Rng, SeedableRng};
+        use std::collections::BTreeMap;
+        for seed in 0..40u64 {
+            let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+            let config = TopKConfig {
+                half_lives_ms: vec![1000, 2000],
+                k: rng.random_range(1..5),
+                retention_ms: Some(5_000),
+            };
+            let (mut one_by_one, mut seeded) = (
+                LocalTopK::new(config.clone()),
+                LocalTopK::new(config.clone()),
+            );
+            one_by_one.prefix = 1;
+            seeded.prefix = 1;
+            let now: Time = 4_000;
+            let mut pairs: BTreeMap<(String, &str), Vec<(i64, i64)>> = BTreeMap::new();
+            for _ in 0..rng.random_range(1..80) {
+                let item = format!("i{}", rng.random_range(0..12));
+                let leaf = ["a/b", "a/c", "d"][rng.random_range(0..3)];
+                let ts = 2_000 * rng.random_range(0..3);
+                let quantity = [-1, 1, 1, 2][rng.random_range(0..4)];
+                one_by_one.apply(&event(&item, leaf, ts), now, quantity);
+                pairs.entry((item, leaf)).or_default().push((ts, quantity));
+            }
+            for ((item, leaf), purchases) in pairs {
+                let sums = config
+                    .half_lives_ms
+                    .iter()
+                    .map(|&h| {
+                        let mut sum = DecayedSum::default();
+                        for &(ts, quantity) in &purchases {
+                            sum.add(ts, quantity, h);
+                        }
+                        sum
+                    })
+                    .collect();
+                let pair = PairSeed {
+                    item_id: item.into(),
+                    category: leaf.into(),
+                    sums,
+                    purchases: purchases.into(),
+                };
+                seeded.seed(&pair, now);
+            }
+            seeded.queue_seeded();
+            let (mut want, mut got) = (FxHashMap::default(), FxHashMap::default());
+            for until in [now + 1, 5_001, 7_000, 7_001, 9_001, 20_000] {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                one_by_one.expire_before(until);
+                one_by_one.finish_round(&mut a);
+                seeded.expire_before(until);
+                seeded.finish_round(&mut b);
+                replay(&mut want, &a);
+                replay(&mut got, &b);
+                assert_eq!(got, want, "seed {seed}, before {until}");
+                let expected = brute_force(&seeded);
+                for (key, list) in &got {
+                    let got: Vec<RankKey> = list.iter().cloned().collect();
+                    assert_eq!(got, expected.get(key).cloned().unwrap_or_default());
+                }
+            }
+            assert!(seeded.slots.is_empty(), "seed {seed}: everything expired");
+            assert!(seeded.expiries.is_empty());
         }
     }
 

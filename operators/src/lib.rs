@@ -23,7 +23,7 @@ pub mod stash;
 use topsellers_model::purchase::Event;
 
 pub use bulk_topk::{BulkLocalTopK, PairSums, SizeHint};
-pub use decayed_topk::{DecayedLocalTopK, LocalChange, TopKConfig};
+pub use decayed_topk::{DecayedLocalTopK, LocalChange, PairSeed, TopKConfig};
 pub use merge_topk::MergeTopK;
 pub use snapshots::Snapshots;
 

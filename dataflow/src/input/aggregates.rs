@@ -1,10 +1,11 @@
-//! Batch pre-aggregation: purchases summed per (item, leaf category) before they enter the
-//! dataflow, one exact update per pair.
+//! Pre-aggregation of the history: purchases summed per (item, leaf category) before they enter
+//! the dataflow, one exact update per pair (batch's [`PairSums`]), or, for the live service,
+//! one [`PairSeed`] per pair that also lists the pair's purchases (each expires on its own).
 
 use std::sync::Arc;
 
 use topsellers_model::{DecayedSum, PurchaseRef};
-use topsellers_operators::PairSums;
+use topsellers_operators::{PairSeed, PairSums};
 use topsellers_sources::Interner;
 
 use crate::config::Scoring;
@@ -26,6 +27,16 @@ pub(crate) struct Aggregates {
     pending: Vec<Pending>,
     /// The text of the pending purchases, item then category, back to back.
     pending_text: String,
+    /// Every purchase summed, as (pair, ts, quantity), when seeds are to be made.
+    purchases: Option<Recorded>,
+}
+
+/// Purchases in the order they were summed, by column.
+#[derive(Default)]
+struct Recorded {
+    pairs: Vec<u32>,
+    ts_ms: Vec<i64>,
+    quantities: Vec<i64>,
 }
 
 /// A purchase waiting in [`Aggregates::pending`].
@@ -57,7 +68,17 @@ struct PairTotals {
 }
 
 impl Aggregates {
+    /// Sums for batch ([`Aggregates::into_updates`]).
     pub(crate) fn new(scoring: &Scoring) -> Self {
+        Self::with(scoring, None)
+    }
+
+    /// Sums that also keep every purchase, for seeds ([`Aggregates::into_seeds`]).
+    pub(crate) fn recording(scoring: &Scoring) -> Self {
+        Self::with(scoring, Some(Recorded::default()))
+    }
+
+    fn with(scoring: &Scoring, purchases: Option<Recorded>) -> Self {
         Aggregates {
             half_lives: scoring.profiles.iter().map(|p| p.half_life_ms).collect(),
             table: PairTable::default(),
@@ -66,6 +87,7 @@ impl Aggregates {
             more_sums: Vec::new(),
             pending: Vec::with_capacity(PENDING),
             pending_text: String::new(),
+            purchases,
         }
     }
 
@@ -128,6 +150,11 @@ impl Aggregates {
             }
             sums.count += 1;
             sums.latest_ms = sums.latest_ms.max(pending.ts_ms);
+            if let Some(recorded) = &mut self.purchases {
+                recorded.pairs.push(pair as u32);
+                recorded.ts_ms.push(pending.ts_ms);
+                recorded.quantities.push(pending.quantity);
+            }
             sums.sum
                 .add(pending.ts_ms, pending.quantity, self.half_lives[0]);
             for (sum, &half_life) in self.more_sums[pair * more..(pair + 1) * more]
@@ -141,7 +168,7 @@ impl Aggregates {
     }
 
     /// How many pairs there are.
-    pub(crate) fn len(&mut self) -> usize {
+    pub(crate) fn pairs(&mut self) -> usize {
         self.flush();
         self.pairs.len()
     }
@@ -173,6 +200,40 @@ impl Aggregates {
                 (pair, sums.count)
             },
         )
+    }
+}
+
+impl Aggregates {
+    /// One seed per pair: its sums and every purchase summed into them (made with
+    /// [`Aggregates::recording`]; without it the seeds list no purchase). The purchases are put
+    /// in pair order by a counting sort (linear).
+    pub(crate) fn into_seeds(mut self) -> impl Iterator<Item = PairSeed> {
+        self.flush();
+        let recorded = self.purchases.take().unwrap_or_default();
+        // Where each pair's purchases start in `order`.
+        let mut starts = vec![0usize; self.pairs.len() + 1];
+        for &pair in &recorded.pairs {
+            starts[pair as usize + 1] += 1;
+        }
+        for at in 1..starts.len() {
+            starts[at] += starts[at - 1];
+        }
+        let mut next = starts.clone();
+        let mut order = vec![(0i64, 0i64); recorded.pairs.len()];
+        for (at, &pair) in recorded.pairs.iter().enumerate() {
+            let slot = &mut next[pair as usize];
+            order[*slot] = (recorded.ts_ms[at], recorded.quantities[at]);
+            *slot += 1;
+        }
+        drop(recorded);
+        self.into_updates()
+            .enumerate()
+            .map(move |(at, (pair, _count))| PairSeed {
+                item_id: pair.item_id,
+                category: pair.category,
+                sums: pair.sums,
+                purchases: order[starts[at]..starts[at + 1]].into(),
+            })
     }
 }
 
@@ -357,7 +418,7 @@ mod tests {
                     sum.add(ts_ms, quantity, half_life);
                 }
             }
-            assert_eq!(aggregates.len(), oracle.len());
+            assert_eq!(aggregates.pairs(), oracle.len());
             let got: Oracle = aggregates
                 .into_updates()
                 .map(|(pair, count)| {

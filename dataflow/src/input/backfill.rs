@@ -16,9 +16,6 @@ use crate::context::Context;
 use crate::error::RunError;
 use crate::graph::Graph;
 
-/// Batches in flight before a worker waits for the dataflow to catch up.
-const MAX_BATCHES_IN_FLIGHT: u64 = 2;
-
 /// The files to read and the window of event times that counts.
 #[derive(Clone, Debug)]
 pub struct Backfill {
@@ -87,49 +84,43 @@ struct Read {
     outside: u64,
 }
 
-/// Replays this worker's share of `backfill` into the serving dataflow: the logical clock
-/// counts batches (capped at the cut-off), so the dataflow digests the history as it streams
-/// in, every purchase keeping its own event time; then completes the backfill's snapshot.
-/// `false` when stopped or failed (the failure is reported).
-pub fn replay(
+/// Reads this worker's share of `backfill` into the serving dataflow the way `batch` reads:
+/// summed per (item, leaf category) as it is read, then one seed per pair at the cut-off (each
+/// purchase still expires on its own, at `ts + retention`), ranked once; then completes the
+/// backfill's snapshot. `false` when stopped or failed (the failure is reported).
+pub fn seed(
     worker: &mut Worker,
     graph: &mut Graph<Event>,
     backfill: &Backfill,
+    scoring: &Scoring,
     one_process: bool,
     batch_size: usize,
     ctx: &Context,
 ) -> bool {
-    let until = backfill.until();
-    let mut clock: Time = 0;
-    let mut purchases = Vec::with_capacity(batch_size);
-    let (index, peers) = (worker.index(), worker.peers());
-    let units = backfill.share(index, peers, one_process);
-    let read = read_share(units, index, ctx, |reader, bad| {
-        let more = reader.next_batch(&mut purchases, bad, batch_size)?;
-        let (mut inside, mut outside) = (0, 0);
-        for purchase in purchases.drain(..) {
-            if backfill.inside(purchase.ts_ms) {
-                let (event, quantity) = purchase.into_update();
-                graph.input.update(event, quantity);
-                inside += 1;
-            } else {
-                outside += 1;
-            }
-        }
-        clock = (clock + 1).min(until);
-        let behind = clock.saturating_sub(MAX_BATCHES_IN_FLIGHT);
-        graph.advance(worker, clock, behind, &ctx.stop);
-        Ok(Read {
-            more,
-            inside,
-            outside,
-        })
-    });
-    read && complete(worker, graph, backfill, ctx)
+    let Some(sums) = sum_share(
+        worker,
+        backfill,
+        Aggregates::recording(scoring),
+        one_process,
+        batch_size,
+        ctx,
+    ) else {
+        return false;
+    };
+    // Seeds are entered at the input's current time: the cut-off.
+    graph.advance_inputs(backfill.until());
+    let seeds = graph
+        .seeds
+        .as_mut()
+        .expect("the serving dataflow takes seeds");
+    for seed in sums.into_seeds() {
+        seeds.update(seed, 1);
+    }
+    complete(worker, graph, backfill, ctx)
 }
 
 /// Sums this worker's share of `backfill` per (item, leaf category) as it reads, then hands the
-/// dataflow one exact update per pair (nothing expires: the input is cut to the window), and
+/// dataflow one exact update per pair (nothing expires: batch input is cut to the window), and
 /// completes the snapshot. `false` when stopped or failed (the failure is reported).
 #[allow(clippy::too_many_arguments)]
 pub fn aggregate(
@@ -142,8 +133,34 @@ pub fn aggregate(
     batch_size: usize,
     ctx: &Context,
 ) -> bool {
+    let Some(mut sums) = sum_share(
+        worker,
+        backfill,
+        Aggregates::new(scoring),
+        one_process,
+        batch_size,
+        ctx,
+    ) else {
+        return false;
+    };
+    hint.expect(sums.pairs());
+    for (pair, count) in sums.into_updates() {
+        graph.input.update(pair, count);
+    }
+    complete(worker, graph, backfill, ctx)
+}
+
+/// Reads this worker's share of `backfill`'s units into `sums`, purchases inside the window
+/// only. `None` when stopped or failed (the failure is reported).
+fn sum_share(
+    worker: &Worker,
+    backfill: &Backfill,
+    mut sums: Aggregates,
+    one_process: bool,
+    batch_size: usize,
+    ctx: &Context,
+) -> Option<Aggregates> {
     let started = std::time::Instant::now();
-    let mut sums = Aggregates::new(scoring);
     let (index, peers) = (worker.index(), worker.peers());
     let units = backfill.share(index, peers, one_process);
     let read = read_share(units, index, ctx, |reader, bad| {
@@ -168,18 +185,14 @@ pub fn aggregate(
         })
     });
     if !read {
-        return false;
+        return None;
     }
-    let pairs = sums.len();
     tracing::debug!(
-        "worker {index}: read its share in {:.2}s, {pairs} (item, category) pairs",
+        "worker {index}: read its share in {:.2}s, {} (item, category) pairs",
         started.elapsed().as_secs_f64(),
+        sums.pairs(),
     );
-    hint.expect(pairs);
-    for (pair, count) in sums.into_updates() {
-        graph.input.update(pair, count);
-    }
-    complete(worker, graph, backfill, ctx)
+    Some(sums)
 }
 
 /// Reads `units`, handing each to `batch` until it has no more; counts progress, bad and
@@ -243,8 +256,7 @@ fn complete<D: differential_dataflow::ExchangeData>(
     backfill: &Backfill,
     ctx: &Context,
 ) -> bool {
-    graph.input.advance_to(backfill.until() + 1);
-    graph.input.flush();
+    graph.advance_inputs(backfill.until() + 1);
     let until = backfill.until_ms.max(0);
     graph.step_until(worker, &ctx.stop, || ctx.published() >= until)
 }
