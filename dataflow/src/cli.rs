@@ -98,6 +98,10 @@ pub struct RunArgs {
     /// Which process of the `--workers` file this is (0-based).
     #[arg(long, value_name = "I", env = PROCESS_ENV)]
     pub process: Option<usize>,
+    /// Keep checkpoints in this folder (or `s3://bucket/prefix`) and start from the newest
+    /// one: the lists are served at once, nothing is read twice or lost.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<String>,
 }
 
 /// `topsellers cluster`: the flags of `run`; `--workers FILE` is required.
@@ -245,6 +249,9 @@ impl RunArgs {
         if let Some(topic) = &self.changelog_topic {
             config.changelog.topic = Some(topic.clone());
         }
+        if let Some(dir) = &self.state {
+            config.state.dir = Some(dir.clone());
+        }
         // Every process of a cluster writes its own files (they may share a host or a mount).
         if let Some(seat) = config.runtime.cluster.clone().filter(Seat::is_cluster) {
             if !config.dead_letter.path.is_empty() {
@@ -256,6 +263,14 @@ impl RunArgs {
             }
             if let Some(path) = config.changelog.path.as_mut().filter(|p| *p != "-") {
                 *path = seat.per_process(path);
+            }
+            // One state directory per process: each checkpoints its own workers.
+            if let Some(dir) = config.state.dir.as_mut() {
+                *dir = if dir.starts_with("s3://") || dir.starts_with("s3a://") {
+                    format!("{}/p{}", dir.trim_end_matches('/'), seat.process)
+                } else {
+                    seat.per_process(dir)
+                };
             }
         }
         config.check(&self.origin())

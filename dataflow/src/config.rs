@@ -42,6 +42,9 @@ pub struct Config {
     /// Workers, epochs and buffers.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// Durable state: checkpoints, and the start from them (off by default).
+    #[serde(default)]
+    pub state: crate::state::StateConfig,
 }
 
 /// Scores, lists and retention (DESIGN.md, "Score and ranking").
@@ -273,6 +276,9 @@ impl Config {
         }
         if r.snapshot_queue == 0 {
             return Err(invalid("runtime.snapshot_queue", "must be positive".into()));
+        }
+        if self.state.interval.is_zero() {
+            return Err(invalid("state.interval", "must be positive".into()));
         }
         let live = self
             .sources

@@ -12,6 +12,7 @@ use topsellers_sources::{BadRecord, DeadLetter};
 
 use crate::error::RunError;
 use crate::progress::BackfillProgress;
+use crate::state::Checkpoints;
 use crate::stop::Stop;
 
 /// Shared by the workers of one process and the threads around them (`Arc<Context>`).
@@ -25,6 +26,8 @@ pub struct Context {
     pub dead_letter: Arc<DeadLetter>,
     /// How far the backfill is.
     pub backfill: Arc<BackfillProgress>,
+    /// Where the workers hand their logs for checkpoints (with a state directory).
+    pub checkpoints: Option<Arc<Checkpoints>>,
     /// Snapshots to the serving side (leaders only).
     snapshots: Sender<Snapshot>,
     /// The time of the last snapshot this process's leader handed on.
@@ -34,7 +37,8 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context sending snapshots to `snapshots`.
+    /// A context sending snapshots to `snapshots`, without checkpoints (see
+    /// [`Context::with_checkpoints`]).
     pub fn new(
         stop: Stop,
         metrics: Arc<Metrics>,
@@ -46,9 +50,24 @@ impl Context {
             metrics,
             dead_letter,
             backfill: Arc::new(BackfillProgress::default()),
+            checkpoints: None,
             snapshots,
             published: AtomicI64::new(i64::MIN),
             error: Mutex::new(None),
+        }
+    }
+
+    /// The same context with checkpoints, counting the backfill in `backfill` (which the
+    /// checkpointer watches).
+    pub fn with_checkpoints(
+        self,
+        checkpoints: Arc<Checkpoints>,
+        backfill: Arc<BackfillProgress>,
+    ) -> Context {
+        Context {
+            checkpoints: Some(checkpoints),
+            backfill,
+            ..self
         }
     }
 
@@ -94,5 +113,14 @@ impl Context {
             self.dead_letter.record(&record);
             self.metrics.add_bad_records(1);
         }
+    }
+
+    /// Counts and logs bad records, leaving them in `bad` to be written later (with a
+    /// checkpoint).
+    pub fn note_bad(&self, bad: &[BadRecord]) {
+        for record in bad {
+            self.dead_letter.note(record);
+        }
+        self.metrics.add_bad_records(bad.len() as u64);
     }
 }

@@ -159,6 +159,9 @@ pub enum DriverError {
     /// The run failed.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The state directory cannot be used.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     /// The service did not turn ready in time, or failed first.
     #[error("{0}")]
     NotReady(String),

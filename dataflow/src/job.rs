@@ -10,11 +10,15 @@ use topsellers_sources::SourceConfig;
 use crate::config::{Scoring, Settings};
 use crate::error::DriverError;
 use crate::handover::Handover;
-use crate::input::backfill::Backfill;
+use crate::input::backfill::{Backfill, Window};
 use crate::input::generator::GeneratorInput;
 use crate::input::kafka::KafkaInput;
 use crate::input::Pace;
 use crate::lake;
+use crate::state::manifest::HistoryRef;
+use crate::state::{Restored, StateError};
+use topsellers_sources::files::FilesConfig;
+use topsellers_sources::kafka::StartAt;
 
 /// The live source that follows the backfill.
 #[derive(Clone, Debug)]
@@ -83,6 +87,8 @@ pub struct ServePlan {
     pub job: Job,
     /// What the backfill does not read at all (older than the retention).
     pub pruned: Pruned,
+    /// The history the state (if any) is built from, by reference.
+    pub history: Option<HistoryRef>,
 }
 
 /// A `batch` job and what planning it found.
@@ -96,16 +102,19 @@ pub struct BatchPlan {
     pub pruned: Pruned,
 }
 
-/// Plans `run`: lists the history (if any) and finds its latest event time, resolves the
-/// hand-over to Kafka, prunes what has expired by the backfill's cut-off, and sets up the live
-/// source.
-pub fn plan_serve(settings: &Settings) -> Result<ServePlan, DriverError> {
+/// Plans `run`: from a restored checkpoint if there is one ([`plan_restore`]); otherwise
+/// lists the history (if any) and finds its latest event time, resolves the hand-over to Kafka,
+/// prunes what has expired by the backfill's cut-off, and sets up the live source.
+pub fn plan_serve(
+    settings: &Settings,
+    restored: Option<&Restored>,
+) -> Result<ServePlan, DriverError> {
+    if let Some(restored) = restored {
+        return plan_restore(settings, restored);
+    }
     let scoring = settings.scoring();
     let units = lake::units(&settings.sources, &settings.lake)?;
-    let kafka = settings.sources.iter().find_map(|source| match source {
-        SourceConfig::Kafka(kafka) => Some(kafka),
-        _ => None,
-    });
+    let kafka = kafka_source(settings);
     let history_max_ms = if units.is_empty() {
         None
     } else {
@@ -128,9 +137,17 @@ pub fn plan_serve(settings: &Settings) -> Result<ServePlan, DriverError> {
         );
     }
     let mut pruned = Pruned::default();
+    let mut history = None;
     let backfill = history_max_ms.map(|max_ms| {
         // Without Kafka, everything up to the history's latest event time (inclusive).
         let until_ms = handover.map_or(max_ms, Handover::backfill_until_ms);
+        history = Some(HistoryRef {
+            paths: history_paths(settings),
+            units: units.len(),
+            listing: listing(&units),
+            until_ms,
+            handover_ms: handover.map(|h| h.t0_ms),
+        });
         // Purchases at or before `until − retention` have expired by the time the backfill's
         // snapshot is published: neither they nor the units holding only them are read.
         let after_ms = until_ms.saturating_sub(scoring.retention_ms);
@@ -138,24 +155,152 @@ pub fn plan_serve(settings: &Settings) -> Result<ServePlan, DriverError> {
         pruned = dropped;
         Backfill::new(units, until_ms, after_ms)
     });
-    let live = match settings
-        .sources
-        .iter()
-        .find(|source| !matches!(source, SourceConfig::Files(_)))
-    {
-        Some(SourceConfig::Generator(generator)) => Some(Live::Generator(GeneratorInput {
-            config: generator.clone(),
-            catalog: Arc::new(Catalog::new(generator).map_err(DriverError::Generator)?),
-        })),
-        Some(SourceConfig::Kafka(kafka)) => Some(Live::Kafka(
-            KafkaInput::new(kafka, handover).map_err(DriverError::Kafka)?,
-        )),
-        _ => None,
-    };
+    let live = live_source(settings, handover)?;
     Ok(ServePlan {
         job: job(settings, Mode::Serve { backfill, live }),
         pruned,
+        history,
     })
+}
+
+/// Plans a restart from `restored`: the history it was built from and its segments are read
+/// again (what has expired by the checkpoint's time is not), entered at the checkpoint's time,
+/// and the live source resumes where the checkpoint stands.
+fn plan_restore(settings: &Settings, restored: &Restored) -> Result<ServePlan, DriverError> {
+    let manifest = &restored.manifest;
+    let dir = settings.state.dir.clone().unwrap_or_default();
+    let time_ms = manifest.time_ms.max(0);
+    let after_ms = time_ms.saturating_sub(settings.scoring().retention_ms);
+    let configured = history_paths(settings);
+    let mut parts = Vec::new();
+    let mut pruned = Pruned::default();
+    if let Some(history) = &manifest.history {
+        if !configured.is_empty() && configured != history.paths {
+            tracing::warn!(
+                "the state was built from the history {:?}: it is read again, not {configured:?}",
+                history.paths
+            );
+        }
+        let files = SourceConfig::Files(FilesConfig::new(history.paths.clone()));
+        let units = lake::units(&[files], &settings.lake)?;
+        if units.len() != history.units || listing(&units) != history.listing {
+            return Err(StateError::HistoryChanged {
+                dir,
+                why: format!(
+                    "{} read units now, {} when the state was built, or their sizes differ",
+                    units.len(),
+                    history.units
+                ),
+            }
+            .into());
+        }
+        let (units, dropped) = lake::prune(units, after_ms, &settings.lake);
+        pruned = dropped;
+        let window = Window {
+            after_ms,
+            until_ms: history.until_ms,
+        };
+        parts.push((units, window));
+    } else if !configured.is_empty() {
+        tracing::warn!(
+            "the state holds no history: --input {configured:?} is not read (rebuild the state \
+             with an empty state directory to add one)"
+        );
+    }
+    let segments = Window {
+        after_ms,
+        until_ms: time_ms,
+    };
+    parts.push((restored.segments.clone(), segments));
+    let backfill = Backfill::again(parts, time_ms);
+    let handover = manifest
+        .history
+        .as_ref()
+        .and_then(|h| h.handover_ms)
+        .map(|t0_ms| Handover { t0_ms });
+    let mut live = live_source(settings, handover)?;
+    if let (Some(Live::Kafka(kafka)), Some(positions)) = (&mut live, &manifest.kafka) {
+        if positions.topic != kafka.config.topic {
+            return Err(StateError::Mismatch {
+                dir,
+                what: "kafka.topic",
+                state: positions.topic.clone(),
+                config: kafka.config.topic.clone(),
+            }
+            .into());
+        }
+        kafka.start = StartAt::Offsets {
+            next: positions.next.clone(),
+            unread_from_earliest: positions.unread_from_earliest,
+        };
+    }
+    Ok(ServePlan {
+        job: job(
+            settings,
+            Mode::Serve {
+                backfill: Some(backfill),
+                live,
+            },
+        ),
+        pruned,
+        history: manifest.history.clone(),
+    })
+}
+
+/// The configured Kafka source, if any.
+fn kafka_source(settings: &Settings) -> Option<&topsellers_sources::KafkaConfig> {
+    settings.sources.iter().find_map(|source| match source {
+        SourceConfig::Kafka(kafka) => Some(kafka),
+        _ => None,
+    })
+}
+
+/// The paths of every `files` source.
+fn history_paths(settings: &Settings) -> Vec<String> {
+    settings
+        .sources
+        .iter()
+        .filter_map(|source| match source {
+            SourceConfig::Files(files) => Some(files.paths.iter().cloned()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// A hash of a listing: each unit's location, row group and size, in order.
+fn listing(units: &[topsellers_sources::ReadUnit]) -> u64 {
+    let mut text = String::new();
+    for unit in units {
+        text.push_str(&format!(
+            "{}\u{0}{:?}\u{0}{}\u{0}{}\n",
+            unit.location, unit.row_group, unit.file_bytes, unit.size.bytes
+        ));
+    }
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+}
+
+/// The live source: the generator, or Kafka (which skips what `handover` gives the history).
+fn live_source(
+    settings: &Settings,
+    handover: Option<Handover>,
+) -> Result<Option<Live>, DriverError> {
+    Ok(
+        match settings
+            .sources
+            .iter()
+            .find(|source| !matches!(source, SourceConfig::Files(_)))
+        {
+            Some(SourceConfig::Generator(generator)) => Some(Live::Generator(GeneratorInput {
+                config: generator.clone(),
+                catalog: Arc::new(Catalog::new(generator).map_err(DriverError::Generator)?),
+            })),
+            Some(SourceConfig::Kafka(kafka)) => Some(Live::Kafka(
+                KafkaInput::new(kafka, handover).map_err(DriverError::Kafka)?,
+            )),
+            _ => None,
+        },
+    )
 }
 
 /// Plans `batch`: lists the files, takes `as_of` (default: their latest event time), and

@@ -29,6 +29,7 @@ pub mod progress;
 pub mod run;
 pub mod serve;
 pub mod signals;
+pub mod state;
 pub mod stop;
 pub mod worker;
 pub mod workers;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use topsellers_model::format_rfc3339_ms;
 use topsellers_sinks::{Changelog, MetricKind, Metrics, Readiness, ServingTable};
 use topsellers_sources::files::Pruned;
 use topsellers_sources::DeadLetter;
@@ -16,8 +17,11 @@ use crate::context::Context;
 use crate::error::DriverError;
 use crate::job::{self, Job, Live, ServePlan};
 use crate::lake;
-use crate::progress;
+use crate::progress::{self, BackfillProgress};
 use crate::serve::{watch_readiness, ReadyWhen, Serving};
+use crate::state::checkpoint::{Checkpointer, Setup, Sinks};
+use crate::state::manifest::ScoringPrint;
+use crate::state::{restore, Restored, Store};
 use crate::stop::Stop;
 use crate::workers::{self, Membership, Workers};
 
@@ -36,6 +40,7 @@ pub struct Service {
     workers: Workers,
     serving: Serving,
     progress: Option<JoinHandle<()>>,
+    checkpointer: Option<Checkpointer>,
 }
 
 /// Starts everything `config` describes and returns once HTTP is listening (the backfill
@@ -53,7 +58,14 @@ pub fn start_with_stop(config: &Config, stop: Stop) -> Result<Service, DriverErr
 impl Service {
     /// Starts the service `settings` describe, stopping when `stop` is set.
     pub fn start(settings: &Settings, stop: Stop) -> Result<Service, DriverError> {
-        let ServePlan { job, pruned } = job::plan_serve(settings)?;
+        let started = Instant::now();
+        let state = open_state(settings)?;
+        let restored = state.as_ref().and_then(|(_, restored)| restored.as_ref());
+        let ServePlan {
+            job,
+            pruned,
+            history,
+        } = job::plan_serve(settings, restored)?;
         let kafka = match &job.mode {
             job::Mode::Serve {
                 live: Some(Live::Kafka(kafka)),
@@ -67,18 +79,28 @@ impl Service {
         }
         let (dead_letter, changelog) = open_outputs(settings, kafka.as_ref(), &metrics)?;
         register_pruned(&metrics, pruned);
-        let backfill = job.backfill();
-        let readiness = Arc::new(Readiness::new(if backfill.is_some() {
-            "backfill starting"
-        } else {
-            "starting"
-        }));
         let scoring = settings.scoring();
         let table = Arc::new(ServingTable::new(
             scoring.profiles.clone(),
             scoring.k,
             settings.table.clone(),
         ));
+        let restored_note = match &state {
+            Some((_, Some(restored))) => {
+                Some(restore_outputs(restored, &table, &dead_letter, &metrics)?)
+            }
+            Some((store, None)) => {
+                crate::state::begin(store, &dead_letter)?;
+                None
+            }
+            None => None,
+        };
+        let backfill = job.backfill();
+        let readiness = Arc::new(Readiness::new(match (&restored_note, backfill) {
+            (Some(note), _) => note.clone(),
+            (None, Some(_)) => "backfill starting".into(),
+            (None, None) => "starting".into(),
+        }));
         let (snapshots, received) = crossbeam_channel::bounded(settings.runtime.snapshot_queue);
         let serving = Serving::start(
             &settings.http,
@@ -90,36 +112,26 @@ impl Service {
             changelog,
             &stop,
         )?;
-        let ctx = Arc::new(Context::new(
-            stop.clone(),
-            metrics.clone(),
-            dead_letter,
-            snapshots,
-        ));
+        let mut ctx = Context::new(stop.clone(), metrics.clone(), dead_letter, snapshots);
+        let checkpointer = match state {
+            Some((store, restored)) => {
+                let setup = checkpoint_setup(settings, &job, history, restored);
+                let (checkpoints, checkpointer, progress) =
+                    start_checkpointer(setup, store, &table, &ctx)?;
+                ctx = ctx.with_checkpoints(checkpoints, progress);
+                Some(checkpointer)
+            }
+            None => None,
+        };
+        let ctx = Arc::new(ctx);
         let when = ReadyWhen {
             backfill_until: backfill.map(|b| b.until_ms),
             workload: backfill.map(|b| lake::workload(&b.units)),
             kafka: kafka.map(|kafka| (kafka, settings.runtime.workers)),
+            restored: restored_note,
+            started,
         };
-        let progress = match (backfill, when.workload) {
-            (Some(backfill), Some(work)) => {
-                ctx.backfill.expect_units(&backfill.units);
-                metrics.register_counter(
-                    "topsellers_backfill_skipped_total",
-                    "History purchases outside the backfill's window: expired by its cut-off, or at or after the hand-over time (Kafka owns them).",
-                    ctx.backfill.skipped().clone(),
-                );
-                Some(
-                    progress::spawn(ctx.backfill.clone(), work, stop.clone()).map_err(
-                        |source| DriverError::Start {
-                            what: "the progress thread",
-                            source,
-                        },
-                    )?,
-                )
-            }
-            _ => None,
-        };
+        let progress = start_progress(backfill, &when, &ctx, &metrics)?;
         let workers = start_workers(settings, job, &ctx, &readiness)?;
         let addr = serving.addr;
         let watcher = watch_readiness(table.clone(), readiness.clone(), ctx.clone(), when, addr)?;
@@ -133,6 +145,7 @@ impl Service {
             workers,
             serving,
             progress,
+            checkpointer,
         })
     }
 
@@ -181,9 +194,14 @@ impl Service {
             workers,
             serving,
             progress,
+            checkpointer,
             ..
         } = self;
         let joined = workers.join();
+        // The workers have handed over their last cuts: the last checkpoint is written now.
+        if let Some(checkpointer) = checkpointer {
+            checkpointer.join();
+        }
         let _ = watcher.join();
         let error = ctx.take_error();
         ctx.dead_letter.flush();
@@ -200,6 +218,163 @@ impl Service {
             None => joined,
         }
     }
+}
+
+/// The state directory and the checkpoint to start from, if `[state] dir` is set.
+fn open_state(settings: &Settings) -> Result<Option<(Store, Option<Restored>)>, DriverError> {
+    let Some(dir) = &settings.state.dir else {
+        return Ok(None);
+    };
+    let store = Store::open(dir, &settings.lake.s3)?;
+    let seat = settings
+        .runtime
+        .cluster
+        .as_ref()
+        .filter(|seat| seat.is_cluster())
+        .map_or((0, 1), |seat| (seat.process, seat.layout.process.len()));
+    let restored = restore::load(&store, settings.scoring(), seat, &settings.lake)?;
+    match &restored {
+        Some(restored) => tracing::info!(
+            "state {}: restoring checkpoint {} of {} (lists as of {}, {} segments)",
+            store.name(),
+            restored.manifest.sequence,
+            format_rfc3339_ms(restored.manifest.written_at_ms),
+            format_rfc3339_ms(restored.lists.time_ms),
+            restored.manifest.segments.len()
+        ),
+        None => tracing::info!(
+            "state {}: no checkpoint yet, starting from the sources",
+            store.name()
+        ),
+    }
+    Ok(Some((store, restored)))
+}
+
+/// Serves the restored lists at once, cuts the dead-letter file back to the checkpoint's
+/// length, and shows the restored Kafka offsets; returns what `/readyz` says meanwhile.
+fn restore_outputs(
+    restored: &Restored,
+    table: &ServingTable,
+    dead_letter: &DeadLetter,
+    metrics: &Metrics,
+) -> Result<String, DriverError> {
+    if !restored.lists.lists.is_empty() || restored.lists.time_ms != i64::MIN {
+        table.apply(&restored.lists);
+    }
+    if let Some(bytes) = restored.manifest.dead_letter_bytes {
+        dead_letter
+            .truncate(bytes)
+            .map_err(|source| DriverError::Output {
+                path: "the dead-letter file".into(),
+                source,
+            })?;
+    }
+    if let Some(kafka) = &restored.manifest.kafka {
+        let (topic, next) = (kafka.topic.clone(), kafka.next.clone());
+        metrics.register_family(
+            "topsellers_kafka_restored_offset",
+            "Per partition, the next offset the restored checkpoint resumed from.",
+            MetricKind::Gauge,
+            Box::new(move || {
+                next.iter()
+                    .map(|(p, n)| (format!("topic=\"{topic}\",partition=\"{p}\""), *n as f64))
+                    .collect()
+            }),
+        );
+    }
+    Ok(format!(
+        "restored the lists of checkpoint {} (as of {}), catching up",
+        restored.manifest.sequence,
+        format_rfc3339_ms(restored.lists.time_ms.max(0))
+    ))
+}
+
+/// What the checkpointer writes besides the workers' cuts.
+fn checkpoint_setup(
+    settings: &Settings,
+    job: &Job,
+    history: Option<crate::state::manifest::HistoryRef>,
+    restored: Option<Restored>,
+) -> Setup {
+    let kafka = match &job.mode {
+        job::Mode::Serve {
+            live: Some(Live::Kafka(kafka)),
+            ..
+        } => Some((kafka.config.topic.clone(), kafka.handover.is_some())),
+        _ => None,
+    };
+    let seat = settings
+        .runtime
+        .cluster
+        .as_ref()
+        .filter(|seat| seat.is_cluster())
+        .map_or((0, 1), |seat| (seat.process, seat.layout.process.len()));
+    Setup {
+        scoring: ScoringPrint::of(settings.scoring()),
+        retention_ms: settings.scoring().retention_ms,
+        history,
+        kafka,
+        process: seat,
+        workers: settings.runtime.workers,
+        interval: settings.state.interval,
+        restored: restored.map(|r| r.manifest),
+    }
+}
+
+/// Starts the checkpointer; returns what the workers cut through and the backfill progress it
+/// watches (checkpoints start once the backfill is done).
+fn start_checkpointer(
+    setup: Setup,
+    store: Store,
+    table: &Arc<ServingTable>,
+    ctx: &Context,
+) -> Result<
+    (
+        Arc<crate::state::Checkpoints>,
+        Checkpointer,
+        Arc<BackfillProgress>,
+    ),
+    DriverError,
+> {
+    let progress = Arc::new(BackfillProgress::default());
+    let sinks = Sinks {
+        store,
+        table: table.clone(),
+        dead_letter: ctx.dead_letter.clone(),
+        backfill: progress.clone(),
+        stop: ctx.stop.clone(),
+        metrics: ctx.metrics.clone(),
+    };
+    let (checkpoints, checkpointer) =
+        Checkpointer::spawn(setup, sinks).map_err(|source| DriverError::Start {
+            what: "the checkpoint thread",
+            source,
+        })?;
+    Ok((checkpoints, checkpointer, progress))
+}
+
+/// The backfill's progress reporter (and its counters in `/metrics`), if there is a backfill.
+fn start_progress(
+    backfill: Option<&crate::input::backfill::Backfill>,
+    when: &ReadyWhen,
+    ctx: &Context,
+    metrics: &Metrics,
+) -> Result<Option<JoinHandle<()>>, DriverError> {
+    let (Some(backfill), Some(work)) = (backfill, when.workload) else {
+        return Ok(None);
+    };
+    ctx.backfill.expect_units(&backfill.units);
+    metrics.register_counter(
+        "topsellers_backfill_skipped_total",
+        "History purchases outside the backfill's window: expired by its cut-off, or at or after the hand-over time (Kafka owns them).",
+        ctx.backfill.skipped().clone(),
+    );
+    progress::spawn(ctx.backfill.clone(), work, ctx.stop.clone())
+        .map(Some)
+        .map_err(|source| DriverError::Start {
+            what: "the progress thread",
+            source,
+        })
 }
 
 /// The dead-letter file and the changelog (with its topic's failures in `/metrics`).

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use topsellers_model::Snapshot;
@@ -118,6 +118,10 @@ pub struct ReadyWhen {
     pub workload: Option<Workload>,
     /// The Kafka source and this process's worker count: connected and caught up.
     pub kafka: Option<(KafkaInput, usize)>,
+    /// What `/readyz` says of a restored checkpoint until ready (its lists are served).
+    pub restored: Option<String>,
+    /// When the process started (the restore's duration is measured from it).
+    pub started: Instant,
 }
 
 /// Keeps `/readyz` (and the backfill gauges) up to date until `stop`.
@@ -130,10 +134,25 @@ pub fn watch_readiness(
 ) -> Result<JoinHandle<()>, DriverError> {
     std::thread::Builder::new()
         .name("readiness".into())
-        .spawn(move || loop {
-            track_readiness(&table, &readiness, &ctx, &when, addr);
-            if ctx.stop.wait_timeout(READINESS_TICK) {
-                return;
+        .spawn(move || {
+            let mut restored_at: Option<Duration> = None;
+            loop {
+                if when.restored.is_some() && restored_at.is_none() && ctx.backfill.is_done() {
+                    // The state is back in the operators: how long that took.
+                    let took = when.started.elapsed();
+                    restored_at = Some(took);
+                    tracing::info!("state restored in {:.2}s", took.as_secs_f64());
+                    ctx.metrics.register_extra(
+                        "topsellers_restore_duration_seconds",
+                        "Seconds from the start until the restored checkpoint's state was back in the operators.",
+                        topsellers_sinks::MetricKind::Gauge,
+                        Box::new(move || took.as_secs_f64()),
+                    );
+                }
+                track_readiness(&table, &readiness, &ctx, &when, addr);
+                if ctx.stop.wait_timeout(READINESS_TICK) {
+                    return;
+                }
             }
         })
         .map_err(|source| DriverError::Start {
@@ -184,6 +203,10 @@ fn track_readiness(
         readiness.set_ready("backfill done, live");
         tracing::info!("ready: serving on http://{addr}/v1/top");
     } else if let Some(work) = when.workload {
-        readiness.set_progress(progress::describe(&ctx.backfill, work));
+        let progress = progress::describe(&ctx.backfill, work);
+        readiness.set_progress(match &when.restored {
+            Some(restored) => format!("{restored}: reading the state back, {progress}"),
+            None => progress,
+        });
     }
 }

@@ -10,7 +10,7 @@ use crate::context::Context;
 use crate::error::RunError;
 use crate::graph;
 use crate::input::backfill::{self, Backfill};
-use crate::input::{generator, kafka};
+use crate::input::{generator, kafka, Follow, Logger};
 use crate::job::{Job, Live, Mode};
 
 /// Runs one worker.
@@ -86,25 +86,31 @@ fn serve(
     });
     if replayed {
         ctx.backfill.finish();
-        let lateness_ms = job.scoring.lateness_ms;
+        let how = Follow {
+            pace: job.pace,
+            lateness_ms: job.scoring.lateness_ms,
+            cluster: !job.one_process(),
+        };
+        let mut log = Logger::new(ctx, worker.index());
         match live {
-            Some(Live::Generator(input)) => generator::follow(
-                worker,
-                &mut graph,
-                input,
-                lateness_ms,
-                job.pace,
-                !job.one_process(),
-                ctx,
-            ),
+            Some(Live::Generator(input)) => {
+                generator::follow(worker, &mut graph, input, how, &mut log, ctx)
+            }
             Some(Live::Kafka(input)) => {
-                kafka::follow(worker, &mut graph, input, lateness_ms, job.pace, ctx)
+                kafka::follow(worker, &mut graph, input, how, &mut log, ctx)
             }
             None => {
                 while !ctx.stopped() {
                     worker.step_or_park(None);
+                    if let Some(log) = &mut log {
+                        log.cut_if_asked(None, *graph.input.time());
+                    }
                 }
             }
+        }
+        // Whatever ended the live phase, the log so far is handed over with where it stands.
+        if let Some(log) = &mut log {
+            log.finish(None, *graph.input.time());
         }
     }
     // Stop without draining: closing the input would retract everything still retained.

@@ -68,6 +68,8 @@ type Shard = RwLock<HashMap<Arc<str>, Entry>>;
 #[derive(Debug, Default)]
 struct Writer {
     tree: CategoryTree,
+    /// (profile, category) of the lists applied since [`ServingTable::take_changed`].
+    changed: std::collections::HashSet<(usize, Arc<str>)>,
     /// (rendered at, profile, category), earliest first; an entry is stale when the list has
     /// been rendered again since.
     due: BinaryHeap<Reverse<(i64, usize, Arc<str>)>>,
@@ -210,6 +212,7 @@ impl ServingTable {
                 continue;
             };
             categories_changed |= self.make_known(&mut writer, &list.category, now);
+            writer.changed.insert((list.profile, list.category.clone()));
             let rendered = RenderedList::render(list, profile, now, self.k);
             self.put(list.profile, &list.category, rendered);
             writer
@@ -221,6 +224,26 @@ impl ServingTable {
             *self.categories.write() = Arc::new(writer.tree.render());
         }
         self.published_ms.store(now, Ordering::Release);
+    }
+
+    /// Every list served, as ranked (for a checkpoint).
+    pub fn lists(&self) -> Vec<TopKList> {
+        let mut lists = Vec::new();
+        for shard in self.shards.iter() {
+            for entry in shard.read().values() {
+                lists.extend(entry.iter().map(|rendered| rendered.list().clone()));
+            }
+        }
+        lists
+    }
+
+    /// The lists applied since the last call (a checkpoint's changes), as now served.
+    pub fn take_changed(&self) -> Vec<TopKList> {
+        let changed = std::mem::take(&mut self.writer.lock().changed);
+        changed
+            .into_iter()
+            .filter_map(|(profile, category)| Some(self.get(profile, &category)?.list().clone()))
+            .collect()
     }
 
     /// Re-renders every list rendered before `now − refresh`.

@@ -61,6 +61,20 @@ impl DeadLetter {
 
     /// Counts, logs and writes one bad record. Never fails: a write error is logged once.
     pub fn record(&self, bad: &BadRecord) {
+        self.note(bad);
+        let mut guard = self.file.lock();
+        if let Some(out) = guard.as_mut() {
+            let mut line = json_line(bad);
+            line.push(b'\n');
+            let written = out.write_all(&line);
+            if let Err(error) = written {
+                self.report_write_error(&error);
+            }
+        }
+    }
+
+    /// Counts and logs one bad record without writing it (see [`DeadLetter::append`]).
+    pub fn note(&self, bad: &BadRecord) {
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
         if n <= LOG_FIRST {
             tracing::warn!(position = %bad.position, error = %bad.error, "bad record");
@@ -72,15 +86,40 @@ impl DeadLetter {
                 "bad record (logging one in {LOG_EVERY})"
             );
         }
+    }
+
+    /// Writes `bad` (already noted) to the file and makes it durable (flushed and synced);
+    /// returns the file's length after them (`None` without a file). For a caller that pairs
+    /// the file's length with a checkpoint (see [`DeadLetter::truncate`]).
+    pub fn append(&self, bad: &[BadRecord]) -> std::io::Result<Option<u64>> {
         let mut guard = self.file.lock();
-        if let Some(out) = guard.as_mut() {
-            let mut line = json_line(bad);
+        let Some(out) = guard.as_mut() else {
+            return Ok(None);
+        };
+        for record in bad {
+            let mut line = json_line(record);
             line.push(b'\n');
-            let written = out.write_all(&line);
-            if let Err(error) = written {
-                self.report_write_error(&error);
-            }
+            out.write_all(&line)?;
         }
+        out.flush()?;
+        out.get_ref().sync_data()?;
+        Ok(Some(out.get_ref().metadata()?.len()))
+    }
+
+    /// Cuts the file back to `len` bytes (what a checkpoint recorded; what was written after
+    /// it is written again as its records are read again). Nothing happens if it is shorter.
+    pub fn truncate(&self, len: u64) -> std::io::Result<()> {
+        let mut guard = self.file.lock();
+        let Some(out) = guard.as_mut() else {
+            return Ok(());
+        };
+        out.flush()?;
+        let file = out.get_ref();
+        if file.metadata()?.len() > len {
+            file.set_len(len)?;
+            file.sync_data()?;
+        }
+        Ok(())
     }
 
     /// Records every bad record of a batch.

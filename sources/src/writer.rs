@@ -33,7 +33,7 @@ pub struct PurchaseWriter {
 enum Sink {
     Jsonl(BufWriter<File>),
     Csv(Box<CsvSink>),
-    Parquet(Box<ParquetSink>),
+    Parquet(Box<ParquetSink<File>>),
 }
 
 struct CsvSink {
@@ -42,8 +42,8 @@ struct CsvSink {
     quantity: String,
 }
 
-struct ParquetSink {
-    writer: ArrowWriter<File>,
+struct ParquetSink<W: Write + Send> {
+    writer: ArrowWriter<W>,
     schema: SchemaRef,
     item_id: StringBuilder,
     category: StringBuilder,
@@ -66,8 +66,8 @@ pub fn parquet_schema() -> SchemaRef {
     ]))
 }
 
-impl ParquetSink {
-    fn new(file: File, path: &Path) -> Result<Self, SourceError> {
+impl<W: Write + Send> ParquetSink<W> {
+    fn new(file: W, path: &Path) -> Result<Self, SourceError> {
         let schema = parquet_schema();
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
@@ -115,6 +115,20 @@ impl ParquetSink {
             .write(&batch)
             .map_err(|e| SourceError::parquet(path, e))
     }
+}
+
+/// `purchases` as the bytes of one Parquet file, in the schema [`PurchaseWriter`] writes (and
+/// the file readers read): for callers that store the file elsewhere. `name` names it in errors.
+pub fn parquet_bytes(purchases: &[Purchase], name: &str) -> Result<Vec<u8>, SourceError> {
+    let path = Path::new(name);
+    let mut sink = ParquetSink::new(Vec::with_capacity(purchases.len() * 8 + 1024), path)?;
+    for purchase in purchases {
+        sink.push(purchase, path)?;
+    }
+    sink.flush_batch(path)?;
+    sink.writer
+        .into_inner()
+        .map_err(|e| SourceError::parquet(path, e))
 }
 
 impl PurchaseWriter {

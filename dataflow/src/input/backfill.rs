@@ -1,13 +1,16 @@
 //! The history, replayed before live input (`run`) or summed for one as-of time (`batch`): each
 //! worker reads its share of the read units, the purchases inside the window count.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use timely::worker::Worker;
 use topsellers_model::purchase::Event;
 use topsellers_operators::{PairSums, SizeHint, Time};
-use topsellers_sources::files::{units_for_worker, Opener, ReadUnit};
+use topsellers_sources::files::{Opener, ReadUnit};
 use topsellers_sources::{BadRecord, RecordReader, SourceError};
 
 use super::aggregates::Aggregates;
@@ -16,18 +19,36 @@ use crate::context::Context;
 use crate::error::RunError;
 use crate::graph::Graph;
 
-/// The files to read and the window of event times that counts.
+/// Which event times count: `after_ms < ts <= until_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Purchases at or before this time are skipped: expired by the cut-off.
+    pub after_ms: i64,
+    /// Purchases after this time are skipped (owned by Kafka, or after the as-of time).
+    pub until_ms: i64,
+}
+
+impl Window {
+    fn contains(self, ts_ms: i64) -> bool {
+        ts_ms <= self.until_ms && ts_ms > self.after_ms
+    }
+}
+
+/// The files to read and, per file, the window of event times that counts.
 #[derive(Clone, Debug)]
 pub struct Backfill {
     /// Every unit of every file; each worker reads its share.
     pub units: Vec<ReadUnit>,
-    /// The event time the replay is complete at (inclusive): its snapshot is published before
-    /// live input starts. Purchases after it are skipped (counted). With Kafka after the
-    /// backfill it is the hand-over time T0 − 1 ([`crate::handover`]); else the history's
-    /// largest event time (`run`) or the as-of time (`batch`).
+    /// Per unit, the window that counts.
+    windows: Vec<Window>,
+    /// The event time the backfill is complete at (inclusive): its snapshot is published
+    /// before live input starts. With Kafka after it, the hand-over time T0 − 1
+    /// ([`crate::handover`]); else the history's largest event time (`run`), the as-of time
+    /// (`batch`), or a restored checkpoint's time.
     pub until_ms: i64,
-    /// Purchases at or before this time are skipped: expired by `until_ms` (`until − retention`).
-    pub after_ms: i64,
+    /// Whether bad records go to the dead-letter file (not when a restart reads the history
+    /// again: they went there when it was first read).
+    pub dead_letters: bool,
     /// The next unit for a worker of this process to claim (see [`Backfill::share`]).
     next_unit: Arc<AtomicUsize>,
 }
@@ -35,17 +56,31 @@ pub struct Backfill {
 impl Backfill {
     /// Reads `units` for the purchases with `after_ms < ts <= until_ms`.
     pub fn new(units: Vec<ReadUnit>, until_ms: i64, after_ms: i64) -> Backfill {
+        let windows = vec![Window { after_ms, until_ms }; units.len()];
         Backfill {
             units,
+            windows,
             until_ms,
-            after_ms,
+            dead_letters: true,
             next_unit: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    /// Whether a purchase at `ts_ms` counts.
-    fn inside(&self, ts_ms: i64) -> bool {
-        ts_ms <= self.until_ms && ts_ms > self.after_ms
+    /// Reads every `(units, window)` part, completing at `until_ms`; bad records are counted,
+    /// not written again.
+    pub fn again(parts: Vec<(Vec<ReadUnit>, Window)>, until_ms: i64) -> Backfill {
+        let (mut units, mut windows) = (Vec::new(), Vec::new());
+        for (part, window) in parts {
+            windows.extend(std::iter::repeat_n(window, part.len()));
+            units.extend(part);
+        }
+        Backfill {
+            units,
+            windows,
+            until_ms,
+            dead_letters: false,
+            next_unit: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     /// The logical time the backfill's snapshot is published at.
@@ -53,23 +88,23 @@ impl Backfill {
         self.until_ms.max(0) as Time
     }
 
-    /// The units worker `index` of `peers` reads. In one process, workers claim units as they
-    /// go, so that one that drew quick units does not idle while another still reads. Across
-    /// processes (`one_process` false), each worker reads the units of its global index
-    /// (nobody to share a counter with).
+    /// The units worker `index` of `peers` reads, by their index. In one process, workers
+    /// claim units as they go, so that one that drew quick units does not idle while another
+    /// still reads. Across processes (`one_process` false), each worker reads the units of its
+    /// global index (nobody to share a counter with).
     fn share(
         &self,
         index: usize,
         peers: usize,
         one_process: bool,
-    ) -> Box<dyn Iterator<Item = ReadUnit>> {
+    ) -> Box<dyn Iterator<Item = usize>> {
         if one_process {
-            let (all, next) = (self.units.clone(), Arc::clone(&self.next_unit));
+            let (count, next) = (self.units.len(), Arc::clone(&self.next_unit));
             Box::new(std::iter::from_fn(move || {
-                all.get(next.fetch_add(1, Ordering::Relaxed)).cloned()
+                Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&at| at < count)
             }))
         } else {
-            Box::new(units_for_worker(&self.units, index, peers).into_iter())
+            Box::new((0..self.units.len()).filter(move |at| at % peers.max(1) == index))
         }
     }
 }
@@ -162,13 +197,13 @@ fn sum_share(
 ) -> Option<Aggregates> {
     let started = std::time::Instant::now();
     let (index, peers) = (worker.index(), worker.peers());
-    let units = backfill.share(index, peers, one_process);
-    let read = read_share(units, index, ctx, |reader, bad| {
+    let share = backfill.share(index, peers, one_process);
+    let read = read_share(backfill, share, index, ctx, |reader, window, bad| {
         let (mut inside, mut outside) = (0, 0);
         // Summed straight from the reader's buffers: nothing allocated per purchase.
         let more = reader.visit_batch(
             &mut |purchase| {
-                if backfill.inside(purchase.ts_ms) {
+                if window.contains(purchase.ts_ms) {
                     sums.add(purchase);
                     inside += 1;
                 } else {
@@ -195,13 +230,19 @@ fn sum_share(
     Some(sums)
 }
 
-/// Reads `units`, handing each to `batch` until it has no more; counts progress, bad and
-/// ignored records. `false` when stopped or failed (the failure is reported).
+/// Reads the units `share` names, handing each to `batch` (with its window) until it has no
+/// more; counts progress, bad and ignored records. `false` when stopped or failed (the failure
+/// is reported).
 fn read_share(
-    units: Box<dyn Iterator<Item = ReadUnit>>,
+    backfill: &Backfill,
+    share: Box<dyn Iterator<Item = usize>>,
     worker: usize,
     ctx: &Context,
-    mut batch: impl FnMut(&mut dyn RecordReader, &mut Vec<BadRecord>) -> Result<Read, SourceError>,
+    mut batch: impl FnMut(
+        &mut dyn RecordReader,
+        Window,
+        &mut Vec<BadRecord>,
+    ) -> Result<Read, SourceError>,
 ) -> bool {
     let mut bad = Vec::new();
     let failed = |unit: &ReadUnit, source| {
@@ -212,7 +253,18 @@ fn read_share(
         });
         false
     };
+    // The opener reads a unit ahead: the windows of the units it was handed, in order.
+    let windows = Rc::new(RefCell::new(VecDeque::new()));
+    let units = {
+        let (windows, all) = (windows.clone(), backfill.units.clone());
+        let per_unit = backfill.windows.clone();
+        share.map(move |at| {
+            windows.borrow_mut().push_back(per_unit[at]);
+            all[at].clone()
+        })
+    };
     for (unit, opened) in Opener::new(units) {
+        let window = windows.borrow_mut().pop_front().expect("a window per unit");
         let mut reader = match opened {
             Ok(reader) => reader,
             Err(e) => return failed(&unit, e),
@@ -222,11 +274,16 @@ fn read_share(
             if ctx.stopped() {
                 return false;
             }
-            let read = match batch(&mut *reader, &mut bad) {
+            let read = match batch(&mut *reader, window, &mut bad) {
                 Ok(read) => read,
                 Err(e) => return failed(&unit, e),
             };
-            ctx.bad(&mut bad);
+            if backfill.dead_letters {
+                ctx.bad(&mut bad);
+            } else {
+                ctx.metrics.add_bad_records(bad.len() as u64);
+                bad.clear();
+            }
             ctx.metrics.add_purchases(read.inside);
             let (rows, bytes) = (reader.rows_read(), reader.bytes_read());
             ctx.backfill.add(

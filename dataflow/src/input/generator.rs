@@ -10,7 +10,7 @@ use topsellers_model::{wall_clock_ms, Purchase};
 use topsellers_operators::Time;
 use topsellers_sources::generator::{Catalog, Generator, GeneratorConfig, Rate};
 
-use super::{align, enter, Pace};
+use super::{align, enter, Follow, Logger};
 use crate::context::Context;
 use crate::error::RunError;
 use crate::graph::Graph;
@@ -24,17 +24,21 @@ pub struct GeneratorInput {
     pub catalog: Arc<Catalog>,
 }
 
-/// Generates this worker's share of purchases until stopped. `lateness_ms` holds the input time
-/// back behind the wall clock; `cluster` says whether other processes take part (see below).
+/// Generates this worker's share of purchases until stopped. The lateness holds the input
+/// time back behind the wall clock; in a cluster, purchases wait for their epoch (see below).
 pub fn follow(
     worker: &mut Worker,
     graph: &mut Graph<Event>,
     input: &GeneratorInput,
-    lateness_ms: i64,
-    pace: Pace,
-    cluster: bool,
+    how: Follow,
+    log: &mut Option<Logger>,
     ctx: &Context,
 ) {
+    let Follow {
+        pace,
+        lateness_ms,
+        cluster,
+    } = how;
     let (index, peers) = (worker.index(), worker.peers());
     let mut generator =
         match Generator::new(Arc::clone(&input.catalog), &input.config, index, peers) {
@@ -69,14 +73,19 @@ pub fn follow(
         let next = (align((now_ms - lateness_ms).max(0) as Time, pace.epoch_ms) + 1).max(current);
         purchases.append(&mut ahead);
         for purchase in purchases.drain(..) {
-            if !hold_ahead || (purchase.ts_ms.max(0) as Time) < next {
-                enter(graph, purchase, current);
+            let ts = purchase.ts_ms.max(0) as Time;
+            if !hold_ahead || ts < next {
+                enter(graph, log, purchase, ts, current);
             } else {
                 ahead.push(purchase);
             }
         }
         // Let the dataflow finish the previous epoch before starting another.
         graph.advance(worker, next, current, &ctx.stop);
+        if let Some(log) = log {
+            // What waits `ahead` is not entered yet: it is logged when it is.
+            log.cut_if_asked(None, next);
+        }
         if !unthrottled {
             while let Some(left) = epoch.checked_sub(started.elapsed()) {
                 if ctx.stopped() || left.is_zero() {

@@ -26,7 +26,7 @@ use topsellers_sources::kafka::{
     DeadLetterTopic, KafkaConfig, KafkaShared, PartitionReader, ReaderSpec, StartAt, Watermark,
 };
 
-use super::{align, Pace};
+use super::{align, Follow, Logger};
 use crate::context::Context;
 use crate::error::RunError;
 use crate::graph::Graph;
@@ -217,10 +217,13 @@ pub fn follow(
     worker: &mut Worker,
     graph: &mut Graph<Event>,
     kafka: &KafkaInput,
-    lateness_ms: i64,
-    pace: Pace,
+    how: Follow,
+    log: &mut Option<Logger>,
     ctx: &Context,
 ) {
+    let Follow {
+        pace, lateness_ms, ..
+    } = how;
     let spec = ReaderSpec {
         config: &kafka.config,
         lateness_ms,
@@ -263,8 +266,8 @@ pub fn follow(
                 worker.step();
             },
         );
-        enter_round(graph, kafka, &mut purchases, current, ctx);
-        ctx.bad(&mut bad);
+        enter_round(graph, kafka, &mut purchases, current, log, ctx);
+        super::bad(ctx, log, &mut bad);
         ctx.metrics.add_ignored_records(reader.take_ignored());
 
         let now = Instant::now();
@@ -289,6 +292,12 @@ pub fn follow(
             caught_up = true;
             kafka.shared.worker_caught_up(target as i64 - 1);
         }
+        if let Some(log) = log {
+            log.cut_if_asked(Some(reader.positions()), target);
+        }
+    }
+    if let Some(log) = log {
+        log.finish(Some(reader.positions()), *graph.input.time());
     }
     reader.close(ctx.published());
 }
@@ -300,6 +309,7 @@ fn enter_round(
     kafka: &KafkaInput,
     purchases: &mut Vec<(topsellers_model::Purchase, i64)>,
     current: Time,
+    log: &mut Option<Logger>,
     ctx: &Context,
 ) {
     let mut count = 0;
@@ -316,10 +326,8 @@ fn enter_round(
             continue;
         }
         count += 1;
-        let at = (at.max(0) as Time).max(current);
+        let at = super::enter(graph, log, purchase, at.max(0) as Time, current);
         entered_max = entered_max.max(Some(at));
-        let (event, quantity) = purchase.into_update();
-        graph.input.update_at(event, at, quantity);
     }
     if let Some(at) = entered_max {
         kafka.shared.entered(at as i64);

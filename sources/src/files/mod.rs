@@ -3,6 +3,7 @@
 
 pub(crate) mod csv;
 pub(crate) mod fields;
+mod folder;
 mod hive;
 pub(crate) mod jsonl;
 mod lines;
@@ -25,6 +26,7 @@ use topsellers_model::{Purchase, PurchaseRef};
 use crate::bad::BadRecord;
 use crate::error::SourceError;
 
+pub use folder::ObjectFolder;
 pub use hive::Partitions;
 pub use list::{list_units, list_units_with, units_for_worker, ReadUnit, UnitSize};
 pub use location::{parse_s3_url, Location, ObjectLocation};

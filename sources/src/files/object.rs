@@ -158,8 +158,35 @@ impl Bucket {
         &self.name
     }
 
-    fn url(&self, key: &ObjectPath) -> String {
+    pub(crate) fn url(&self, key: &ObjectPath) -> String {
         format!("s3://{}/{key}", self.name)
+    }
+
+    /// Writes the object at `key` whole.
+    pub(crate) fn put(&self, key: &ObjectPath, bytes: Vec<u8>) -> Result<(), SourceError> {
+        self.block_on(self.store.put(key, bytes.into()))
+            .map(|_| ())
+            .map_err(|e| SourceError::object_store(&self.url(key), e))
+    }
+
+    /// The whole object at `key`, `None` if there is none.
+    pub(crate) fn get(&self, key: &ObjectPath) -> Result<Option<Bytes>, SourceError> {
+        let fetched = self.block_on(async {
+            match self.store.get(key).await {
+                Ok(result) => result.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        fetched.map_err(|e| SourceError::object_store(&self.url(key), e))
+    }
+
+    /// Removes the object at `key` (nothing if there is none).
+    pub(crate) fn delete(&self, key: &ObjectPath) -> Result<(), SourceError> {
+        match self.block_on(self.store.delete(key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(SourceError::object_store(&self.url(key), e)),
+        }
     }
 
     fn block_on<F: Future>(&self, future: F) -> F::Output {

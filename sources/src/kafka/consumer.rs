@@ -143,9 +143,15 @@ pub enum StartAt {
         /// T0, epoch ms.
         t0_ms: i64,
     },
-    /// From these next offsets (a restored state's); partitions not listed start as
-    /// configured.
-    Offsets(BTreeMap<i32, i64>),
+    /// From these next offsets (a restored state's); partitions not listed start at their
+    /// earliest offset (`unread_from_earliest`: the state was written during a hand-over) or
+    /// as configured.
+    Offsets {
+        /// Per partition, the next offset to read.
+        next: BTreeMap<i32, i64>,
+        /// Where a partition without an offset here starts.
+        unread_from_earliest: bool,
+    },
 }
 
 /// Who a reader is and where it starts.
@@ -229,7 +235,14 @@ impl PartitionReader {
             let offset = match start {
                 StartAt::Configured => configured,
                 StartAt::Handover { .. } => Offset::Beginning,
-                StartAt::Offsets(next) => next.get(&p).map_or(configured, |&n| Offset::Offset(n)),
+                StartAt::Offsets {
+                    next,
+                    unread_from_earliest,
+                } => match next.get(&p) {
+                    Some(&n) => Offset::Offset(n),
+                    None if *unread_from_earliest => Offset::Beginning,
+                    None => configured,
+                },
             };
             starts.push((p, offset));
             assignment
@@ -486,7 +499,7 @@ fn describe_start(start: &StartAt, configured: StartFrom, starts: &[(i32, Offset
             "the earliest offset (hand-over at {t0_ms} ms: purchases before it are skipped, \
              committed offsets are not used)"
         ),
-        StartAt::Offsets(_) => format!("the restored state's offsets {starts:?}"),
+        StartAt::Offsets { .. } => format!("the restored state's offsets {starts:?}"),
     }
 }
 
