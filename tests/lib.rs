@@ -1432,6 +1432,42 @@ pub fn within<T: Send + 'static>(
     }
 }
 
+/// What is wrong with the lists a service at `addr` serves, against the oracle over `records`
+/// as of the newest list served: lists that did not change since an earlier snapshot (same
+/// ranking, scores decayed less) are decayed on to it. The lists must be as of `until` (the
+/// last event time) or later.
+pub fn oracle_problems(
+    addr: SocketAddr,
+    params: &Params,
+    records: &[Rec],
+    twins: &[(String, String)],
+    until: i64,
+) -> Vec<String> {
+    let names: Vec<&str> = params.half_lives.iter().map(|(name, _)| *name).collect();
+    let lists = served_lists(addr, &names, "oracle_problems");
+    let as_of = lists.values().map(|(t, _)| *t).max().unwrap_or(i64::MIN);
+    let mut got = Got::new();
+    for ((profile, cat), (rendered, items)) in lists {
+        let half_life = params.half_lives[profile].1 as f64;
+        let decay = (-((as_of - rendered) as f64) / half_life).exp2();
+        let items = items
+            .into_iter()
+            .map(|(item, score)| (item, score * decay))
+            .collect();
+        got.insert((profile, cat), items);
+    }
+    let mut problems = Vec::new();
+    if as_of < until {
+        problems.push(format!(
+            "served as of {as_of}, before the last event time {until}"
+        ));
+    }
+    let want = params.oracle(records, as_of);
+    problems.extend(compare(&got, &want, params.k, params.half_lives.len()));
+    problems.extend(check_twins(&got, twins));
+    problems
+}
+
 /// [`served_lists`] where every list must be as of `as_of`: the lists and their items.
 pub fn served_lists_at(addr: SocketAddr, profiles: &[&str], as_of: i64) -> Result<Got, String> {
     let mut got = Got::new();
@@ -1442,6 +1478,55 @@ pub fn served_lists_at(addr: SocketAddr, profiles: &[&str], as_of: i64) -> Resul
         got.insert(key, items);
     }
     Ok(got)
+}
+
+/// A child process whose stderr goes to a file; killed when dropped.
+pub struct Proc {
+    /// The process.
+    pub child: std::process::Child,
+    /// Its stderr.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `command` with stderr to `log` (appended), stdin and stdout closed.
+    pub fn start(command: &mut std::process::Command, log: PathBuf) -> Proc {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .env("RUST_BACKTRACE", "0")
+            .spawn()
+            .expect("start topsellers");
+        Proc { child, log }
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its exit status, waiting at most `timeout`.
+    pub fn exit_within(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The `topsellers` executable of this build (`cargo test --workspace --all-targets` builds

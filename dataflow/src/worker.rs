@@ -128,7 +128,7 @@ fn snapshot_sink(
     ctx: &Arc<Context>,
 ) -> impl FnMut(Snapshot) + 'static {
     let leader = job.leaders.contains(&index);
-    let hold_until = backfill.map(|b| b.until_ms.max(0));
+    let mut hold_until = backfill.map(|b| b.until_ms.max(0));
     let mut held = LatestLists::default();
     let ctx = Arc::clone(ctx);
     move |mut snapshot: Snapshot| {
@@ -139,9 +139,12 @@ fn snapshot_sink(
             held.extend(snapshot.lists);
             return;
         }
-        if !held.is_empty() {
+        if let Some(until) = hold_until.take() {
+            // The backfill's snapshot: every category is announced in it, so it holds every
+            // list there is (a list a restored checkpoint served and missing here is empty).
             held.extend(snapshot.lists.drain(..));
             snapshot.lists = held.take_sorted();
+            snapshot.whole = snapshot.time_ms >= until;
         }
         ctx.publish(snapshot);
     }

@@ -72,6 +72,10 @@ pub struct Snapshot {
     pub time_ms: i64,
     /// New lists for the (profile, category) pairs that changed (or first appeared).
     pub lists: Vec<TopKList>,
+    /// Set when the snapshot holds every list there is (a backfill's, or a restored
+    /// checkpoint's): a list served before and missing here is empty now.
+    #[serde(default)]
+    pub whole: bool,
 }
 
 #[cfg(test)]

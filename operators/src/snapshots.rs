@@ -75,6 +75,7 @@ impl<'scope> Snapshots for StreamVec<'scope, Time, TopKList> {
             sink(Snapshot {
                 time_ms: complete as i64,
                 lists,
+                whole: false,
             });
         });
     }

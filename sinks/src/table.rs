@@ -219,11 +219,41 @@ impl ServingTable {
                 .due
                 .push(Reverse((now, list.profile, list.category.clone())));
         }
+        if snapshots.iter().any(|snapshot| snapshot.whole) {
+            self.empty_missing(&mut writer, &newest, now);
+        }
         self.refresh(&mut writer, now);
         if categories_changed {
             *self.categories.write() = Arc::new(writer.tree.render());
         }
         self.published_ms.store(now, Ordering::Release);
+    }
+
+    /// After a snapshot that holds every list: empties the lists it does not hold (served from
+    /// an earlier state, e.g. a restored checkpoint's, their categories have no purchase left).
+    fn empty_missing(
+        &self,
+        writer: &mut Writer,
+        holds: &HashMap<(usize, &str), &TopKList>,
+        now: i64,
+    ) {
+        let mut stale = Vec::new();
+        for shard in self.shards.iter() {
+            for (category, entry) in shard.read().iter() {
+                for (profile, rendered) in entry.iter().enumerate() {
+                    if !rendered.is_empty() && !holds.contains_key(&(profile, &**category)) {
+                        stale.push((profile, category.clone()));
+                    }
+                }
+            }
+        }
+        for (profile, category) in stale {
+            let empty =
+                RenderedList::empty(profile, category.clone(), &self.profiles[profile], now);
+            writer.changed.insert((profile, category.clone()));
+            writer.due.push(Reverse((now, profile, category.clone())));
+            self.put(profile, &category, empty);
+        }
     }
 
     /// Every list served, as ranked (for a checkpoint).
@@ -461,6 +491,43 @@ mod tests {
             }
         }
         assert_eq!(ids(&batch, 0, "a"), ["z", "x"]);
+    }
+
+    /// A snapshot that holds every list (a backfill's) empties what it does not hold; the
+    /// lists applied are noted for a checkpoint, and all of them can be taken.
+    #[test]
+    fn a_whole_snapshot_empties_lists_it_does_not_hold() {
+        let table = table();
+        table.apply(&snapshot(
+            H,
+            vec![list(0, "a/b", &[("x", 3)]), list(1, "c", &[("y", 1)])],
+        ));
+        let mut all: Vec<(usize, String)> = table
+            .lists()
+            .into_iter()
+            .filter(|l| !l.items.is_empty())
+            .map(|l| (l.profile, l.category.to_string()))
+            .collect();
+        all.sort();
+        assert_eq!(all, [(0, "a/b".to_owned()), (1, "c".to_owned())]);
+        assert_eq!(table.take_changed().len(), 2);
+        assert!(table.take_changed().is_empty(), "taken");
+        let mut whole = snapshot(2 * H, vec![list(0, "a/b", &[("z", 2)])]);
+        whole.whole = true;
+        table.apply(&whole);
+        assert_eq!(ids(&table, 0, "a/b"), ["z"]);
+        assert!(ids(&table, 1, "c").is_empty(), "not held: empty now");
+        assert!(table.is_known("c"), "the category stays known");
+        let changed: Vec<(usize, String)> = table
+            .take_changed()
+            .into_iter()
+            .map(|l| (l.profile, l.category.to_string()))
+            .collect();
+        assert!(changed.contains(&(1, "c".to_owned())), "{changed:?}");
+        // A snapshot that is not whole leaves the others alone.
+        table.apply(&snapshot(3 * H, vec![list(1, "c", &[("y", 1)])]));
+        table.apply(&snapshot(4 * H, vec![list(0, "a/b", &[("w", 1)])]));
+        assert_eq!(ids(&table, 1, "c"), ["y"]);
     }
 
     #[test]

@@ -46,5 +46,9 @@ pub(crate) fn list(profile: usize, category: &str, items: &[(&str, i64)]) -> Top
 
 /// A snapshot at `time_ms` holding `lists`.
 pub(crate) fn snapshot(time_ms: i64, lists: Vec<TopKList>) -> Snapshot {
-    Snapshot { time_ms, lists }
+    Snapshot {
+        time_ms,
+        lists,
+        whole: false,
+    }
 }

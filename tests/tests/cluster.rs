@@ -2,14 +2,13 @@
 //! the brute-force oracle, at the same snapshot time; losing a process stops the others with a
 //! message naming it; the launcher starts and stops them all.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use topsellers_tests::{
     assert_no_problems, compare, default_as_of, free_loopback_addresses, generate, get,
-    served_lists_at, topsellers_exe, wait_until, write_parts, Fmt, Got, Params, Spec, DAY,
+    served_lists_at, topsellers_exe, wait_until, write_parts, Fmt, Got, Params, Proc, Spec, DAY,
 };
 
 /// A cluster layout on loopback with fresh ports; the HTTP addresses of its processes.
@@ -48,46 +47,6 @@ fn config_file(dir: &Path, params: &Params) -> PathBuf {
     let path = dir.join("topsellers.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// A child process whose stderr goes to a file; killed when dropped.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn start(command: &mut Command, log: PathBuf) -> Proc {
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .env("RUST_BACKTRACE", "0")
-            .spawn()
-            .expect("start topsellers");
-        Proc { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Its exit status, waiting at most `timeout`.
-    fn exit_within(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let mut status = None;
-        wait_until(timeout, || {
-            status = self.child.try_wait().unwrap();
-            status.is_some()
-        });
-        status
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn ready(http: &str) -> bool {

@@ -272,6 +272,12 @@ pub fn follow(
 
         let now = Instant::now();
         let target = match reader.watermark(now) {
+            // Nothing read anywhere and every partition idle (an empty topic, or a restart at
+            // its end), or no partition owned and nothing read by the others: nothing to wait
+            // for. The input leaves time 0 once, so that a snapshot (of what is there) is
+            // published; it does not creep on.
+            Watermark::Quiet => current.max(1),
+            Watermark::Hold if reader.partitions().is_empty() => current.max(1),
             Watermark::Hold => current,
             // Rounded down to the epoch: workers of similar watermarks then advance to the same
             // times, so the frontier (and a snapshot) moves once per epoch, not once per worker.

@@ -38,6 +38,23 @@ const LAST_CUTS_WAIT: Duration = Duration::from_secs(30);
 /// List files (one of every list, then changes) after which the lists are written whole again.
 const MAX_LIST_FILES: usize = 16;
 
+/// For tests that kill the process during a checkpoint: with
+/// `TOPSELLERS_FAILPOINT_CHECKPOINT_PAUSE_MS` set, every checkpoint waits that long between
+/// appending its bad records and writing its lists and manifest (the window where a crash must
+/// leave the previous checkpoint in force and the dead-letter file cut back on restart).
+fn failpoint_pause() {
+    static PAUSE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        std::env::var("TOPSELLERS_FAILPOINT_CHECKPOINT_PAUSE_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis)
+    });
+    if let Some(pause) = pause {
+        std::thread::sleep(*pause);
+    }
+}
+
 /// What a worker logged since its last cut.
 #[derive(Debug)]
 pub struct WorkerLog {
@@ -478,6 +495,7 @@ impl Writer {
                 })
             }
         };
+        failpoint_pause();
         let lists = match self.write_lists(sequence, previous, &mut written) {
             Ok(lists) => lists,
             Err(error) => return Err(self.undo_dead_letters(error)),

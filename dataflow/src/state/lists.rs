@@ -29,6 +29,7 @@ pub fn decode(bytes: &[u8]) -> std::io::Result<Snapshot> {
     Ok(Snapshot {
         time_ms: file.time_ms,
         lists: file.lists,
+        whole: false,
     })
 }
 

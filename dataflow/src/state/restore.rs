@@ -131,6 +131,7 @@ fn read_files(
         Snapshot {
             time_ms,
             lists: latest.take_sorted(),
+            whole: true,
         },
         segments,
     ))

@@ -19,13 +19,15 @@ pub enum Watermark {
     Active(i64),
     /// Every owned partition is idle: the largest event time seen anywhere.
     Idle(i64),
+    /// Every owned partition is idle and nothing was seen anywhere: a quiet topic, caught up.
+    Quiet,
 }
 
 impl Watermark {
     /// The time, if any.
     pub fn time(self) -> Option<i64> {
         match self {
-            Watermark::Hold => None,
+            Watermark::Hold | Watermark::Quiet => None,
             Watermark::Active(t) | Watermark::Idle(t) => Some(t),
         }
     }
@@ -118,7 +120,9 @@ impl WatermarkTracker {
         }
         match self.max_seen().max(elsewhere) {
             Some(max) => Watermark::Idle(max),
-            None => Watermark::Hold,
+            // Owning no partition, a worker has nothing of its own to say.
+            None if self.marks.is_empty() => Watermark::Hold,
+            None => Watermark::Quiet,
         }
     }
 }
@@ -165,6 +169,16 @@ mod tests {
         // A purchase wakes its partition up.
         w.observe(0, 150, t0 + 3 * S);
         assert_eq!(w.watermark(t0 + 3 * S, Some(1200)), Watermark::Active(150));
+    }
+
+    #[test]
+    fn idle_partitions_that_never_saw_anything_are_quiet() {
+        let t0 = Instant::now();
+        let w = WatermarkTracker::new(&[0, 1], 0, 2 * S, t0);
+        assert_eq!(w.watermark(t0 + S, None), Watermark::Hold);
+        assert_eq!(w.watermark(t0 + 2 * S, None), Watermark::Quiet);
+        assert_eq!(w.watermark(t0 + 2 * S, Some(5)), Watermark::Idle(5));
+        assert_eq!(Watermark::Quiet.time(), None);
     }
 
     #[test]

@@ -1,0 +1,387 @@
+//! Durable state, run the way an operator runs it: the `topsellers` binary with `--state`, a
+//! real broker, SIGKILL and SIGTERM, restarts onto other worker counts. The served lists are
+//! checked against the brute-force oracle over everything produced, and the dead-letter file
+//! against the bad messages produced.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use topsellers_tests::broker::{create_topic, fast_properties, produce, Broker};
+use topsellers_tests::{
+    assert_no_problems, default_as_of, free_loopback_addresses, generate, get, jsonl_line, metric,
+    oracle_problems, topsellers_exe, wait_until, write_parts, Fmt, Params, Proc, Rec, Spec, DAY,
+};
+
+const R: i64 = 2 * DAY;
+const K: usize = 5;
+const PARTITIONS: i32 = 3;
+/// A liveness bound: how long a start may take to serve everything produced.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Messages that break the data contract.
+const BAD: &[&[u8]] = &[
+    b"not a purchase",
+    br#"{"item_id":"x","category":"a//b","ts":1790000000000}"#,
+    br#"{"item_id":"","category":"a","ts":1790000000000}"#,
+    br#"{"item_id":"x","category":"a","ts":1790000000000,"quantity":"two"}"#,
+    b"x,books,yesterday,1",
+    b"\xff\xfe,books,1790000000000",
+];
+
+/// Bad rows of a history file (one per line).
+const LAKE_BAD: &str = "{\"item_id\":\"x\",\"category\":\"a\"}\nnot json\n";
+
+/// One service's files and settings.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    dead_letter: PathBuf,
+    params: Params,
+}
+
+impl Setup {
+    /// A config reading `lake` (if any) and then `topic`, keeping its state in the temp dir
+    /// with checkpoints every `interval`.
+    fn new(broker: &str, topic: &str, lake: Option<&[Rec]>, interval: &str, seed: u64) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let params = Params::new(K, 1, 300);
+        let mut text = format!(
+            "[scoring]\nhalf_lives = [\"1h\", \"7d\"]\ntop_k = {K}\nretention = \"2d\"\n\
+             allowed_lateness = \"0s\"\n"
+        );
+        if let Some(lake) = lake {
+            let lake_dir = dir.path().join("lake");
+            write_parts(&lake_dir, &[Fmt::Parquet, Fmt::Jsonl], lake, 3, seed);
+            // Bad rows in the history too: written while it is first read.
+            std::fs::write(lake_dir.join("bad.jsonl"), LAKE_BAD).unwrap();
+            text.push_str(&format!(
+                "[[sources]]\ntype = \"files\"\npaths = [{:?}]\n",
+                lake_dir.display().to_string()
+            ));
+        }
+        text.push_str(&format!(
+            "[[sources]]\ntype = \"kafka\"\nbrokers = {broker:?}\ntopic = {topic:?}\n\
+             group = \"{topic}-group\"\n[sources.properties]\n"
+        ));
+        for (key, value) in fast_properties() {
+            text.push_str(&format!("{key:?} = {value:?}\n"));
+        }
+        let dead_letter = dir.path().join("dead-letter.jsonl");
+        text.push_str(&format!(
+            "[state]\ndir = {:?}\ninterval = {interval:?}\n[dead_letter]\npath = {:?}\n\
+             [runtime]\nbatch_size = 300\n",
+            dir.path().join("state").display().to_string(),
+            dead_letter.display().to_string()
+        ));
+        let config = dir.path().join("topsellers.toml");
+        std::fs::write(&config, text).unwrap();
+        Setup {
+            dir,
+            config,
+            dead_letter,
+            params,
+        }
+    }
+
+    /// `topsellers run --config … --workers N --http ADDR [extra]`, logging to the temp dir.
+    fn start(&self, workers: usize, http: &str, extra: &[&str]) -> Proc {
+        self.start_with(workers, http, extra, &[])
+    }
+
+    /// [`Setup::start`] with environment variables.
+    fn start_with(&self, workers: usize, http: &str, extra: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut command = Command::new(topsellers_exe());
+        command.envs(env.iter().copied());
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--workers", &workers.to_string(), "--http", http])
+            .args(extra)
+            .env("RUST_LOG", "info,topsellers::state=debug");
+        Proc::start(&mut command, self.dir.path().join("topsellers.log"))
+    }
+
+    /// The dead-letter file's lines by position.
+    fn dead_letters(&self) -> BTreeMap<String, usize> {
+        let text = std::fs::read_to_string(&self.dead_letter).unwrap_or_default();
+        let mut out = BTreeMap::new();
+        for line in text.lines() {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a dead letter that is not JSON: {line:?}: {e}"));
+            let position = value["position"].as_str().expect("position").to_owned();
+            *out.entry(position).or_insert(0) += 1;
+        }
+        out
+    }
+}
+
+/// Each record as a JSON message on a random partition, with `BAD` mixed in `copies` times
+/// each; how many bad messages there are.
+fn messages(seed: u64, records: &[Rec], copies: usize) -> (Vec<(i32, Vec<u8>)>, usize) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut messages: Vec<(i32, Vec<u8>)> = records
+        .iter()
+        .map(|rec| {
+            (
+                rng.random_range(0..PARTITIONS),
+                jsonl_line(&mut rng, rec).into_bytes(),
+            )
+        })
+        .collect();
+    for payload in BAD.iter().cycle().take(BAD.len() * copies) {
+        let at = rng.random_range(0..=messages.len());
+        messages.insert(at, (rng.random_range(0..PARTITIONS), payload.to_vec()));
+    }
+    (messages, BAD.len() * copies)
+}
+
+fn ready(http: SocketAddr) -> bool {
+    std::net::TcpStream::connect(http).is_ok() && get(http, "/readyz").status == 200
+}
+
+/// Waits until the service at `http` serves the oracle's lists over `records` (it may still be
+/// catching up); panics with the problems (and the log) after [`PATIENCE`].
+fn wait_for_oracle(
+    http: SocketAddr,
+    proc: &Proc,
+    params: &Params,
+    records: &[Rec],
+    twins: &[(String, String)],
+    context: &str,
+) {
+    let until = default_as_of(records).expect("purchases");
+    let mut problems = vec!["not ready".to_owned()];
+    let served = wait_until(PATIENCE, || {
+        if !ready(http) {
+            return false;
+        }
+        problems = oracle_problems(http, params, records, twins, until);
+        problems.is_empty()
+    });
+    if !served {
+        let log = proc.log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        eprintln!(
+            "{context}: log tail:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+        assert_no_problems(&problems, context);
+    }
+}
+
+/// The issue's proof: a stream with returns, late events and bad messages, a history read
+/// first, and the service SIGKILLed at random moments (during the backfill, mid-stream, during
+/// a checkpoint: they are written every 100 ms) and restarted each time with the same state on
+/// 1, 2 or 4 workers. At the end the served lists are the oracle's over everything produced,
+/// each purchase once, and the dead-letter file holds each bad message exactly once.
+#[test]
+fn sigkill_at_random_moments_loses_and_double_counts_nothing() {
+    let seed = 91;
+    let history = generate(&Spec::new(seed, 2400, R, false));
+    let mut sorted = history.records.clone();
+    sorted.sort_by_key(|r| r.ts);
+    let n = sorted.len();
+    // The lake holds the first part, the topic everything from a little before its end (the
+    // hand-over is at the lake's last time); the topic's order is shuffled: late events.
+    let lake = sorted[..n * 2 / 5].to_vec();
+    let mut on_topic = sorted[n / 3..].to_vec();
+    let mut rng = SmallRng::seed_from_u64(seed);
+    on_topic.shuffle(&mut rng);
+    // Many bad messages: most checkpoints append some.
+    let (messages, bad) = messages(seed, &on_topic, 15);
+    let broker = Broker::start();
+    let topic = format!("state-kill-{}", std::process::id());
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let setup = Setup::new(&broker.addr, &topic, Some(&lake), "100ms", seed);
+    let http: SocketAddr = free_loopback_addresses(1)[0].parse().unwrap();
+
+    let bursts: Vec<&[(i32, Vec<u8>)]> = messages.chunks(messages.len() / 8 + 1).collect();
+    let mut produced = 0;
+    let kills = 12;
+    // Checkpoints every 100 ms, each pausing 150 ms after it appended its bad records: most
+    // kills land inside one.
+    let pause = [("TOPSELLERS_FAILPOINT_CHECKPOINT_PAUSE_MS", "150")];
+    for round in 0..kills {
+        let workers = [1, 2, 4][rng.random_range(0..3)];
+        let mut proc = setup.start_with(workers, &http.to_string(), &[], &pause);
+        if let Some(burst) = bursts.get(produced) {
+            produce(&broker.addr, &topic, burst);
+            produced += 1;
+        }
+        // Early (the backfill, or reading the state back), mid-stream, or later.
+        let wait = match round % 3 {
+            0 => rng.random_range(20..300),
+            1 => rng.random_range(300..1500),
+            _ => rng.random_range(1500..3000),
+        };
+        std::thread::sleep(Duration::from_millis(wait));
+        proc.child.kill().expect("SIGKILL");
+        proc.child.wait().expect("reaped");
+    }
+    for burst in &bursts[produced..] {
+        produce(&broker.addr, &topic, burst);
+    }
+    let proc = setup.start(2, &http.to_string(), &[]);
+    wait_for_oracle(
+        http,
+        &proc,
+        &setup.params,
+        &history.records,
+        &history.twins,
+        &format!("after {kills} SIGKILLs"),
+    );
+    let dead = setup.dead_letters();
+    let repeated: Vec<_> = dead.iter().filter(|(_, &n)| n != 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "dead letters written more than once: {repeated:?}"
+    );
+    let lake_bad = LAKE_BAD.lines().count();
+    assert_eq!(dead.len(), bad + lake_bad, "each bad record once: {dead:?}");
+    let log = proc.log();
+    assert!(
+        log.matches("restoring checkpoint").count() >= 3,
+        "most starts restored a checkpoint:\n{log}"
+    );
+}
+
+/// SIGTERM writes a last checkpoint; the next start (on another worker count) serves the lists
+/// at once, reads no message again, turns ready on the quiet topic, and goes on with what comes
+/// next.
+#[test]
+fn sigterm_checkpoints_and_the_next_start_reads_nothing_twice() {
+    let seed = 92;
+    let history = generate(&Spec::new(seed, 1500, R, false));
+    let mut sorted = history.records.clone();
+    sorted.sort_by_key(|r| r.ts);
+    let (first, second) = sorted.split_at(sorted.len() * 2 / 3);
+    let broker = Broker::start();
+    let topic = format!("state-term-{}", std::process::id());
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    // An interval longer than the test: only the last checkpoint is written.
+    let setup = Setup::new(&broker.addr, &topic, None, "1h", seed);
+    let http: SocketAddr = free_loopback_addresses(1)[0].parse().unwrap();
+    let (early, bad) = messages(seed, first, 1);
+    produce(&broker.addr, &topic, &early);
+    let mut proc = setup.start(1, &http.to_string(), &[]);
+    wait_for_oracle(http, &proc, &setup.params, first, &[], "first run");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(proc.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = proc.exit_within(Duration::from_secs(60)).expect("stops");
+    assert!(
+        status.success(),
+        "SIGTERM exits cleanly: {status}\n{}",
+        proc.log()
+    );
+    assert_eq!(setup.dead_letters().len(), bad, "bad messages written once");
+
+    // The restart: lists at once, nothing read again, ready on the quiet topic.
+    let proc = setup.start(4, &http.to_string(), &[]);
+    let serving = wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(http).is_ok() && get(http, "/v1/top").status == 200
+    });
+    assert!(serving, "the restored lists are served:\n{}", proc.log());
+    assert!(
+        wait_until(Duration::from_secs(30), || ready(http)),
+        "a quiet topic after a restart turns ready: {}\n{}",
+        get(http, "/readyz").text(),
+        proc.log()
+    );
+    let problems = oracle_problems(
+        http,
+        &setup.params,
+        first,
+        &[],
+        default_as_of(first).unwrap(),
+    );
+    assert_no_problems(&problems, "restored lists");
+    let text = get(http, "/metrics").text();
+    assert_eq!(
+        metric(&text, "topsellers_kafka_messages_total"),
+        Some(0.0),
+        "nothing read twice\n{text}"
+    );
+    // What comes next counts, once.
+    let (late, _) = messages(seed + 1, second, 1);
+    let late: Vec<_> = late
+        .into_iter()
+        .filter(|(_, payload)| !BAD.contains(&payload.as_slice()))
+        .collect();
+    produce(&broker.addr, &topic, &late);
+    wait_for_oracle(
+        http,
+        &proc,
+        &setup.params,
+        &sorted,
+        &[],
+        "after the restart",
+    );
+    assert_eq!(
+        setup.dead_letters().len(),
+        bad,
+        "bad messages still written once"
+    );
+}
+
+/// A state written under another scoring is refused at start, with an error that says what
+/// differs and how to rebuild; the state is left as it was.
+#[test]
+fn a_state_of_another_scoring_is_refused() {
+    let broker = Broker::start();
+    let topic = format!("state-refuse-{}", std::process::id());
+    create_topic(&broker.addr, &topic, 1);
+    let setup = Setup::new(&broker.addr, &topic, None, "1h", 93);
+    let http = free_loopback_addresses(1).remove(0);
+    let mut proc = setup.start(1, &http, &[]);
+    assert!(wait_until(PATIENCE, || ready(http.parse().unwrap())));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(proc.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(proc
+        .exit_within(Duration::from_secs(60))
+        .expect("stops")
+        .success());
+    let state = setup.dir.path().join("state");
+    let before = listing(&state);
+    assert!(
+        before.iter().any(|name| name.starts_with("manifest-")),
+        "{before:?}"
+    );
+    for (flags, key) in [
+        (&["--top", "7"][..], "scoring.top_k"),
+        (&["--half-life", "1h"][..], "scoring.half_lives"),
+        (&["--retention", "3d"][..], "scoring.retention"),
+    ] {
+        let mut proc = setup.start(1, &http, flags);
+        let status = proc.exit_within(Duration::from_secs(60)).expect("exits");
+        let log = proc.log();
+        assert!(!status.success(), "{flags:?}: refused\n{log}");
+        let last = log.lines().last().unwrap_or_default();
+        assert!(
+            log.contains(key) && log.contains("empty state directory"),
+            "{flags:?}: the error names {key} and how to rebuild: {last}"
+        );
+        assert_eq!(listing(&state), before, "{flags:?}: the state is untouched");
+    }
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
