@@ -131,6 +131,42 @@ pub fn parquet_bytes(purchases: &[Purchase], name: &str) -> Result<Vec<u8>, Sour
         .map_err(|e| SourceError::parquet(path, e))
 }
 
+/// The purchases of a Parquet file [`parquet_bytes`] wrote (the same schema), in order.
+pub fn purchases_from_parquet(bytes: Vec<u8>, name: &str) -> Result<Vec<Purchase>, SourceError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, TimestampMillisecondType};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let path = Path::new(name);
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+        .and_then(|builder| builder.build())
+        .map_err(|e| SourceError::parquet(path, e))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| SourceError::parquet(path, e))?;
+        let column = |name: &'static str| {
+            batch
+                .column_by_name(name)
+                .ok_or(SourceError::MissingColumn {
+                    path: name.to_owned(),
+                    column: name,
+                })
+        };
+        let items = column("item_id")?.as_string::<i32>();
+        let categories = column("category")?.as_string::<i32>();
+        let ts = column("ts")?.as_primitive::<TimestampMillisecondType>();
+        let quantities = column("quantity")?.as_primitive::<Int64Type>();
+        for row in 0..batch.num_rows() {
+            out.push(Purchase {
+                item_id: items.value(row).into(),
+                category: categories.value(row).into(),
+                ts_ms: ts.value(row),
+                quantity: quantities.value(row),
+            });
+        }
+    }
+    Ok(out)
+}
+
 impl PurchaseWriter {
     /// Creates (or truncates) `path`, and its parent folders, for writing in `format`.
     pub fn create(path: impl AsRef<Path>, format: Format) -> Result<Self, SourceError> {
@@ -276,6 +312,17 @@ mod tests {
             back.extend(out);
         }
         assert_eq!(back, purchases, "{format}");
+    }
+
+    #[test]
+    fn parquet_bytes_read_back_the_same_purchases() {
+        let purchases = sample(70_000);
+        let bytes = parquet_bytes(&purchases, "mem.parquet").unwrap();
+        assert_eq!(
+            purchases_from_parquet(bytes, "mem.parquet").unwrap(),
+            purchases
+        );
+        assert!(purchases_from_parquet(b"PAR1 nope".to_vec(), "x").is_err());
     }
 
     #[test]

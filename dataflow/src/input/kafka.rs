@@ -104,8 +104,10 @@ impl KafkaInput {
         }
         let caught_up = s.caught_up.load(Ordering::SeqCst);
         if caught_up < workers {
+            let lag: Option<i64> = s.partitions().values().map(|g| g.lag).sum();
+            let lag = lag.map_or(String::new(), |lag| format!(", {lag} messages behind"));
             return Some(format!(
-                "kafka: catching up on {} ({caught_up} of {workers} workers caught up, {} messages read)",
+                "kafka: catching up on {} ({caught_up} of {workers} workers caught up, {} messages read{lag})",
                 self.config.topic,
                 s.messages.load(Ordering::Relaxed)
             ));

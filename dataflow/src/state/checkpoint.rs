@@ -38,6 +38,14 @@ const LAST_CUTS_WAIT: Duration = Duration::from_secs(30);
 /// List files (one of every list, then changes) after which the lists are written whole again.
 const MAX_LIST_FILES: usize = 16;
 
+/// Segments of one level merged into one of the next (size-tiered: each purchase is rewritten
+/// about `log_MERGE(checkpoints)` times, and a state of a year at 10 s holds a few hundred files,
+/// not millions).
+const MERGE: usize = 32;
+
+/// Segments are not merged past this many bytes at once (big ones stay as they are).
+const MAX_MERGE_BYTES: u64 = 256 << 20;
+
 /// For tests that kill the process during a checkpoint: with
 /// `TOPSELLERS_FAILPOINT_CHECKPOINT_PAUSE_MS` set, every checkpoint waits that long between
 /// appending its bad records and writing its lists and manifest (the window where a crash must
@@ -483,6 +491,7 @@ impl Writer {
         // Segments whose every purchase has expired are no longer needed.
         let retention = self.setup.retention_ms;
         segments.retain(|s| s.max_ts_ms.saturating_add(retention) > time_ms);
+        self.merge_segments(&mut segments, sequence, time_ms, &mut written)?;
         let dead_letter_bytes = match self.sinks.dead_letter.append(&bad) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -538,6 +547,70 @@ impl Writer {
             }
         }
         error
+    }
+
+    /// Merges the oldest [`MERGE`] segments of a level into one of the next, leaving out the
+    /// purchases that have expired by `time_ms` (the same purchases otherwise: the checkpoint
+    /// stays the same cut).
+    fn merge_segments(
+        &self,
+        segments: &mut Vec<FileRef>,
+        sequence: u64,
+        time_ms: i64,
+        written: &mut u64,
+    ) -> Result<(), StateError> {
+        let store = &self.sinks.store;
+        for level in 0..8 {
+            let oldest: Vec<usize> = (0..segments.len())
+                .filter(|&at| segments[at].level == level)
+                .take(MERGE)
+                .collect();
+            let bytes: u64 = oldest.iter().map(|&at| segments[at].bytes).sum();
+            if oldest.len() < MERGE || bytes > MAX_MERGE_BYTES {
+                continue;
+            }
+            let mut purchases = Vec::new();
+            for &at in &oldest {
+                let file = &segments[at];
+                let read = topsellers_sources::writer::purchases_from_parquet(
+                    file.read(store)?,
+                    &file.name,
+                )
+                .map_err(|source| StateError::Store {
+                    dir: store.name(),
+                    source,
+                })?;
+                let retention = self.setup.retention_ms;
+                purchases.extend(
+                    read.into_iter()
+                        .filter(|p| p.ts_ms.saturating_add(retention) > time_ms),
+                );
+            }
+            let name = format!("segment-{sequence:012}-merged-l{}.parquet", level + 1);
+            let encoded =
+                topsellers_sources::writer::parquet_bytes(&purchases, &name).map_err(|source| {
+                    StateError::Store {
+                        dir: store.name(),
+                        source,
+                    }
+                })?;
+            *written += encoded.len() as u64;
+            let max_ts = purchases.iter().map(|p| p.ts_ms).max().unwrap_or(i64::MIN);
+            let mut merged = FileRef::put(store, name, encoded, purchases.len() as u64, max_ts)?;
+            merged.level = level + 1;
+            tracing::debug!(
+                level,
+                files = oldest.len(),
+                rows = purchases.len(),
+                "merged segments"
+            );
+            let first = oldest[0];
+            for &at in oldest.iter().rev() {
+                segments.remove(at);
+            }
+            segments.insert(first.min(segments.len()), merged);
+        }
+        Ok(())
     }
 
     /// The list files of checkpoint `sequence`: the previous ones and a file of the lists that

@@ -133,6 +133,9 @@ pub struct FileRef {
     pub rows: u64,
     /// The latest event time it holds (segments: it expires as a whole after it).
     pub max_ts_ms: i64,
+    /// Segments: 0 for a checkpoint's own, `n + 1` for a merge of level-`n` ones.
+    #[serde(default)]
+    pub level: u32,
 }
 
 impl FileRef {
@@ -150,6 +153,7 @@ impl FileRef {
             name,
             rows,
             max_ts_ms,
+            level: 0,
         };
         store.put(&file.name, bytes)?;
         Ok(file)
