@@ -155,6 +155,16 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                             }
                             _ => return,
                         };
+                        let (pairs, purchases) = complete
+                            .iter()
+                            .filter_map(|(update, _)| match update {
+                                Update::Seed(seed) => Some(seed.purchases.len()),
+                                Update::Purchase(..) => None,
+                            })
+                            .fold((0, 0), |(pairs, all), n| (pairs + 1, all + n));
+                        if pairs > 0 {
+                            state.reserve_seeds(pairs, purchases);
+                        }
                         for (update, time) in complete.drain(..) {
                             match update {
                                 Update::Purchase(event, diff) => state.apply(&event, time, diff),
@@ -211,14 +221,14 @@ struct RoundState {
     entering: Vec<RankKey>,
 }
 
-/// A purchase that stops counting at `at` (compact: ids, not text).
+/// A purchase that stops counting at `ts + retention` (compact: ids, not text; 24 bytes). The
+/// retention is the same for all, so the queue orders by `ts_ms` alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Expiry {
-    at: Time,
-    item: u32,
-    leaf: u32,
     ts_ms: i64,
     quantity: i64,
+    item: u32,
+    leaf: u32,
 }
 
 /// A (category, item) touched in the current round, with its keys before the round.
@@ -331,18 +341,16 @@ impl LocalTopK {
     fn apply(&mut self, event: &Event, time: Time, quantity: i64) {
         let item = self.items.intern_arc(&event.item_id);
         let lineage = self.lineage(&event.category);
-        if let Some(retention) = self.config.retention_ms {
-            let at = event.ts_ms.saturating_add(retention).max(0) as Time;
-            if at <= time {
+        if self.config.retention_ms.is_some() {
+            if self.expires_at(event.ts_ms) <= time {
                 // Already expired on arrival: it never counts.
                 return;
             }
             self.expiries.push(Reverse(Expiry {
-                at,
-                item,
-                leaf: lineage[0],
                 ts_ms: event.ts_ms,
                 quantity,
+                item,
+                leaf: lineage[0],
             }));
         }
         self.add(&lineage, item, event.ts_ms, quantity, 1);
@@ -354,16 +362,17 @@ impl LocalTopK {
         let item = self.items.intern_arc(&seed.item_id);
         let lineage = self.lineage(&seed.category);
         let live = seed.purchases.len() as i64;
-        if let Some(retention) = self.config.retention_ms {
+        if self.config.retention_ms.is_some() {
             for &(ts_ms, quantity) in seed.purchases.iter() {
-                let at = ts_ms.saturating_add(retention).max(0) as Time;
-                debug_assert!(at > time, "a seeded purchase expired on arrival");
+                debug_assert!(
+                    self.expires_at(ts_ms) > time,
+                    "a seeded purchase expired on arrival"
+                );
                 self.seeded.push(Reverse(Expiry {
-                    at,
-                    item,
-                    leaf: lineage[0],
                     ts_ms,
                     quantity,
+                    item,
+                    leaf: lineage[0],
                 }));
             }
         }
@@ -411,15 +420,36 @@ impl LocalTopK {
         }
     }
 
+    /// When a purchase at `ts_ms` stops counting (only asked with a retention).
+    fn expires_at(&self, ts_ms: i64) -> Time {
+        let retention = self.config.retention_ms.unwrap_or(i64::MAX);
+        ts_ms.saturating_add(retention).max(0) as Time
+    }
+
+    /// Makes room for a round's seeds: `pairs` of them holding `purchases` in all (each pair
+    /// touches a slot per ancestor; each purchase waits for its expiry).
+    fn reserve_seeds(&mut self, pairs: usize, purchases: usize) {
+        self.seeded.reserve(purchases);
+        let slots = pairs * 4;
+        self.touched.reserve(slots);
+        self.old_keys.reserve(slots * self.profiles);
+        self.slots.reserve(slots);
+        self.live.reserve(slots);
+        self.touched_in.reserve(slots);
+        self.sums.reserve(slots * self.profiles);
+    }
+
     /// The time of the next pending expiry.
     fn next_expiry(&self) -> Option<Time> {
-        self.expiries.peek().map(|Reverse(expiry)| expiry.at)
+        self.expiries
+            .peek()
+            .map(|Reverse(expiry)| self.expires_at(expiry.ts_ms))
     }
 
     /// Retracts every purchase whose expiry time is before `frontier`.
     fn expire_before(&mut self, frontier: Time) {
         while let Some(Reverse(expiry)) = self.expiries.peek() {
-            if expiry.at >= frontier {
+            if self.expires_at(expiry.ts_ms) >= frontier {
                 break;
             }
             let Reverse(expiry) = self.expiries.pop().expect("peeked");
@@ -590,8 +620,21 @@ impl LocalTopK {
             let (keys, tail) = rest.split_at(group);
             rest = tail;
             self.resized.push((category, profile));
-            let ranking = &mut self.states[category as usize].ranking[profile as usize];
-            if ranking.is_empty() || (keys.len() >= BULK_INSERTS && keys.len() > ranking.len()) {
+            let cap = self.prefix.max(2 * self.config.k);
+            let state = &mut self.states[category as usize];
+            let ranking = &mut state.ranking[profile as usize];
+            let floor = &mut state.floor[profile as usize];
+            if ranking.is_empty() && floor.is_none() && keys.len() > 2 * cap {
+                // A first round of a big category (a backfill): only its best `cap` keys are
+                // ranked, found by selection (linear) rather than by sorting them all.
+                let mut best: Vec<RankKey> = keys.iter().map(|(_, _, key)| key.clone()).collect();
+                best.select_nth_unstable(cap - 1);
+                best.truncate(cap);
+                *floor = best.iter().max().cloned();
+                *ranking = best.into_iter().collect();
+            } else if ranking.is_empty()
+                || (keys.len() >= BULK_INSERTS && keys.len() > ranking.len())
+            {
                 let old = std::mem::take(ranking);
                 // from_iter sorts the keys and builds the tree in bulk.
                 *ranking = old
@@ -716,6 +759,13 @@ fn refill(
         ),
         None => {
             // Not full before: every touched key was noted, and nothing else lies past it.
+            // Only the best `k` of them can be in the new top k (a backfill's first round
+            // enters every key of a category): found by selection. (They are distinct: one
+            // key per touched item.)
+            if entering.len() > k {
+                entering.select_nth_unstable(k - 1);
+                entering.truncate(k);
+            }
         }
     }
     entering.sort_unstable();
@@ -915,7 +965,7 @@ pub(crate) mod tests {
             let now: Time = 4_000;
             let mut pairs: BTreeMap<(String, &str), Vec<(i64, i64)>> = BTreeMap::new();
             for _ in 0..rng.random_range(1..80) {
-                let item = format!("i{}", rng.random_range(0..12));
+                let item = format!("i{}", rng.random_range(0..40));
                 let leaf = ["a/b", "a/c", "d"][rng.random_range(0..3)];
                 let ts = 2_000 * rng.random_range(0..3);
                 let quantity = [-1, 1, 1, 2][rng.random_range(0..4)];

@@ -73,9 +73,17 @@ impl Aggregates {
         Self::with(scoring, None)
     }
 
-    /// Sums that also keep every purchase, for seeds ([`Aggregates::into_seeds`]).
-    pub(crate) fn recording(scoring: &Scoring) -> Self {
-        Self::with(scoring, Some(Recorded::default()))
+    /// Sums that also keep every purchase, for seeds ([`Aggregates::into_seeds`]), with room
+    /// for `purchases` of them (a hint: room not written to costs no memory).
+    pub(crate) fn recording(scoring: &Scoring, purchases: usize) -> Self {
+        Self::with(
+            scoring,
+            Some(Recorded {
+                pairs: Vec::with_capacity(purchases),
+                ts_ms: Vec::with_capacity(purchases),
+                quantities: Vec::with_capacity(purchases),
+            }),
+        )
     }
 
     fn with(scoring: &Scoring, purchases: Option<Recorded>) -> Self {
@@ -210,29 +218,26 @@ impl Aggregates {
     pub(crate) fn into_seeds(mut self) -> impl Iterator<Item = PairSeed> {
         self.flush();
         let recorded = self.purchases.take().unwrap_or_default();
-        // Where each pair's purchases start in `order`.
-        let mut starts = vec![0usize; self.pairs.len() + 1];
+        // Each pair's purchases in a list of its own, sized once.
+        let mut counts = vec![0u32; self.pairs.len()];
         for &pair in &recorded.pairs {
-            starts[pair as usize + 1] += 1;
+            counts[pair as usize] += 1;
         }
-        for at in 1..starts.len() {
-            starts[at] += starts[at - 1];
-        }
-        let mut next = starts.clone();
-        let mut order = vec![(0i64, 0i64); recorded.pairs.len()];
+        let mut lists: Vec<Vec<(i64, i64)>> = counts
+            .into_iter()
+            .map(|n| Vec::with_capacity(n as usize))
+            .collect();
         for (at, &pair) in recorded.pairs.iter().enumerate() {
-            let slot = &mut next[pair as usize];
-            order[*slot] = (recorded.ts_ms[at], recorded.quantities[at]);
-            *slot += 1;
+            lists[pair as usize].push((recorded.ts_ms[at], recorded.quantities[at]));
         }
         drop(recorded);
         self.into_updates()
-            .enumerate()
-            .map(move |(at, (pair, _count))| PairSeed {
+            .zip(lists)
+            .map(|((pair, _count), purchases)| PairSeed {
                 item_id: pair.item_id,
                 category: pair.category,
                 sums: pair.sums,
-                purchases: order[starts[at]..starts[at + 1]].into(),
+                purchases: purchases.into_boxed_slice(),
             })
     }
 }

@@ -132,10 +132,16 @@ pub fn seed(
     batch_size: usize,
     ctx: &Context,
 ) -> bool {
+    // Room for every row of the backfill (an upper bound; what is not written to costs nothing).
+    let rows = backfill
+        .units
+        .iter()
+        .map(|unit| unit.size.rows.unwrap_or(0))
+        .sum::<u64>() as usize;
     let Some(sums) = sum_share(
         worker,
         backfill,
-        Aggregates::recording(scoring),
+        Aggregates::recording(scoring, rows),
         one_process,
         batch_size,
         ctx,
