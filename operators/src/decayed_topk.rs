@@ -254,6 +254,9 @@ struct LocalTopK {
     expiries: BinaryHeap<Reverse<Expiry>>,
     /// Expiries of the seeds applied in the current round, heaped in bulk at its end.
     seeded: Vec<Reverse<Expiry>>,
+    /// Set when the current round began with nothing counted (a backfill's first round): its
+    /// rankings are built in bulk ([`LocalTopK::finish_fresh_round`]).
+    fresh: bool,
     /// (category, item) → slot in `live` / `sums`.
     slots: FxHashMap<(u32, u32), u32>,
     /// Live purchases counted in each slot (insertions minus retention retractions).
@@ -295,6 +298,7 @@ impl LocalTopK {
             lineage_by_id: FxHashMap::default(),
             expiries: BinaryHeap::new(),
             seeded: Vec::new(),
+            fresh: false,
             slots: FxHashMap::default(),
             live: Vec::new(),
             sums: Vec::new(),
@@ -339,6 +343,7 @@ impl LocalTopK {
 
     /// Applies one update: a purchase (or return) at `time`.
     fn apply(&mut self, event: &Event, time: Time, quantity: i64) {
+        self.note_fresh();
         let item = self.items.intern_arc(&event.item_id);
         let lineage = self.lineage(&event.category);
         if self.config.retention_ms.is_some() {
@@ -359,6 +364,7 @@ impl LocalTopK {
     /// Applies a seed at `time`: its sums to every category of its lineage, and the expiry of
     /// each of its purchases (queued in bulk by [`LocalTopK::queue_seeded`]).
     fn seed(&mut self, seed: &PairSeed, time: Time) {
+        self.note_fresh();
         let item = self.items.intern_arc(&seed.item_id);
         let lineage = self.lineage(&seed.category);
         let live = seed.purchases.len() as i64;
@@ -417,6 +423,13 @@ impl LocalTopK {
                 sum.add_weight(*weight);
             }
             self.live[slot as usize] += live;
+        }
+    }
+
+    /// At the first update of a round: whether nothing is counted (then no list is shown).
+    fn note_fresh(&mut self) {
+        if self.touched.is_empty() {
+            self.fresh = self.slots.is_empty();
         }
     }
 
@@ -510,6 +523,9 @@ impl LocalTopK {
                     diff: 0,
                 });
             }
+        }
+        if std::mem::take(&mut self.fresh) {
+            return self.finish_fresh_round(out);
         }
         let k = self.config.k;
         for touched in std::mem::take(&mut self.touched) {
@@ -606,6 +622,62 @@ impl LocalTopK {
 }
 
 impl LocalTopK {
+    /// [`finish_round`](Self::finish_round) for a round that began with nothing counted:
+    /// every key is new and no list was shown, so each (category, profile) is ranked in bulk
+    /// from its keys (its best `cap` by selection, when it has many) and its top k emitted.
+    ///
+    /// ## Correctness
+    /// The state the incremental path keeps is what this builds: each ranking holds every
+    /// positive key at or before its floor (the best `cap` of all, or all of them), and each
+    /// shown list is the ranking's first `k`.
+    fn finish_fresh_round(&mut self, out: &mut Vec<LocalChange>) {
+        let (profiles, k) = (self.profiles, self.config.k);
+        let cap = self.prefix.max(2 * k);
+        let mut buckets: Vec<Vec<RankKey>> = vec![Vec::new(); self.states.len() * profiles];
+        for touched in std::mem::take(&mut self.touched) {
+            let base = touched.slot as usize * profiles;
+            if self.live[touched.slot as usize] == 0 {
+                // Entered and expired within the round: forget it exactly.
+                for sum in &mut self.sums[base..base + profiles] {
+                    sum.clear();
+                }
+                self.slots.remove(&(touched.category, touched.item));
+                self.free.push(touched.slot);
+                continue;
+            }
+            let item = self.items.name(touched.item);
+            for profile in 0..profiles {
+                if let Some(key) = self.sums[base + profile].key() {
+                    buckets[touched.category as usize * profiles + profile]
+                        .push((Reverse(key), item.clone()));
+                }
+            }
+        }
+        self.old_keys.clear();
+        self.round = self.round.wrapping_add(1).max(1);
+        for (at, mut keys) in buckets.into_iter().enumerate() {
+            let (category, profile) = (at / profiles, at % profiles);
+            let state = &mut self.states[category];
+            let floor = if keys.len() > 2 * cap {
+                keys.select_nth_unstable(cap - 1);
+                keys.truncate(cap);
+                keys.iter().max().cloned()
+            } else {
+                None
+            };
+            state.floor[profile] = floor;
+            state.ranking[profile] = keys.into_iter().collect();
+            state.shown[profile] = state.ranking[profile].iter().take(k).cloned().collect();
+            if state.shown[profile].is_empty() {
+                continue;
+            }
+            let name = self.categories.name(category as u32);
+            for key in &state.shown[profile] {
+                out.push(change(profile, name, key, 1));
+            }
+        }
+    }
+
     /// Adds the round's new keys to the rankings: one by one where few, as a bulk rebuild from
     /// sorted keys where many.
     fn insert_ranked(&mut self) {
