@@ -215,6 +215,62 @@ struct CategoryState {
     round: Vec<Option<RoundState>>,
 }
 
+/// (category, item) → slot, by item: an item sits in few categories (its leaf's lineage, most
+/// often one), so a lookup is one indexed read and a scan of a few pairs, where a hash map of
+/// all (category, item) pairs measured as the largest cost of a backfill's first round.
+#[derive(Default)]
+struct SlotIndex {
+    /// Per dense item id, its (category, slot) pairs.
+    by_item: Vec<Vec<(u32, u32)>>,
+    len: usize,
+}
+
+impl SlotIndex {
+    fn get(&self, category: u32, item: u32) -> Option<u32> {
+        self.by_item
+            .get(item as usize)?
+            .iter()
+            .find(|(c, _)| *c == category)
+            .map(|&(_, slot)| slot)
+    }
+
+    fn insert(&mut self, category: u32, item: u32, slot: u32) {
+        let at = item as usize;
+        if self.by_item.len() <= at {
+            self.by_item.resize_with(at + 1, Vec::new);
+        }
+        self.by_item[at].push((category, slot));
+        self.len += 1;
+    }
+
+    fn remove(&mut self, category: u32, item: u32) {
+        if let Some(pairs) = self.by_item.get_mut(item as usize) {
+            if let Some(at) = pairs.iter().position(|(c, _)| *c == category) {
+                pairs.swap_remove(at);
+                self.len -= 1;
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Makes room for `items` more items.
+    fn reserve_items(&mut self, items: usize) {
+        self.by_item.reserve(items);
+    }
+
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = ((u32, u32), u32)> + '_ {
+        self.by_item.iter().enumerate().flat_map(|(item, pairs)| {
+            pairs
+                .iter()
+                .map(move |&(category, slot)| ((category, item as u32), slot))
+        })
+    }
+}
+
 /// What a round needs to refill one top-k list: see [`LocalTopK::refill`].
 struct RoundState {
     boundary: Option<RankKey>,
@@ -258,7 +314,7 @@ struct LocalTopK {
     /// rankings are built in bulk ([`LocalTopK::finish_fresh_round`]).
     fresh: bool,
     /// (category, item) → slot in `live` / `sums`.
-    slots: FxHashMap<(u32, u32), u32>,
+    slots: SlotIndex,
     /// Live purchases counted in each slot (insertions minus retention retractions).
     live: Vec<i64>,
     /// `profiles` sums per slot.
@@ -299,7 +355,7 @@ impl LocalTopK {
             expiries: BinaryHeap::new(),
             seeded: Vec::new(),
             fresh: false,
-            slots: FxHashMap::default(),
+            slots: SlotIndex::default(),
             live: Vec::new(),
             sums: Vec::new(),
             free: Vec::new(),
@@ -446,7 +502,7 @@ impl LocalTopK {
         let slots = pairs * 4;
         self.touched.reserve(slots);
         self.old_keys.reserve(slots * self.profiles);
-        self.slots.reserve(slots);
+        self.slots.reserve_items(pairs);
         self.live.reserve(slots);
         self.touched_in.reserve(slots);
         self.sums.reserve(slots * self.profiles);
@@ -473,8 +529,8 @@ impl LocalTopK {
 
     /// The slot of (category, item), created if new, and noted as touched with its old keys.
     fn slot(&mut self, category: u32, item: u32) -> u32 {
-        let slot = match self.slots.get(&(category, item)) {
-            Some(&slot) => slot,
+        let slot = match self.slots.get(category, item) {
+            Some(slot) => slot,
             None => {
                 let slot = match self.free.pop() {
                     Some(slot) => slot,
@@ -486,7 +542,7 @@ impl LocalTopK {
                         (self.live.len() - 1) as u32
                     }
                 };
-                self.slots.insert((category, item), slot);
+                self.slots.insert(category, item, slot);
                 self.states[category as usize].members.push(item);
                 slot
             }
@@ -593,7 +649,7 @@ impl LocalTopK {
                 for sum in &mut self.sums[base..base + self.profiles] {
                     sum.clear();
                 }
-                self.slots.remove(&(touched.category, touched.item));
+                self.slots.remove(touched.category, touched.item);
                 self.free.push(touched.slot);
             }
         }
@@ -641,7 +697,7 @@ impl LocalTopK {
                 for sum in &mut self.sums[base..base + profiles] {
                     sum.clear();
                 }
-                self.slots.remove(&(touched.category, touched.item));
+                self.slots.remove(touched.category, touched.item);
                 self.free.push(touched.slot);
                 continue;
             }
@@ -760,12 +816,12 @@ impl LocalTopK {
         let slots = &self.slots;
         state
             .members
-            .retain(|item| slots.contains_key(&(category, *item)));
+            .retain(|item| slots.get(category, *item).is_some());
         let mut keys: Vec<RankKey> = state
             .members
             .iter()
             .filter_map(|&item| {
-                let slot = slots[&(category, item)] as usize;
+                let slot = slots.get(category, item)? as usize;
                 let key = self.sums[slot * self.profiles + profile].key()?;
                 Some((Reverse(key), self.items.name(item).clone()))
             })
@@ -950,7 +1006,7 @@ pub(crate) mod tests {
     /// The top k of every (profile, category), computed from the raw sums.
     fn brute_force(state: &LocalTopK) -> FxHashMap<(u32, Arc<str>), Vec<RankKey>> {
         let mut all: FxHashMap<(u32, Arc<str>), Vec<RankKey>> = FxHashMap::default();
-        for (&(category, item), &slot) in &state.slots {
+        for ((category, item), slot) in state.slots.iter() {
             for profile in 0..state.profiles {
                 if let Some(key) = state.sums[slot as usize * state.profiles + profile].key() {
                     all.entry((profile as u32, state.categories.name(category).clone()))
