@@ -22,9 +22,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use topsellers::run::Service;
 use topsellers::{Config, Stop};
 use topsellers_sources::{KafkaConfig, SourceConfig};
-use topsellers_tests::broker::{
-    create_topic, fast_properties, persistent_binary, produce, read_topic, Broker,
-};
+use topsellers_tests::broker::{create_topic, fast_properties, produce, read_topic, Broker};
 use topsellers_tests::{
     assert_no_problems, check_twins, compare, default_as_of, generate, http, jsonl_line, metric,
     rfc3339, served_lists, top_items, top_path, wait_until, write_parts, Fmt, Got, Params, Rec,
@@ -552,14 +550,11 @@ fn broker_down_at_start_then_up() {
     service.shutdown().expect("shutdown");
 }
 
+/// The broker killed and started again mid-stream, on storage that survives it (S3): the
+/// service reconnects and reads on from where it was.
 #[test]
 fn broker_restart_mid_stream() {
-    let Some(bin) = persistent_binary() else {
-        panic!(
-            "the broker-restart test needs the tansu build with sqlite storage: run ./scripts/test (or scripts/kafka-broker persistent-path once, ~20 min, cached)"
-        );
-    };
-    two_bursts(Broker::start_persistent(bin), true);
+    two_bursts(Broker::start_persistent(), true);
 }
 
 /// A quiet period between two bursts: every partition goes idle, the lists are served as of
