@@ -2,9 +2,10 @@
 //! creation, producing and reading back with rdkafka.
 //!
 //! The binary comes from `TOPSELLERS_TANSU` (set by `scripts/kafka-broker run`), else from
-//! `scripts/kafka-broker path`, which installs it into `.tools/` on first use. The broker with
-//! storage that survives a restart comes from `TOPSELLERS_TANSU_PERSISTENT` or the cache that
-//! `scripts/kafka-broker persistent-path` fills (`scripts/test` does that before the tests).
+//! `scripts/kafka-broker path`, which installs it into `.tools/` on first use. Brokers keep
+//! their data in memory, except those of [`Broker::start_persistent`]: the same binary with
+//! `s3://` storage, in a fresh bucket on the test S3 server (see [`crate::s3`]), which
+//! survives [`Broker::restart`].
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -41,22 +42,15 @@ pub fn tansu_binary() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).expect("utf-8").trim())
 }
 
-/// The tansu build whose `sqlite://` storage survives a restart, if it is installed.
-pub fn persistent_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("TOPSELLERS_TANSU_PERSISTENT") {
-        return Some(path.into());
-    }
-    let tools = std::env::var_os("TOPSELLERS_TOOLS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/topsellers-tools"))
-        })?;
-    let bin = tools.join("nisshi-0.7.0-pre.2/bin");
-    std::fs::read_dir(bin)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.is_file())
+/// In-memory storage: gone when the broker stops.
+const MEMORY: &str = "memory://tansu/";
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }
 
 /// A broker process; killed when dropped.
@@ -65,6 +59,8 @@ pub struct Broker {
     pub addr: String,
     bin: PathBuf,
     storage: String,
+    /// Environment for the broker process (the S3 endpoint and credentials).
+    env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -72,35 +68,41 @@ pub struct Broker {
 impl Broker {
     /// A broker with in-memory storage.
     pub fn start() -> Broker {
-        Broker::launch(tansu_binary(), |_| "memory://tansu/".to_owned())
+        Broker::launch(MEMORY.to_owned(), Vec::new(), free_port())
     }
 
-    /// A broker whose storage (sqlite in a temp dir) survives [`Broker::restart`].
-    pub fn start_persistent(bin: PathBuf) -> Broker {
-        // The path is relative to the broker's working directory (the temp dir).
-        Broker::launch(bin, |_| "sqlite://tansu.db".to_owned())
+    /// A broker whose storage survives [`Broker::restart`]: a fresh bucket on the test S3
+    /// server (started on first use unless `TOPSELLERS_TEST_S3` names one).
+    pub fn start_persistent() -> Broker {
+        let bucket = crate::s3::TestBucket::create();
+        // tansu reads the endpoint and credentials from the AWS environment (object_store's
+        // `AmazonS3Builder::from_env`): the broker gets these and no other `AWS_` variables.
+        let endpoint = crate::s3::endpoint();
+        let mut env = crate::s3::credentials();
+        env.extend(
+            [
+                ("AWS_ENDPOINT", endpoint.as_str()),
+                ("AWS_ENDPOINT_URL", endpoint.as_str()),
+                ("AWS_ALLOW_HTTP", "true"),
+                ("AWS_DEFAULT_REGION", "us-east-1"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        Broker::launch(format!("s3://{}/", bucket.name), env, free_port())
     }
 
     /// A broker with in-memory storage on `port` (e.g. one a service already waits for).
     pub fn start_on(port: u16) -> Broker {
-        Broker::launch_on(tansu_binary(), |_| "memory://tansu/".to_owned(), port)
+        Broker::launch(MEMORY.to_owned(), Vec::new(), port)
     }
 
-    fn launch(bin: PathBuf, storage: impl FnOnce(&Path) -> String) -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        Broker::launch_on(bin, storage, port)
-    }
-
-    fn launch_on(bin: PathBuf, storage: impl FnOnce(&Path) -> String, port: u16) -> Broker {
-        let dir = tempfile::tempdir().expect("temp dir");
+    fn launch(storage: String, env: Vec<(String, String)>, port: u16) -> Broker {
         let mut broker = Broker {
             addr: format!("127.0.0.1:{port}"),
-            bin,
-            storage: storage(dir.path()),
-            dir,
+            bin: tansu_binary(),
+            storage,
+            env,
+            dir: tempfile::tempdir().expect("temp dir"),
             child: None,
         };
         broker.spawn();
@@ -114,12 +116,19 @@ impl Broker {
             .append(true)
             .open(self.dir.path().join("broker.log"))
             .expect("broker log");
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("AWS_") {
+                command.env_remove(key);
+            }
+        }
+        let child = command
             .current_dir(self.dir.path())
             .env_remove("LISTENER_URL")
             .env_remove("ADVERTISED_LISTENER_URL")
             .env_remove("STORAGE_ENGINE")
             .env_remove("CLUSTER_ID")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args([
                 "broker",
                 "--listener-url",
