@@ -220,18 +220,23 @@ impl Service {
     }
 }
 
+/// This process's seat: (process, processes) of its cluster, `(0, 1)` alone.
+fn seat(settings: &Settings) -> (usize, usize) {
+    settings
+        .runtime
+        .cluster
+        .as_ref()
+        .filter(|seat| seat.is_cluster())
+        .map_or((0, 1), |seat| (seat.process, seat.layout.process.len()))
+}
+
 /// The state directory and the checkpoint to start from, if `[state] dir` is set.
 fn open_state(settings: &Settings) -> Result<Option<(Store, Option<Restored>)>, DriverError> {
     let Some(dir) = &settings.state.dir else {
         return Ok(None);
     };
     let store = Store::open(dir, &settings.lake.s3)?;
-    let seat = settings
-        .runtime
-        .cluster
-        .as_ref()
-        .filter(|seat| seat.is_cluster())
-        .map_or((0, 1), |seat| (seat.process, seat.layout.process.len()));
+    let seat = seat(settings);
     let restored = restore::load(&store, settings.scoring(), seat, &settings.lake)?;
     match &restored {
         Some(restored) => tracing::info!(
@@ -303,12 +308,7 @@ fn checkpoint_setup(
         } => Some((kafka.config.topic.clone(), kafka.handover.is_some())),
         _ => None,
     };
-    let seat = settings
-        .runtime
-        .cluster
-        .as_ref()
-        .filter(|seat| seat.is_cluster())
-        .map_or((0, 1), |seat| (seat.process, seat.layout.process.len()));
+    let seat = seat(settings);
     Setup {
         scoring: ScoringPrint::of(settings.scoring()),
         retention_ms: settings.scoring().retention_ms,

@@ -24,9 +24,9 @@ use topsellers::{Config, Stop};
 use topsellers_sources::{KafkaConfig, SourceConfig};
 use topsellers_tests::broker::{create_topic, fast_properties, produce, read_topic, Broker};
 use topsellers_tests::{
-    assert_no_problems, check_twins, compare, default_as_of, generate, http, jsonl_line, metric,
-    rfc3339, served_lists, top_items, top_path, wait_until, write_parts, Fmt, Got, Params, Rec,
-    Served, Spec, DAY,
+    assert_no_problems, default_as_of, generate, http, jsonl_line, metric, oracle_problems,
+    rfc3339, served_lists, top_items, top_path, wait_until, write_parts, Fmt, Params, Rec, Served,
+    Spec, DAY,
 };
 
 const R: i64 = 2 * DAY;
@@ -226,27 +226,7 @@ fn check_oracle(
     let until = default_as_of(records).expect("purchases");
     let started = std::time::Instant::now();
     loop {
-        let lists = served(service.addr, params, context);
-        let as_of = lists.values().map(|(t, _)| *t).max().unwrap_or(i64::MIN);
-        let mut got = Got::new();
-        for ((profile, cat), (rendered, items)) in lists {
-            let half_life = params.half_lives[profile].1 as f64;
-            let decay = (-((as_of - rendered) as f64) / half_life).exp2();
-            let items = items
-                .into_iter()
-                .map(|(item, score)| (item, score * decay))
-                .collect();
-            got.insert((profile, cat), items);
-        }
-        let mut problems = Vec::new();
-        if as_of < until {
-            problems.push(format!(
-                "served as of {as_of}, before the last event time {until}"
-            ));
-        }
-        let want = params.oracle(records, as_of);
-        problems.extend(compare(&got, &want, K, 2));
-        problems.extend(check_twins(&got, twins));
+        let problems = oracle_problems(service.addr, params, records, twins, until);
         if problems.is_empty() {
             return;
         }

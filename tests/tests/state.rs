@@ -39,6 +39,8 @@ const LAKE_BAD: &str = "{\"item_id\":\"x\",\"category\":\"a\"}\nnot json\n";
 
 /// One service's files and settings.
 struct Setup {
+    /// Whether the state is on the test S3 server.
+    on_s3: bool,
     dir: tempfile::TempDir,
     config: PathBuf,
     dead_letter: PathBuf,
@@ -49,6 +51,18 @@ impl Setup {
     /// A config reading `lake` (if any) and then `topic`, keeping its state in the temp dir
     /// with checkpoints every `interval`.
     fn new(broker: &str, topic: &str, lake: Option<&[Rec]>, interval: &str, seed: u64) -> Setup {
+        Setup::with_state(broker, topic, lake, interval, seed, None)
+    }
+
+    /// [`Setup::new`] with the state at `state` (e.g. an `s3://` URL) instead.
+    fn with_state(
+        broker: &str,
+        topic: &str,
+        lake: Option<&[Rec]>,
+        interval: &str,
+        seed: u64,
+        state: Option<String>,
+    ) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let params = Params::new(K, 1, 300);
         let mut text = format!(
@@ -73,15 +87,23 @@ impl Setup {
             text.push_str(&format!("{key:?} = {value:?}\n"));
         }
         let dead_letter = dir.path().join("dead-letter.jsonl");
+        let on_s3 = state.is_some();
+        if on_s3 {
+            text.push_str(&format!(
+                "[lake.s3]\nendpoint = {:?}\n",
+                topsellers_tests::s3::endpoint()
+            ));
+        }
+        let state = state.unwrap_or_else(|| dir.path().join("state").display().to_string());
         text.push_str(&format!(
-            "[state]\ndir = {:?}\ninterval = {interval:?}\n[dead_letter]\npath = {:?}\n\
+            "[state]\ndir = {state:?}\ninterval = {interval:?}\n[dead_letter]\npath = {:?}\n\
              [runtime]\nbatch_size = 300\n",
-            dir.path().join("state").display().to_string(),
             dead_letter.display().to_string()
         ));
         let config = dir.path().join("topsellers.toml");
         std::fs::write(&config, text).unwrap();
         Setup {
+            on_s3,
             dir,
             config,
             dead_letter,
@@ -97,6 +119,9 @@ impl Setup {
     /// [`Setup::start`] with environment variables.
     fn start_with(&self, workers: usize, http: &str, extra: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut command = Command::new(topsellers_exe());
+        if self.on_s3 {
+            command.envs(topsellers_tests::s3::credentials());
+        }
         command.envs(env.iter().copied());
         command
             .arg("run")
@@ -272,11 +297,7 @@ fn sigterm_checkpoints_and_the_next_start_reads_nothing_twice() {
     produce(&broker.addr, &topic, &early);
     let mut proc = setup.start(1, &http.to_string(), &[]);
     wait_for_oracle(http, &proc, &setup.params, first, &[], "first run");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(proc.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    sigterm(&proc);
     let status = proc.exit_within(Duration::from_secs(60)).expect("stops");
     assert!(
         status.success(),
@@ -333,6 +354,60 @@ fn sigterm_checkpoints_and_the_next_start_reads_nothing_twice() {
     );
 }
 
+/// The state on S3 (an S3-compatible server on loopback): a SIGKILL and a restart lose and
+/// double-count nothing, as on a local disk.
+#[test]
+fn a_state_on_s3_survives_a_sigkill() {
+    let seed = 94;
+    let history = generate(&Spec::new(seed, 1200, R, false));
+    let mut sorted = history.records.clone();
+    sorted.sort_by_key(|r| r.ts);
+    let (first, second) = sorted.split_at(sorted.len() / 2);
+    let broker = Broker::start();
+    let topic = format!("state-s3-{}", std::process::id());
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let bucket = topsellers_tests::s3::TestBucket::create();
+    let setup = Setup::with_state(
+        &broker.addr,
+        &topic,
+        None,
+        "200ms",
+        seed,
+        Some(bucket.url("state/")),
+    );
+    let http: SocketAddr = free_loopback_addresses(1)[0].parse().unwrap();
+    let (early, bad) = messages(seed, first, 2);
+    produce(&broker.addr, &topic, &early);
+    let mut proc = setup.start(2, &http.to_string(), &[]);
+    wait_for_oracle(http, &proc, &setup.params, first, &[], "on S3, first run");
+    // Long enough for a checkpoint after the last purchase.
+    std::thread::sleep(Duration::from_millis(800));
+    proc.child.kill().expect("SIGKILL");
+    proc.child.wait().expect("reaped");
+    let (late, more_bad) = messages(seed + 1, second, 2);
+    produce(&broker.addr, &topic, &late);
+    let proc = setup.start(1, &http.to_string(), &[]);
+    wait_for_oracle(
+        http,
+        &proc,
+        &setup.params,
+        &sorted,
+        &[],
+        "on S3, after a SIGKILL",
+    );
+    let log = proc.log();
+    assert!(
+        log.contains("restoring checkpoint"),
+        "restored from S3:\n{log}"
+    );
+    let dead = setup.dead_letters();
+    assert!(
+        dead.values().all(|&n| n == 1),
+        "each bad record once: {dead:?}"
+    );
+    assert_eq!(dead.len(), bad + more_bad, "{dead:?}");
+}
+
 /// A state written under another scoring is refused at start, with an error that says what
 /// differs and how to rebuild; the state is left as it was.
 #[test]
@@ -344,11 +419,7 @@ fn a_state_of_another_scoring_is_refused() {
     let http = free_loopback_addresses(1).remove(0);
     let mut proc = setup.start(1, &http, &[]);
     assert!(wait_until(PATIENCE, || ready(http.parse().unwrap())));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(proc.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    sigterm(&proc);
     assert!(proc
         .exit_within(Duration::from_secs(60))
         .expect("stops")
@@ -375,6 +446,14 @@ fn a_state_of_another_scoring_is_refused() {
         );
         assert_eq!(listing(&state), before, "{flags:?}: the state is untouched");
     }
+}
+
+fn sigterm(proc: &Proc) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(proc.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
 }
 
 fn listing(dir: &Path) -> Vec<String> {

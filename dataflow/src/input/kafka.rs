@@ -23,7 +23,8 @@ use topsellers_model::wall_clock_ms;
 use topsellers_operators::Time;
 use topsellers_sinks::{MetricKind, Metrics};
 use topsellers_sources::kafka::{
-    DeadLetterTopic, KafkaConfig, KafkaShared, PartitionReader, ReaderSpec, StartAt, Watermark,
+    DeadLetterTopic, KafkaConfig, KafkaShared, PartitionGauges, PartitionReader, ReaderSpec,
+    StartAt, Watermark,
 };
 
 use super::{align, Follow, Logger};
@@ -34,6 +35,8 @@ use crate::handover::Handover;
 
 /// Reads one counter of [`KafkaShared`].
 type ReadCounter = fn(&KafkaShared) -> u64;
+/// One partition's value of a per-partition gauge, given the wall clock in ms.
+type ReadPartition = fn(&PartitionGauges, i64) -> Option<f64>;
 
 /// The Kafka source of one process: its config and what its workers share.
 #[derive(Clone, Debug)]
@@ -171,45 +174,43 @@ impl KafkaInput {
             MetricKind::Gauge,
             Box::new(move || shared.handover_gaps().len() as f64),
         );
-        let shared = self.shared.clone();
-        metrics.register_family(
-            "topsellers_kafka_partition_lag_messages",
-            "Messages between the consumer's position and the partition's end, as last reported by the broker.",
-            MetricKind::Gauge,
-            Box::new(move || {
-                let topic = &shared.topic;
-                shared
-                    .partitions()
-                    .into_iter()
-                    .filter_map(|(p, g)| {
-                        g.lag
-                            .map(|lag| (format!("topic=\"{topic}\",partition=\"{p}\""), lag as f64))
-                    })
-                    .collect()
-            }),
-        );
-        let shared = self.shared.clone();
-        metrics.register_family(
-            "topsellers_kafka_event_time_lag_seconds",
-            "Wall clock minus the largest event time read from the partition.",
-            MetricKind::Gauge,
-            Box::new(move || {
-                let topic = &shared.topic;
-                let now = wall_clock_ms();
-                shared
-                    .partitions()
-                    .into_iter()
-                    .filter_map(|(p, g)| {
-                        g.max_event_ms.map(|ts| {
-                            (
-                                format!("topic=\"{topic}\",partition=\"{p}\""),
-                                (now - ts) as f64 / 1000.0,
-                            )
+        let families: [(&str, &str, ReadPartition); 3] = [
+            (
+                "topsellers_kafka_partition_lag_messages",
+                "Messages between the consumer's position and the partition's end, as last reported by the broker.",
+                |g, _| g.lag.map(|lag| lag as f64),
+            ),
+            (
+                "topsellers_kafka_committed_offset",
+                "Per partition, the offset last committed to the group this run (the next to read; with a state, restarts resume from the state's offsets instead).",
+                |g, _| g.committed.map(|next| next as f64),
+            ),
+            (
+                "topsellers_kafka_event_time_lag_seconds",
+                "Wall clock minus the largest event time read from the partition.",
+                |g, now| g.max_event_ms.map(|ts| (now - ts) as f64 / 1000.0),
+            ),
+        ];
+        for (name, help, read) in families {
+            let shared = self.shared.clone();
+            metrics.register_family(
+                name,
+                help,
+                MetricKind::Gauge,
+                Box::new(move || {
+                    let topic = &shared.topic;
+                    let now = wall_clock_ms();
+                    shared
+                        .partitions()
+                        .into_iter()
+                        .filter_map(|(p, g)| {
+                            read(&g, now)
+                                .map(|v| (format!("topic=\"{topic}\",partition=\"{p}\""), v))
                         })
-                    })
-                    .collect()
-            }),
-        );
+                        .collect()
+                }),
+            );
+        }
     }
 }
 

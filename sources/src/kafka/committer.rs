@@ -117,6 +117,9 @@ fn run<C: ConsumerContext>(
             match result.and_then(|()| consumer.commit(&list, CommitMode::Sync)) {
                 Ok(()) => {
                     shared.commits.fetch_add(1, Ordering::Relaxed);
+                    for &(partition, next) in &changed {
+                        shared.set_committed(partition, next);
+                    }
                     committed.extend(changed);
                 }
                 Err(error) => {

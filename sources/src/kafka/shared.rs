@@ -14,6 +14,8 @@ pub struct PartitionGauges {
     pub lag: Option<i64>,
     /// The largest event time read from the partition, epoch ms.
     pub max_event_ms: Option<i64>,
+    /// The offset last committed to the group (the next to read), if any this run.
+    pub committed: Option<i64>,
 }
 
 /// Shared by every worker's reader in this process (`Arc<KafkaShared>`).
@@ -86,6 +88,15 @@ impl KafkaShared {
         gauges.max_event_ms = Some(gauges.max_event_ms.map_or(ts_ms, |m| m.max(ts_ms)));
     }
 
+    /// Records a commit of `next` for `partition`.
+    pub fn set_committed(&self, partition: i32, next: i64) {
+        self.partitions
+            .lock()
+            .entry(partition)
+            .or_default()
+            .committed = Some(next);
+    }
+
     /// Records the lag the broker reported for `partition`.
     pub fn set_lag(&self, partition: i32, lag: i64) {
         self.partitions.lock().entry(partition).or_default().lag = Some(lag);
@@ -145,7 +156,8 @@ mod tests {
             p[&0],
             PartitionGauges {
                 lag: Some(12),
-                max_event_ms: Some(50)
+                max_event_ms: Some(50),
+                committed: None,
             }
         );
         assert_eq!(p[&2], PartitionGauges::default());
