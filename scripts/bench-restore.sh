@@ -30,9 +30,13 @@ wait_for() { # PATH STATUS PID
     done
 }
 
-batch=$( { /usr/bin/time -f '%e,%M' "$bin" batch "$input" --dead-letter "" \
-    --output "$dir/batch.jsonl" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+echo "batch on $input" >&2
+/usr/bin/time -o "$dir/batch.time" -f '%e,%M' "$bin" batch "$input" --dead-letter "" \
+    --output "$dir/batch.jsonl" >/dev/null 2>"$dir/batch.log"
+batch=$(tail -1 "$dir/batch.time")
+rm -f "$dir/batch.jsonl"
 
+echo "run --input (cold start)" >&2
 start=$(now)
 "$bin" run --input "$input" --state "$dir/state" --dead-letter "" --http "127.0.0.1:$port" \
     >"$dir/log" 2>&1 &
@@ -49,6 +53,7 @@ state_bytes=$(metric topsellers_state_bytes)
 kill -KILL $pid
 wait $pid 2>/dev/null || true
 
+echo "restart after SIGKILL" >&2
 start=$(now)
 "$bin" run --input "$input" --state "$dir/state" --dead-letter "" --http "127.0.0.1:$port" \
     >>"$dir/log" 2>&1 &

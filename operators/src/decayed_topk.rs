@@ -2,7 +2,7 @@
 //! local top-k, per decay profile, on the worker that owns the item; emits only changes.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
@@ -19,6 +19,7 @@ use topsellers_model::{
     ancestors, DecayedSum, Profiles, RankedItem, ScoreKey, Weight, MAX_PROFILES,
 };
 
+use crate::expiry::{Expiry, ExpiryQueue};
 use crate::ids::DenseIds;
 use crate::stash::{frontier_time, TimeStash};
 use crate::{by_item, route_hash, Time};
@@ -155,20 +156,17 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                             }
                             _ => return,
                         };
-                        let (pairs, purchases) = complete
+                        let pairs = complete
                             .iter()
-                            .filter_map(|(update, _)| match update {
-                                Update::Seed(seed) => Some(seed.purchases.len()),
-                                Update::Purchase(..) => None,
-                            })
-                            .fold((0, 0), |(pairs, all), n| (pairs + 1, all + n));
+                            .filter(|(update, _)| matches!(update, Update::Seed(_)))
+                            .count();
                         if pairs > 0 {
-                            state.reserve_seeds(pairs, purchases);
+                            state.reserve_seeds(pairs);
                         }
                         for (update, time) in complete.drain(..) {
                             match update {
                                 Update::Purchase(event, diff) => state.apply(&event, time, diff),
-                                Update::Seed(seed) => state.seed(&seed, time),
+                                Update::Seed(seed) => state.seed(seed, time),
                             }
                         }
                         state.queue_seeded();
@@ -183,6 +181,13 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                 },
             )
     }
+}
+
+/// When a purchase at `ts_ms` stops counting under `retention_ms`.
+fn expiry_time(retention_ms: Option<i64>, ts_ms: i64) -> Time {
+    ts_ms
+        .saturating_add(retention_ms.unwrap_or(i64::MAX))
+        .max(0) as Time
 }
 
 /// The least time of two frontiers (`None`: closed).
@@ -277,16 +282,6 @@ struct RoundState {
     entering: Vec<RankKey>,
 }
 
-/// A purchase that stops counting at `ts + retention` (compact: ids, not text; 24 bytes). The
-/// retention is the same for all, so the queue orders by `ts_ms` alone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Expiry {
-    ts_ms: i64,
-    quantity: i64,
-    item: u32,
-    leaf: u32,
-}
-
 /// A (category, item) touched in the current round, with its keys before the round.
 #[derive(Clone, Copy)]
 struct Touched {
@@ -307,9 +302,7 @@ struct LocalTopK {
     /// The same, by the leaf's id (for expiries).
     lineage_by_id: FxHashMap<u32, Box<[u32]>>,
     /// Purchases still counted, by the time they stop counting (`ts + retention`).
-    expiries: BinaryHeap<Reverse<Expiry>>,
-    /// Expiries of the seeds applied in the current round, heaped in bulk at its end.
-    seeded: Vec<Reverse<Expiry>>,
+    expiries: ExpiryQueue,
     /// Set when the current round began with nothing counted (a backfill's first round): its
     /// rankings are built in bulk ([`LocalTopK::finish_fresh_round`]).
     fresh: bool,
@@ -352,8 +345,7 @@ impl LocalTopK {
             categories: DenseIds::default(),
             lineage: FxHashMap::default(),
             lineage_by_id: FxHashMap::default(),
-            expiries: BinaryHeap::new(),
-            seeded: Vec::new(),
+            expiries: ExpiryQueue::default(),
             fresh: false,
             slots: SlotIndex::default(),
             live: Vec::new(),
@@ -407,36 +399,31 @@ impl LocalTopK {
                 // Already expired on arrival: it never counts.
                 return;
             }
-            self.expiries.push(Reverse(Expiry {
+            self.expiries.push(Expiry {
                 ts_ms: event.ts_ms,
                 quantity,
                 item,
                 leaf: lineage[0],
-            }));
+            });
         }
         self.add(&lineage, item, event.ts_ms, quantity, 1);
     }
 
-    /// Applies a seed at `time`: its sums to every category of its lineage, and the expiry of
-    /// each of its purchases (queued in bulk by [`LocalTopK::queue_seeded`]).
-    fn seed(&mut self, seed: &PairSeed, time: Time) {
+    /// Applies a seed at `time`: its sums to every category of its lineage, and its purchases
+    /// to the expiry queue as a run (sealed by [`LocalTopK::queue_seeded`]).
+    fn seed(&mut self, seed: PairSeed, time: Time) {
         self.note_fresh();
         let item = self.items.intern_arc(&seed.item_id);
         let lineage = self.lineage(&seed.category);
         let live = seed.purchases.len() as i64;
         if self.config.retention_ms.is_some() {
-            for &(ts_ms, quantity) in seed.purchases.iter() {
-                debug_assert!(
-                    self.expires_at(ts_ms) > time,
-                    "a seeded purchase expired on arrival"
-                );
-                self.seeded.push(Reverse(Expiry {
-                    ts_ms,
-                    quantity,
-                    item,
-                    leaf: lineage[0],
-                }));
-            }
+            debug_assert!(
+                seed.purchases
+                    .iter()
+                    .all(|&(ts_ms, _)| self.expires_at(ts_ms) > time),
+                "a seeded purchase expired on arrival"
+            );
+            self.expiries.push_run(item, lineage[0], seed.purchases);
         }
         for &category in lineage.iter() {
             let slot = self.slot(category, item);
@@ -451,14 +438,10 @@ impl LocalTopK {
         }
     }
 
-    /// Adds the seeded expiries of the round to the queue: heaped in bulk (linear), not one
-    /// by one.
+    /// Adds the runs of the round's seeds to the expiry queue: heaped in bulk (linear), not
+    /// one by one.
     fn queue_seeded(&mut self) {
-        if self.seeded.is_empty() {
-            return;
-        }
-        let mut seeded = BinaryHeap::from(std::mem::take(&mut self.seeded));
-        self.expiries.append(&mut seeded);
+        self.expiries.seal();
     }
 
     /// Adds `quantity` purchases at `ts_ms` of `item` to every category of `lineage`, and
@@ -491,14 +474,13 @@ impl LocalTopK {
 
     /// When a purchase at `ts_ms` stops counting (only asked with a retention).
     fn expires_at(&self, ts_ms: i64) -> Time {
-        let retention = self.config.retention_ms.unwrap_or(i64::MAX);
-        ts_ms.saturating_add(retention).max(0) as Time
+        expiry_time(self.config.retention_ms, ts_ms)
     }
 
-    /// Makes room for a round's seeds: `pairs` of them holding `purchases` in all (each pair
-    /// touches a slot per ancestor; each purchase waits for its expiry).
-    fn reserve_seeds(&mut self, pairs: usize, purchases: usize) {
-        self.seeded.reserve(purchases);
+    /// Makes room for a round's seeds: `pairs` of them (each touches a slot per ancestor and
+    /// queues a run of expiries).
+    fn reserve_seeds(&mut self, pairs: usize) {
+        self.expiries.reserve_runs(pairs);
         let slots = pairs * 4;
         self.touched.reserve(slots);
         self.old_keys.reserve(slots * self.profiles);
@@ -510,21 +492,21 @@ impl LocalTopK {
 
     /// The time of the next pending expiry.
     fn next_expiry(&self) -> Option<Time> {
-        self.expiries
-            .peek()
-            .map(|Reverse(expiry)| self.expires_at(expiry.ts_ms))
+        self.expiries.next_ts().map(|ts_ms| self.expires_at(ts_ms))
     }
 
     /// Retracts every purchase whose expiry time is before `frontier`.
     fn expire_before(&mut self, frontier: Time) {
-        while let Some(Reverse(expiry)) = self.expiries.peek() {
-            if self.expires_at(expiry.ts_ms) >= frontier {
-                break;
-            }
-            let Reverse(expiry) = self.expiries.pop().expect("peeked");
-            let lineage = self.lineage_by_id[&expiry.leaf].clone();
-            self.add(&lineage, expiry.item, expiry.ts_ms, -expiry.quantity, -1);
-        }
+        let mut queue = std::mem::take(&mut self.expiries);
+        let retention_ms = self.config.retention_ms;
+        queue.pop_due(
+            |ts_ms| expiry_time(retention_ms, ts_ms) < frontier,
+            |expiry| {
+                let lineage = self.lineage_by_id[&expiry.leaf].clone();
+                self.add(&lineage, expiry.item, expiry.ts_ms, -expiry.quantity, -1);
+            },
+        );
+        self.expiries = queue;
     }
 
     /// The slot of (category, item), created if new, and noted as touched with its old keys.
@@ -1118,7 +1100,7 @@ pub(crate) mod tests {
                     sums,
                     purchases: purchases.into(),
                 };
-                seeded.seed(&pair, now);
+                seeded.seed(pair, now);
             }
             seeded.queue_seeded();
             let (mut want, mut got) = (FxHashMap::default(), FxHashMap::default());

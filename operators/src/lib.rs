@@ -15,6 +15,7 @@
 
 pub mod bulk_topk;
 pub mod decayed_topk;
+mod expiry;
 mod ids;
 pub mod merge_topk;
 pub mod snapshots;
