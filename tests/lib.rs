@@ -1132,6 +1132,7 @@ impl Params {
                 top_k: self.k,
                 retention: topsellers_model::parse_duration(self.retention.0).expect("a duration"),
                 allowed_lateness: std::time::Duration::ZERO,
+                max_future: topsellers_model::DEFAULT_MAX_FUTURE,
             },
             sources: vec![SourceConfig::Files(FilesConfig::new(
                 paths.iter().map(|p| p.display().to_string()).collect(),

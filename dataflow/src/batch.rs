@@ -155,6 +155,7 @@ struct Running {
 impl Running {
     /// Plans the job (the input, `as_of`, the pruning) and starts the workers.
     fn start(settings: &Settings, as_of: Option<i64>) -> Result<Running, DriverError> {
+        settings.scoring().apply_max_future();
         let BatchPlan {
             job,
             as_of_ms,

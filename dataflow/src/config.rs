@@ -68,6 +68,14 @@ pub struct ScoringConfig {
     /// purchases still land in the snapshot of their own time. Default: `"0s"`.
     #[serde(default, with = "topsellers_model::duration::text")]
     pub allowed_lateness: Duration,
+    /// How far ahead of the wall clock (when read) a purchase's `ts` may be; a purchase further
+    /// ahead is a bad record (dead-lettered, counted) and never moves a watermark or the
+    /// default as-of. Default: `"1h"`.
+    #[serde(
+        default = "default_max_future",
+        with = "topsellers_model::duration::text"
+    )]
+    pub max_future: Duration,
 }
 
 fn default_half_lives() -> Vec<HalfLife> {
@@ -82,6 +90,9 @@ fn default_top_k() -> usize {
 fn default_retention() -> Duration {
     Duration::from_secs(365 * 86_400)
 }
+fn default_max_future() -> Duration {
+    topsellers_model::DEFAULT_MAX_FUTURE
+}
 
 impl Default for ScoringConfig {
     fn default() -> Self {
@@ -90,6 +101,7 @@ impl Default for ScoringConfig {
             top_k: default_top_k(),
             retention: default_retention(),
             allowed_lateness: Duration::ZERO,
+            max_future: default_max_future(),
         }
     }
 }
@@ -189,6 +201,16 @@ pub struct Scoring {
     pub retention_ms: i64,
     /// Allowed lateness in ms.
     pub lateness_ms: i64,
+    /// How far ahead of the wall clock a `ts` may be (`scoring.max_future`).
+    pub max_future: Duration,
+}
+
+impl Scoring {
+    /// Puts this process's bound on future event times in force (every source checks it as it
+    /// reads): call before reading any input.
+    pub fn apply_max_future(&self) {
+        topsellers_model::set_max_future(self.max_future);
+    }
 }
 
 /// Most worker threads a process may run, and most HTTP threads.
@@ -307,6 +329,7 @@ impl Config {
             k: s.top_k,
             retention_ms: millis(s.retention),
             lateness_ms: millis(s.allowed_lateness),
+            max_future: s.max_future,
         };
         Ok(Settings {
             config: self,

@@ -59,6 +59,7 @@ impl Service {
     /// Starts the service `settings` describe, stopping when `stop` is set.
     pub fn start(settings: &Settings, stop: Stop) -> Result<Service, DriverError> {
         let started = Instant::now();
+        settings.scoring().apply_max_future();
         let state = open_state(settings)?;
         let restored = state.as_ref().and_then(|(_, restored)| restored.as_ref());
         let ServePlan {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::category::validate_category;
+use crate::future::check_not_future;
 pub use crate::record_error::RecordError;
 
 /// Most bytes an `item_id` may have.
@@ -83,6 +84,7 @@ impl<'a> PurchaseRef<'a> {
             return Err(error.clone());
         }
         check_ts(ts_ms)?;
+        check_quantity(quantity)?;
         Ok((quantity != 0).then_some(PurchaseRef {
             item_id,
             category,
@@ -158,11 +160,25 @@ pub fn check_item_id(item_id: &str) -> Result<(), RecordError> {
 }
 
 /// Checks an event time: not before 1970, since event time is the dataflow's (unsigned)
-/// logical time.
+/// logical time, and not more than `scoring.max_future` ahead of the wall clock (see
+/// [`crate::future`]).
 #[inline]
 pub fn check_ts(ts_ms: i64) -> Result<(), RecordError> {
     if ts_ms < 0 {
         return Err(RecordError::BadTimestamp(format!("{ts_ms} is before 1970")));
+    }
+    check_not_future(ts_ms)
+}
+
+/// Most units one record may carry either way: 2^53, so that every sum of quantities the
+/// scoring keeps stays exact and a retraction (`-quantity`) never wraps.
+pub const MAX_QUANTITY: i64 = 1 << 53;
+
+/// Checks a quantity: |quantity| ≤ 2^53.
+#[inline]
+pub fn check_quantity(quantity: i64) -> Result<(), RecordError> {
+    if quantity.unsigned_abs() > MAX_QUANTITY as u64 {
+        return Err(RecordError::QuantityOutOfRange(quantity));
     }
     Ok(())
 }
@@ -191,6 +207,22 @@ mod tests {
         assert!(matches!(
             Purchase::from_fields("i", "a", -1, 1),
             Err(RecordError::BadTimestamp(_))
+        ));
+        assert!(Purchase::from_fields("i", "a", 0, 1 << 53)
+            .unwrap()
+            .is_some());
+        assert!(Purchase::from_fields("i", "a", 0, -(1 << 53))
+            .unwrap()
+            .is_some());
+        for q in [(1 << 53) + 1, -(1 << 53) - 1, i64::MAX, i64::MIN] {
+            assert_eq!(
+                Purchase::from_fields("i", "a", 0, q),
+                Err(RecordError::QuantityOutOfRange(q))
+            );
+        }
+        assert!(matches!(
+            Purchase::from_fields("i", "a", i64::MAX, 1),
+            Err(RecordError::TimestampInFuture { .. })
         ));
     }
 }

@@ -39,4 +39,20 @@ pub enum RecordError {
     /// `quantity` is not an integer.
     #[error("bad quantity {0:?}: must be an integer")]
     BadQuantity(String),
+    /// `quantity` is beyond ±2^53 (the contract's bound: every sum stays exact).
+    #[error("quantity {0} is out of range (|quantity| ≤ 2^53)")]
+    QuantityOutOfRange(i64),
+    /// `ts` is more than `scoring.max_future` ahead of the wall clock when the record is read.
+    #[error("ts {ts} is {ahead_ms} ms ahead of the wall clock (at most scoring.max_future = {max_future_ms} ms)")]
+    TimestampInFuture {
+        /// The record's `ts`, as RFC 3339.
+        ts: String,
+        /// How far ahead of the wall clock it was when read.
+        ahead_ms: i64,
+        /// The bound.
+        max_future_ms: i64,
+    },
+    /// A field appears twice in one record (which one counts would be a guess).
+    #[error("field `{0}` appears twice")]
+    DuplicateField(&'static str),
 }

@@ -394,6 +394,7 @@ mod tests {
             k: 10,
             retention_ms: i64::MAX,
             lateness_ms: 0,
+            max_future: std::time::Duration::ZERO,
         };
         let mut rng = SmallRng::seed_from_u64(11);
         // Several chunks of pending purchases and table growths; pairs repeat within a chunk.

@@ -16,6 +16,9 @@ use crate::error::SourceError;
 use crate::intern::Interner;
 use crate::position::line_position;
 
+/// The UTF-8 byte-order mark.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// Reads one JSON Lines file.
 pub(crate) struct JsonlReader {
     /// The file's path or URL (positions and errors).
@@ -79,6 +82,11 @@ impl RecordReader for JsonlReader {
                     }));
                 }
                 Line::Text(text) => {
+                    // A byte-order mark some editors and exporters put first is not data.
+                    let text = match number {
+                        1 => text.strip_prefix(UTF8_BOM).unwrap_or(text),
+                        _ => text,
+                    };
                     if text.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
@@ -123,6 +131,9 @@ pub(crate) fn parse_line(
         .map_err(|e| RecordError::Malformed(format!("invalid UTF-8: {e}")))?;
     let raw: RawRecord<'_> =
         serde_json::from_str(text).map_err(|e| RecordError::Malformed(e.to_string()))?;
+    if let Some(field) = raw.duplicate {
+        return Err(RecordError::DuplicateField(field));
+    }
     let item_id: &str = match &raw.item_id {
         None | Some(Scalar::Null) => return Err(RecordError::MissingField("item_id")),
         Some(Scalar::Str(s)) => s,
@@ -175,6 +186,8 @@ struct RawRecord<'a> {
     category: Option<Scalar<'a>>,
     ts: Option<Scalar<'a>>,
     quantity: Option<Scalar<'a>>,
+    /// The first of those fields given twice, if any (which one counts would be a guess).
+    duplicate: Option<&'static str>,
 }
 
 /// Any JSON value, keeping only what the field rules need.
@@ -271,6 +284,19 @@ enum Key {
     Other,
 }
 
+impl Key {
+    /// The field's name in the contract.
+    fn name(&self) -> &'static str {
+        match self {
+            Key::ItemId => "item_id",
+            Key::Category => "category",
+            Key::Ts => "ts",
+            Key::Quantity => "quantity",
+            Key::Other => "",
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct KeyVisitor;
@@ -314,6 +340,9 @@ impl<'de> Deserialize<'de> for RawRecord<'de> {
                             continue;
                         }
                     };
+                    if slot.is_some() {
+                        record.duplicate.get_or_insert(key.name());
+                    }
                     *slot = Some(if key == Key::ItemId {
                         // Integer ids are kept as their decimal text, however long: read the
                         // raw token so that ids beyond 64 bits are not rounded through f64.
@@ -607,5 +636,75 @@ mod tests {
                 .count();
             assert!(out.len() + bad.len() <= lines);
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_is_skipped_and_nowhere_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = r#"{"item_id":"a","category":"c","ts":1}"#;
+        let bytes = format!("\u{feff}{line}\n\u{feff}{line}\n{line}\n");
+        let unit = write(dir.path(), "bom.jsonl", bytes.as_bytes());
+        let (out, bad) = read_unit_all(&unit).unwrap();
+        assert_eq!(out.len(), 2, "{bad:?}");
+        // Inside the file, a BOM is not a byte-order mark but a bad record.
+        assert_eq!(bad.len(), 1);
+        assert!(
+            bad[0].position.ends_with("bom.jsonl:2"),
+            "{}",
+            bad[0].position
+        );
+    }
+
+    #[test]
+    fn a_field_given_twice_is_a_bad_record() {
+        for (line, field) in [
+            (
+                r#"{"item_id":"a","category":"c","ts":1,"quantity":1,"quantity":-5}"#,
+                "quantity",
+            ),
+            (
+                r#"{"item_id":"a","item_id":"b","category":"c","ts":1}"#,
+                "item_id",
+            ),
+            (
+                r#"{"item_id":"a","category":"c","ts":1,"category":"c"}"#,
+                "category",
+            ),
+            (r#"{"ts":2,"item_id":"a","category":"c","ts":1}"#, "ts"),
+            (
+                r#"{"item_id":"a","category":"c","ts":1,"quantity":null,"quantity":2}"#,
+                "quantity",
+            ),
+        ] {
+            assert_eq!(
+                parse(line),
+                Err(RecordError::DuplicateField(field)),
+                "{line}"
+            );
+        }
+        // Other keys may repeat: they are not read.
+        assert!(parse(r#"{"x":1,"x":2,"item_id":"a","category":"c","ts":1}"#).is_ok());
+    }
+
+    #[test]
+    fn quantities_beyond_two_to_the_53_are_bad_records() {
+        let at = |q: &str| {
+            parse(&format!(
+                r#"{{"item_id":"a","category":"c","ts":1,"quantity":{q}}}"#
+            ))
+        };
+        assert_eq!(at("9007199254740992").unwrap().unwrap().quantity, 1 << 53);
+        assert_eq!(
+            at("-9007199254740992").unwrap().unwrap().quantity,
+            -(1 << 53)
+        );
+        assert_eq!(
+            at("9007199254740993"),
+            Err(RecordError::QuantityOutOfRange((1 << 53) + 1))
+        );
+        assert_eq!(
+            at("-9223372036854775808"),
+            Err(RecordError::QuantityOutOfRange(i64::MIN))
+        );
     }
 }
