@@ -17,6 +17,8 @@ pub mod bulk_topk;
 pub mod decayed_topk;
 mod ids;
 pub mod merge_topk;
+#[cfg(test)]
+mod oracle;
 pub mod snapshots;
 pub mod stash;
 
