@@ -437,6 +437,48 @@ mod tests {
         }
     }
 
+    /// Issue 17, point 5: more half-lives than the operators take (16) is a config error
+    /// naming the key and where the settings came from, for `run` and `batch`, from flags or
+    /// from a file; not a worker's panic once the dataflow starts.
+    #[test]
+    fn too_many_half_lives_are_a_config_error() {
+        let flags = |n: usize| -> Vec<String> {
+            (1..=n)
+                .flat_map(|h| ["--half-life".to_owned(), format!("{h}h")])
+                .collect()
+        };
+        let run = |args: &[String]| {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_args(&args).unwrap().config().map(|_| ())
+        };
+        let batch = |args: &[String]| {
+            let args: Vec<&str> = ["in.jsonl", "--output", "out.jsonl"]
+                .into_iter()
+                .chain(args.iter().map(String::as_str))
+                .collect();
+            let cli = Cli::try_parse_from(["topsellers", "batch"].iter().chain(&args)).unwrap();
+            let Command::Batch(args) = cli.command else {
+                panic!("{:?}", cli.command)
+            };
+            args.config().map(|_| ())
+        };
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let listed: Vec<String> = (1..=17).map(|h| format!("\"{h}h\"")).collect();
+        let text = format!("[scoring]\nhalf_lives = [{}]\n", listed.join(", "));
+        std::fs::write(file.path(), text).unwrap();
+        let path = file.path().display().to_string();
+        let from_file = vec!["--config".to_owned(), path.clone()];
+        for (args, origin) in [(flags(17), "command line"), (from_file, path.as_str())] {
+            for result in [run(&args), batch(&args)] {
+                let message = result.unwrap_err().to_string();
+                for part in ["scoring.half_lives", origin, "17"] {
+                    assert!(message.contains(part), "{args:?}: {message}");
+                }
+            }
+        }
+        assert!(run(&flags(16)).is_ok() && batch(&flags(16)).is_ok());
+    }
+
     #[test]
     fn kafka_flags_make_a_kafka_source() {
         let args = run_args(&["--kafka", "b:9092", "--topic", "t", "--group", "g"]).unwrap();

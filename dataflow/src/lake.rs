@@ -66,24 +66,24 @@ pub fn prune(units: Vec<ReadUnit>, after_ms: i64, lake: &LakeConfig) -> (Vec<Rea
     (units, pruned)
 }
 
-/// The largest event time in `units` (`None` if they hold none), read on `threads` threads
-/// (see [`topsellers_sources::files::max_event_time`]). Parquet row groups with exact `ts`
-/// statistics are not read at all; the other units are read newest bound first, and a unit
-/// whose bound (its `dt=` day, when `trust_partitions`) is not after the largest time found so
-/// far is not read either. Bad records are not reported here: the real read reports them once.
+/// The largest event time among the valid purchases of `units` (`None` if they hold none),
+/// read on `threads` threads (see [`topsellers_sources::files::max_event_time`]): a bad record
+/// (or one with quantity 0) never sets it, so units are read, not taken at their word.
+///
+/// Units are read newest bound first (a Parquet row group's `ts` statistics, and its `dt=` day
+/// when `trust_partitions`: what any of its rows can hold, bad ones included), and a unit whose
+/// bound is not after the largest valid time found so far is not read: most often only the
+/// newest row group is. A unit whose bound is before 1970 holds no valid purchase. Bad records
+/// are not reported here: the real read reports them once.
 pub fn max_event_time(
     units: &[ReadUnit],
     threads: usize,
     trust_partitions: bool,
 ) -> Result<Option<i64>, DriverError> {
-    let from_statistics = units
-        .iter()
-        .filter_map(|u| u.ts_max)
-        .filter(|max| *max >= 0)
-        .max();
-    let max = AtomicI64::new(from_statistics.unwrap_or(i64::MIN));
-    let mut rest: Vec<&ReadUnit> = units.iter().filter(|u| u.ts_max.is_none()).collect();
+    // No valid purchase is before 1970: −1 is "none found yet".
+    let max = AtomicI64::new(-1);
     let bound = |u: &ReadUnit| u.max_ts_bound(trust_partitions).unwrap_or(i64::MAX);
+    let mut rest: Vec<&ReadUnit> = units.iter().collect();
     rest.sort_by_key(|u| std::cmp::Reverse(bound(u)));
     let next = AtomicUsize::new(0);
     let (read, passed) = (AtomicU64::new(0), AtomicU64::new(0));
@@ -119,11 +119,11 @@ pub fn max_event_time(
         Ok(())
     })?;
     tracing::debug!(
-        "latest event time: {} units by statistics, {} read, {} passed over by their bound",
-        units.len() - rest.len(),
+        "latest event time: {} of {} units read, {} passed over by their bound",
         read.load(Ordering::Relaxed),
+        units.len(),
         passed.load(Ordering::Relaxed)
     );
     let max = max.load(Ordering::Relaxed);
-    Ok((max != i64::MIN).then_some(max))
+    Ok((max >= 0).then_some(max))
 }

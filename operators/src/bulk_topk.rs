@@ -370,7 +370,7 @@ fn diff_sorted<T: PartialEq>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeSet;
 
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
@@ -378,39 +378,9 @@ mod tests {
     use super::*;
     use crate::decayed_topk::tests::replay;
     use crate::decayed_topk::RankKey;
+    use crate::oracle::{self, Buy};
 
     type Lists = FxHashMap<(u32, Arc<str>), BTreeSet<RankKey>>;
-
-    /// Every category's top k, summing each purchase straight into every category it counts
-    /// for (no pairs, no roll-up).
-    fn brute_force(purchases: &[(Arc<str>, Arc<str>, i64, i64)], config: &TopKConfig) -> Lists {
-        let mut sums: BTreeMap<(u32, Arc<str>, Arc<str>), DecayedSum> = BTreeMap::new();
-        let mut lists = Lists::default();
-        for (item, leaf, ts_ms, quantity) in purchases {
-            for category in ancestors(leaf) {
-                for (profile, &half_life) in config.half_lives_ms.iter().enumerate() {
-                    lists.entry((profile as u32, category.into())).or_default();
-                    sums.entry((profile as u32, category.into(), item.clone()))
-                        .or_default()
-                        .add(*ts_ms, *quantity, half_life);
-                }
-            }
-        }
-        for ((profile, category, item), sum) in sums {
-            if let Some(key) = sum.key() {
-                lists
-                    .get_mut(&(profile, category))
-                    .expect("listed")
-                    .insert((Reverse(key), item));
-            }
-        }
-        for list in lists.values_mut() {
-            while list.len() > config.k {
-                list.pop_last();
-            }
-        }
-        lists
-    }
 
     #[test]
     fn rounds_of_random_purchases_match_brute_force() {
@@ -420,6 +390,7 @@ mod tests {
             retention_ms: None,
         };
         let leaves = ["a/x", "a/y", "b/z", "a/x/deep", "c"];
+        let twins = [("i0".to_owned(), "j0".to_owned())];
         for seed in 0..40 {
             let mut rng = StdRng::seed_from_u64(seed);
             let mut state = BulkTopK::new(&config);
@@ -444,17 +415,32 @@ mod tests {
                             sum
                         })
                         .collect();
-                    state.add(&PairSums {
+                    let pair = PairSums {
                         item_id: item.clone(),
                         category: leaf.clone(),
                         latest_ms: ts_ms,
                         sums,
-                    });
-                    purchases.push((item, leaf, ts_ms, quantity));
+                    };
+                    state.add(&pair);
+                    purchases.push(Buy::new(&item, &leaf, ts_ms, quantity));
+                    if &*item == "i0" {
+                        // Its twin: the same purchases, so exactly the same scores.
+                        state.add(&PairSums {
+                            item_id: "j0".into(),
+                            ..pair
+                        });
+                        purchases.push(Buy::new("j0", &leaf, ts_ms, quantity));
+                    }
                 }
                 state.finish_round(|change| out.push(change));
                 replay(&mut lists, &out);
-                assert_eq!(lists, brute_force(&purchases, &config), "seed {seed}");
+                // Scores rendered at a time after every purchase (nothing expires here).
+                let as_of = 12_000;
+                let want = oracle::expected(&purchases, as_of, &config.half_lives_ms, None);
+                let got = oracle::rendered(&lists, &config.half_lives_ms, as_of);
+                let mut problems = oracle::compare(&got, &want, config.k);
+                problems.extend(oracle::check_twins(&got, &twins));
+                oracle::assert_none(&problems, &format!("seed {seed}"));
             }
         }
     }

@@ -18,6 +18,8 @@ pub mod decayed_topk;
 mod expiry;
 mod ids;
 pub mod merge_topk;
+#[cfg(test)]
+mod oracle;
 pub mod snapshots;
 pub mod stash;
 

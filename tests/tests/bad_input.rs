@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
+use topsellers_sources::kafka::KafkaConfig;
+use topsellers_sources::SourceConfig;
 use topsellers_tests::{
     assert_no_problems, batch_lists, check_twins, compare, default_as_of, generate, jsonl_line,
-    within, Params, Rec, Spec, DAY, HOUR,
+    served_lists_at, wait_until, within, Fmt, Params, Rec, Spec, DAY, HOUR,
 };
 
 const R: i64 = 2 * DAY;
@@ -471,4 +473,118 @@ fn integer_item_ids_beyond_64_bits_are_kept_as_decimal_text() {
         got.get(&(0, "ids".to_owned())).map(|l| l[0].0.as_str()),
         Some("123456789012345678901234567890")
     );
+}
+
+/// The input's formats for [`a_bad_record_never_moves_the_cut_off`]: Parquet as one row group,
+/// as row groups of 4 (the bad rows share a row group with valid ones), and with a timestamp
+/// column (the generator's writer); JSON Lines; CSV.
+const CUT_OFF_FORMATS: [(&str, Option<Fmt>, usize); 5] = [
+    ("parquet, one row group", None, 1000),
+    ("parquet, row groups of 4", None, 4),
+    ("parquet, timestamp column", Some(Fmt::Parquet), 0),
+    ("jsonl", Some(Fmt::Jsonl), 0),
+    ("csv", Some(Fmt::Csv), 0),
+];
+
+/// Issue 17, point 1: a record that breaks a rule (or one with quantity 0, which is ignored)
+/// dated after every valid purchase changes neither `batch`'s default as-of time nor the
+/// backfill's cut-off (`run --input`) nor the hand-over time T0 to Kafka, in any format: the
+/// lists are those of the valid records alone, as of their latest time. (Parquet once took the
+/// as-of time from the `ts` statistics or column, bad rows included: 30 days late.)
+#[test]
+fn a_bad_record_never_moves_the_cut_off() {
+    let t = 1_790_000_000_000;
+    // 11 valid purchases over three days.
+    let mut valid = Vec::new();
+    for (n, (item, category, hours_before, quantity)) in [
+        ("a", "home/kitchen", 70, 1),
+        ("b", "home/kitchen", 50, 2),
+        ("a", "home/garden", 40, 1),
+        ("c", "books", 30, 3),
+        ("b", "home/kitchen", 20, -1),
+        ("d", "books/fiction", 12, 1),
+        ("a", "home/kitchen", 6, 4),
+        ("e", "toys", 3, 1),
+        ("c", "books", 2, 1),
+        ("d", "books/fiction", 1, 2),
+        ("b", "home/garden", 0, 10),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        valid.push(Rec::new(
+            item,
+            category,
+            t - hours_before * HOUR - n as i64,
+            quantity,
+        ));
+    }
+    let as_of = default_as_of(&valid).unwrap();
+    // Bad rows (and an ignored one) 30 and 40 days later, among the valid rows.
+    let late = [
+        Rec::new("x", "home//kitchen", t + 30 * DAY, 1), // empty segment
+        Rec::new("", "home", t + 30 * DAY + 1, 1),       // empty item id
+        Rec::new("y", "/home", t + 30 * DAY + 2, 5),     // leading slash
+        Rec::new("z", "home", t + 40 * DAY, 0),          // quantity 0: ignored
+    ];
+    let mut mixed = valid.clone();
+    for (at, rec) in [2, 5, 6, 11].into_iter().zip(late) {
+        mixed.insert(at, rec);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, format, row_group_rows) in CUT_OFF_FORMATS {
+        let path = dir.path().join(format!(
+            "{}.{}",
+            name.replace([' ', ','], "-"),
+            format.map_or("parquet", Fmt::ext)
+        ));
+        match format {
+            Some(format) => topsellers_tests::write_file(&path, format, &mixed, 5),
+            None => topsellers_tests::write_parquet_int(&path, &mixed, row_group_rows),
+        }
+        for workers in [1, 2, 4] {
+            let context = format!("{name}, {workers} workers");
+            let params = Params::new(5, workers, 3);
+            let config = params.config(std::slice::from_ref(&path), "");
+            let want = params.oracle(&valid, as_of);
+
+            // batch: the default as-of time is the latest valid purchase.
+            let (summary, got) = batch_lists(&config, None, &params);
+            assert_eq!(summary.as_of_ms, as_of, "{context}: batch's as-of time");
+            assert_eq!(summary.bad_records, 3, "{context}: bad records");
+            assert_eq!(summary.purchases, want.counted, "{context}: purchases");
+            assert_no_problems(&compare(&got, &want, params.k, 2), &context);
+
+            // run --input: the backfill's snapshot is as of the latest valid purchase.
+            let service = topsellers::run::start(&config).expect("start");
+            let published = wait_until(Duration::from_secs(60), || {
+                service.table.published_time_ms().is_some()
+            });
+            let time = service.table.published_time_ms();
+            let names: Vec<&str> = params.half_lives.iter().map(|(n, _)| *n).collect();
+            let served = published.then(|| served_lists_at(service.addr, &names, as_of));
+            service.stop();
+            service.shutdown().expect("shutdown");
+            assert!(published, "{context}: no snapshot in 60 s");
+            assert_eq!(time, Some(as_of), "{context}: the backfill's cut-off");
+            let served = served
+                .expect("published")
+                .unwrap_or_else(|e| panic!("{context}: {e}"));
+            assert_no_problems(
+                &compare(&served, &want, params.k, 2),
+                &format!("{context}: served"),
+            );
+
+            // run --input with Kafka after it: T0 is the latest valid purchase.
+            let mut with_kafka = config.clone();
+            with_kafka
+                .sources
+                .push(SourceConfig::Kafka(KafkaConfig::new("127.0.0.1:9", "t")));
+            let settings = with_kafka.check("test").expect("config");
+            let plan = topsellers::job::plan_serve(&settings, None).expect("plan");
+            let history = plan.history.expect("a history");
+            assert_eq!(history.handover_ms, Some(as_of), "{context}: T0");
+            assert_eq!(history.until_ms, as_of - 1, "{context}: backfill cut-off");
+        }
+    }
 }

@@ -374,8 +374,20 @@ mod tests {
     use super::*;
     use topsellers_model::{Profile, Profiles};
 
-    /// Per pair, summed one purchase at a time in arrival order: (count, latest, sums).
-    type Oracle = BTreeMap<(String, String), (i64, i64, Vec<DecayedSum>)>;
+    /// Per pair, one purchase at a time in f64, sharing no code with what it checks: the
+    /// purchases, their latest time, and per profile `Σ q·2^(−(T − ts)/h)` with `Σ |term|`.
+    #[derive(Default)]
+    struct Expected {
+        count: i64,
+        latest: i64,
+        scores: Vec<(f64, f64)>,
+    }
+
+    /// Whether a sum's score agrees with the brute force's to 1e-9 relative (plus the f64
+    /// sum's own error bound, `1e-12 · Σ |term|`, which matters only when terms cancel).
+    fn close(got: f64, (want, mag): (f64, f64)) -> bool {
+        (got - want).abs() <= 1e-9 * got.abs().max(want.abs()) + 1e-12 * mag
+    }
 
     #[test]
     fn sums_per_pair_equal_a_purchase_by_purchase_oracle() {
@@ -396,43 +408,60 @@ mod tests {
             lateness_ms: 0,
             max_future: std::time::Duration::ZERO,
         };
+        let as_of = 40 * 86_400_000_i64;
         let mut rng = SmallRng::seed_from_u64(11);
         // Several chunks of pending purchases and table growths; pairs repeat within a chunk.
         for purchases in [0, 1, PENDING - 1, PENDING, 3 * PENDING + 5, 20_000] {
             let mut aggregates = Aggregates::new(&scoring);
-            let mut oracle = Oracle::new();
+            let mut oracle: BTreeMap<(String, String), Expected> = BTreeMap::new();
             let distinct = rng.random_range(1..3000);
             for _ in 0..purchases {
                 let item = format!("item-{}", rng.random_range(0..distinct));
                 let category = format!("c{}/s{}", rng.random_range(0..3), rng.random_range(0..4));
-                let ts_ms = rng.random_range(0..40 * 86_400_000_i64);
-                let quantity = rng.random_range(1..5);
+                let ts_ms = rng.random_range(0..as_of);
+                // Some returns.
+                let quantity = [-2, -1, 1, 1, 2, 3, 4][rng.random_range(0..7)];
                 aggregates.add(PurchaseRef {
                     item_id: &item,
                     category: &category,
                     ts_ms,
                     quantity,
                 });
-                let (count, latest, sums) = oracle.entry((item, category)).or_insert((
-                    0,
-                    i64::MIN,
-                    vec![DecayedSum::default(); half_lives.len()],
-                ));
-                *count += 1;
-                *latest = (*latest).max(ts_ms);
-                for (sum, &half_life) in sums.iter_mut().zip(&half_lives) {
-                    sum.add(ts_ms, quantity, half_life);
+                let want = oracle.entry((item, category)).or_insert(Expected {
+                    count: 0,
+                    latest: i64::MIN,
+                    scores: vec![(0.0, 0.0); half_lives.len()],
+                });
+                want.count += 1;
+                want.latest = want.latest.max(ts_ms);
+                for (score, &h) in want.scores.iter_mut().zip(&half_lives) {
+                    let term = quantity as f64 * (-((as_of - ts_ms) as f64) / h as f64).exp2();
+                    score.0 += term;
+                    score.1 += term.abs();
                 }
             }
             assert_eq!(aggregates.pairs(), oracle.len());
-            let got: Oracle = aggregates
-                .into_updates()
-                .map(|(pair, count)| {
-                    let key = (pair.item_id.to_string(), pair.category.to_string());
-                    (key, (count, pair.latest_ms, pair.sums.into_vec()))
-                })
-                .collect();
-            assert_eq!(got, oracle, "{purchases} purchases");
+            let mut seen = 0;
+            for (pair, count) in aggregates.into_updates() {
+                let key = (pair.item_id.to_string(), pair.category.to_string());
+                let want = oracle
+                    .get(&key)
+                    .unwrap_or_else(|| panic!("{key:?}: no such pair"));
+                assert_eq!(
+                    (count, pair.latest_ms),
+                    (want.count, want.latest),
+                    "{key:?}"
+                );
+                for ((sum, &want), &h) in pair.sums.iter().zip(&want.scores).zip(&half_lives) {
+                    let got = sum.score_at(as_of, h);
+                    assert!(
+                        close(got, want),
+                        "{key:?}, half-life {h}: {got} vs {want:?}"
+                    );
+                }
+                seen += 1;
+            }
+            assert_eq!(seen, oracle.len(), "{purchases} purchases");
         }
     }
 

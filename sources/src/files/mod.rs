@@ -239,24 +239,19 @@ pub fn open_unit(unit: &ReadUnit) -> Result<Box<dyn RecordReader + Send>, Source
     })
 }
 
-/// The largest event time in a unit (`None` if it has none): for Parquet from the `ts`
-/// statistics when exact, else from the `ts` column alone (any row whose `ts` is valid,
-/// whatever its other fields); for text formats from its valid purchases.
+/// The largest event time among a unit's valid purchases (`None` if it has none): the unit is
+/// read and every field checked, as the real read does, so that neither a bad record nor one
+/// with quantity 0 sets it (a Parquet row group's `ts` statistics include such rows: they only
+/// bound it, see [`ReadUnit::max_ts_bound`]). Bad records are not reported here.
 pub fn max_event_time(unit: &ReadUnit) -> Result<Option<i64>, SourceError> {
-    if let Some(max) = unit.ts_max {
-        return Ok((max >= 0).then_some(max));
-    }
-    if unit.format == Format::Parquet {
-        return parquet::max_ts(unit);
-    }
     let mut reader = open_unit(unit)?;
-    let (mut purchases, mut bad, mut max) = (Vec::new(), Vec::new(), None);
+    let (mut bad, mut max) = (Vec::new(), None);
     loop {
-        let more = reader.next_batch(&mut purchases, &mut bad, 65_536)?;
-        if let Some(latest) = purchases.iter().map(|p| p.ts_ms).max() {
-            max = max.max(Some(latest));
-        }
-        purchases.clear();
+        let more = reader.visit_batch(
+            &mut |purchase| max = max.max(Some(purchase.ts_ms)),
+            &mut bad,
+            65_536,
+        )?;
         bad.clear();
         if !more {
             return Ok(max);

@@ -340,39 +340,6 @@ impl ParquetReader {
     }
 }
 
-/// The largest valid `ts` in one row group (a unit), reading only that column.
-pub(crate) fn max_ts(unit: &ReadUnit) -> Result<Option<i64>, SourceError> {
-    let row_group = unit.row_group.unwrap_or(0);
-    let meta = arrow_metadata(unit, row_group)?;
-    let Some(index) = meta.schema().fields().iter().position(|f| f.name() == "ts") else {
-        return Err(SourceError::MissingColumn {
-            path: unit.location.to_string(),
-            column: "ts",
-        });
-    };
-    let plan = ParquetPlan::new(unit, meta, row_group, vec![index]);
-    let input = plan.input()?;
-    let batches = plan.batches(input)?;
-    let mut max = None;
-    for batch in batches {
-        let batch = batch.map_err(|e| SourceError::parquet(&unit.location, e))?;
-        let column = batch.column(0);
-        let ts = TsCol::new(column).ok_or_else(|| SourceError::UnsupportedColumnType {
-            path: unit.location.to_string(),
-            column: "ts",
-            found: column.data_type().to_string(),
-        })?;
-        for row in 0..batch.num_rows() {
-            if let Ok(time) = ts.get(row) {
-                if time >= 0 && max.is_none_or(|max| time > max) {
-                    max = Some(time);
-                }
-            }
-        }
-    }
-    Ok(max)
-}
-
 /// One row's purchase, borrowed from the decoded columns (an integer item id is written into
 /// `number` as its decimal text).
 fn parse_row<'c>(
@@ -764,48 +731,66 @@ mod tests {
         }
     }
 
+    /// The `ts` statistics (a bound on the row group's event times) agree with the latest
+    /// valid purchase read, whatever the column's type (floored to ms like the reader).
     #[test]
-    fn statistics_give_the_same_max_ts_as_reading_the_column() {
+    fn statistics_give_the_same_max_ts_as_reading_the_rows() {
         let dir = tempfile::tempdir().unwrap();
         let base_ms: i64 = 1_700_000_000_123;
         let ts = [base_ms - 5_000, base_ms, base_ms - 77];
-        let cases: Vec<(&str, ArrayRef, bool)> = vec![
-            ("ms", Arc::new(Int64Array::from(ts.to_vec())), true),
+        // (name, column, its latest time as the statistics give it, as the rows give it).
+        let cases: Vec<(&str, ArrayRef, Option<i64>, Option<i64>)> = vec![
+            (
+                "ms",
+                Arc::new(Int64Array::from(ts.to_vec())),
+                Some(base_ms),
+                Some(base_ms),
+            ),
             (
                 "s",
                 Arc::new(
                     TimestampSecondArray::from(ts.iter().map(|t| t / 1000).collect::<Vec<_>>())
                         .with_timezone("UTC"),
                 ),
-                true,
+                Some(base_ms / 1000 * 1000),
+                Some(base_ms / 1000 * 1000),
             ),
             (
                 "us",
                 Arc::new(TimestampMicrosecondArray::from(
                     ts.iter().map(|t| t * 1000 + 999).collect::<Vec<_>>(),
                 )),
-                true,
+                Some(base_ms),
+                Some(base_ms),
             ),
             (
                 "ns",
                 Arc::new(TimestampNanosecondArray::from(
                     ts.iter().map(|t| t * 1_000_000 + 1).collect::<Vec<_>>(),
                 )),
-                true,
+                Some(base_ms),
+                Some(base_ms),
             ),
-            ("i32", Arc::new(Int32Array::from(vec![5, 9, -3])), true),
+            (
+                "i32",
+                Arc::new(Int32Array::from(vec![5, 9, -3])),
+                Some(9),
+                Some(9),
+            ),
             (
                 "text",
                 strings(&[Some("1970-01-01T00:00:01Z"), Some("7"), None]),
-                false,
+                None,
+                Some(1000),
             ),
             (
                 "negative",
                 Arc::new(Int64Array::from(vec![-5, -9, -3])),
-                true,
+                Some(-3),
+                None,
             ),
         ];
-        for (name, column, from_statistics) in cases {
+        for (name, column, stats, read) in cases {
             let path = dir.path().join(format!("{name}.parquet"));
             let rows = column.len();
             write(
@@ -818,11 +803,37 @@ mod tests {
                 10,
             );
             let units = list_units(&[&path], None).unwrap();
-            assert_eq!(units[0].ts_max.is_some(), from_statistics, "{name}");
-            let read = max_ts(&units[0]).unwrap();
-            let stats = crate::files::max_event_time(&units[0]).unwrap();
-            assert_eq!(stats, read, "{name}");
+            assert_eq!(units[0].ts_max, stats, "{name}");
+            assert_eq!(
+                crate::files::max_event_time(&units[0]).unwrap(),
+                read,
+                "{name}"
+            );
         }
+    }
+
+    /// A row group's latest valid purchase is read, not taken from its `ts` statistics, which
+    /// count rows that are bad (or have quantity 0) too.
+    #[test]
+    fn max_event_time_is_that_of_valid_purchases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad-late.parquet");
+        write(
+            &path,
+            vec![
+                ("item_id", strings(&[Some("a"), Some("b"), None, Some("d")])),
+                (
+                    "category",
+                    strings(&[Some("x"), Some("x//y"), Some("x"), Some("x")]),
+                ),
+                ("ts", Arc::new(Int64Array::from(vec![10, 50, 40, 60]))),
+                ("quantity", Arc::new(Int64Array::from(vec![1, 1, 1, 0]))),
+            ],
+            10,
+        );
+        let units = list_units(&[&path], None).unwrap();
+        assert_eq!(units[0].ts_max, Some(60));
+        assert_eq!(crate::files::max_event_time(&units[0]).unwrap(), Some(10));
     }
 
     /// Categories read as a dictionary are checked once per value: over several batches and
