@@ -526,9 +526,15 @@ fn a_bad_record_never_moves_the_cut_off() {
         Rec::new("", "home", t + 30 * DAY + 1, 1),       // empty item id
         Rec::new("y", "/home", t + 30 * DAY + 2, 5),     // leading slash
         Rec::new("z", "home", t + 40 * DAY, 0),          // quantity 0: ignored
+        // Issue 14: beyond scoring.max_future (9999-12-31T23:59:59Z, and the largest ts),
+        // and quantities beyond ±2^53 (whose retraction would wrap).
+        Rec::new("f", "home", 253_402_300_799_000, 1),
+        Rec::new("g", "toys", i64::MAX - DAY, 1), // (the writers add an offset)
+        Rec::new("h", "toys", t - HOUR, i64::MIN),
+        Rec::new("h", "books", t - 2 * HOUR, (1 << 53) + 1),
     ];
     let mut mixed = valid.clone();
-    for (at, rec) in [2, 5, 6, 11].into_iter().zip(late) {
+    for (at, rec) in [2, 5, 6, 11, 12, 0, 9, 14].into_iter().zip(late) {
         mixed.insert(at, rec);
     }
     let dir = tempfile::tempdir().unwrap();
@@ -551,7 +557,7 @@ fn a_bad_record_never_moves_the_cut_off() {
             // batch: the default as-of time is the latest valid purchase.
             let (summary, got) = batch_lists(&config, None, &params);
             assert_eq!(summary.as_of_ms, as_of, "{context}: batch's as-of time");
-            assert_eq!(summary.bad_records, 3, "{context}: bad records");
+            assert_eq!(summary.bad_records, 7, "{context}: bad records");
             assert_eq!(summary.purchases, want.counted, "{context}: purchases");
             assert_no_problems(&compare(&got, &want, params.k, 2), &context);
 
