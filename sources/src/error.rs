@@ -84,6 +84,20 @@ pub enum SourceError {
         /// The object store's message.
         message: String,
     },
+    /// A CSV quoted field runs on for more lines than any record may span: a stray `"` that
+    /// would swallow every row after it. The whole file is refused rather than read wrong.
+    #[error(
+        "{position}: a quoted field opened in this record is still open {lines} lines later \
+         (a record may span at most {max} lines): a stray '\"'? Fix or remove the file"
+    )]
+    UnterminatedQuote {
+        /// `file:line` where the record starts.
+        position: String,
+        /// Lines the record ran on for.
+        lines: u64,
+        /// The bound.
+        max: u64,
+    },
     /// A configuration value is invalid.
     #[error(transparent)]
     Config(#[from] SettingError),

@@ -33,6 +33,11 @@ impl Columns {
     };
 }
 
+/// Most lines one record may span (a quoted field may hold line breaks). A quote left open
+/// runs on to the end of the file, swallowing every row after it; past this bound the file is
+/// refused, naming where the record started, instead.
+pub(crate) const MAX_RECORD_LINES: u64 = 16;
+
 /// Reads one CSV file.
 pub(crate) struct CsvReader {
     /// The file's path or URL (positions and errors).
@@ -217,6 +222,15 @@ impl RecordReader for CsvReader {
             examined += 1;
             let record = &self.record;
             let line = record.position().map_or(0, |p| p.line());
+            let lines = self.reader.position().line().saturating_sub(line);
+            if lines > MAX_RECORD_LINES {
+                self.done = true;
+                return Err(SourceError::UnterminatedQuote {
+                    position: line_position(&self.label, line),
+                    lines,
+                    max: MAX_RECORD_LINES,
+                });
+            }
             let outcome = parse_row(
                 record,
                 self.columns,
@@ -382,7 +396,11 @@ mod tests {
                 }
             }));
             let unit = write(dir.path(), &format!("g{round}.csv"), &bytes);
-            let (out, bad) = read_unit_all(&unit).unwrap();
+            let (out, bad) = match read_unit_all(&unit) {
+                Ok(read) => read,
+                Err(SourceError::UnterminatedQuote { .. }) => continue,
+                Err(e) => panic!("{e}"),
+            };
             for p in &out {
                 assert!(topsellers_model::validate_category(&p.category).is_ok());
                 assert_ne!(p.quantity, 0);
@@ -397,5 +415,33 @@ mod tests {
             let unit = write(dir.path(), &format!("h{round}.csv"), &bytes);
             let _ = read_unit_all(&unit);
         }
+    }
+
+    #[test]
+    fn a_stray_quote_refuses_the_file_naming_where_instead_of_swallowing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("item_id,category,ts,quantity\n");
+        for n in 0..1000 {
+            text.push_str(&format!("i{n},a/b,{n},1\n"));
+        }
+        // Line 502: a stray quote; every row after it would be one "field".
+        text.insert_str(
+            text.match_indices('\n').nth(500).unwrap().0 + 1,
+            "\"x,a/b,5,1\n",
+        );
+        let unit = write(dir.path(), "stray.csv", text.as_bytes());
+        let error = read_unit_all(&unit).unwrap_err();
+        let SourceError::UnterminatedQuote { position, .. } = &error else {
+            panic!("{error}");
+        };
+        assert!(position.ends_with("stray.csv:502"), "{error}");
+        assert!(error.to_string().contains("stray"), "{error}");
+        // A quoted field may hold line breaks, up to the bound.
+        let breaks = "\n".repeat(MAX_RECORD_LINES as usize - 1);
+        let text = format!("item_id,category,ts\n\"a{breaks}b\",c,1\nz,c,2\n");
+        let unit = write(dir.path(), "breaks.csv", text.as_bytes());
+        let (out, bad) = read_unit_all(&unit).unwrap();
+        assert_eq!((out.len(), bad.len()), (2, 0));
+        assert_eq!(&*out[0].item_id, format!("a{breaks}b"));
     }
 }
