@@ -254,7 +254,11 @@ impl Running {
             return Err(error.into());
         }
         joined?;
-        self.ctx.dead_letter.flush();
+        // Every bad record must be in the dead-letter file: a failed write fails the batch.
+        self.ctx
+            .dead_letter
+            .finish()
+            .map_err(DriverError::DeadLetterIncomplete)?;
         Ok(self.profiles)
     }
 }

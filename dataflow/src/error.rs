@@ -129,6 +129,9 @@ pub enum DriverError {
         #[source]
         source: SourceError,
     },
+    /// Bad records could not all be written to the dead-letter file (e.g. a full disk).
+    #[error("the dead-letter output is incomplete: {0}")]
+    DeadLetterIncomplete(#[source] SourceError),
     /// The changelog cannot be opened.
     #[error("cannot open the changelog: {0}")]
     Changelog(#[source] topsellers_sinks::ChangelogError),

@@ -390,6 +390,11 @@ fn open_outputs(
             source,
         }
     })?;
+    metrics.register_counter(
+        "topsellers_dead_letter_write_failures_total",
+        "Writes to the dead-letter file that failed (e.g. a full disk): bad records it misses.",
+        dead_letter.write_failures(),
+    );
     let changelog =
         Changelog::open_with_brokers(&settings.changelog, kafka.map(|k| &*k.config.brokers))
             .map_err(DriverError::Changelog)?;

@@ -4,6 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -24,6 +25,8 @@ pub struct DeadLetter {
     file: Mutex<Option<BufWriter<File>>>,
     count: AtomicU64,
     write_failed: AtomicBool,
+    /// Writes that failed (a record not written, or a flush of buffered ones).
+    write_failures: Arc<AtomicU64>,
 }
 
 #[derive(Serialize)]
@@ -56,10 +59,12 @@ impl DeadLetter {
             file: Mutex::new(file),
             count: AtomicU64::new(0),
             write_failed: AtomicBool::new(false),
+            write_failures: Arc::new(AtomicU64::new(0)),
         })
     }
 
-    /// Counts, logs and writes one bad record. Never fails: a write error is logged once.
+    /// Counts, logs and writes one bad record. Never fails: a write error is logged once and
+    /// counted in [`DeadLetter::write_failures`] every time.
     pub fn record(&self, bad: &BadRecord) {
         self.note(bad);
         let mut guard = self.file.lock();
@@ -143,7 +148,31 @@ impl DeadLetter {
         }
     }
 
+    /// Writes to the file that failed so far (records not written, or flushes that lost
+    /// buffered ones): shared, for a metric. Non-zero means the file misses bad records.
+    pub fn write_failures(&self) -> Arc<AtomicU64> {
+        self.write_failures.clone()
+    }
+
+    /// Flushes, then fails if any write failed: what a run that must account for every bad
+    /// record (`batch`) checks at its end.
+    pub fn finish(&self) -> Result<(), SourceError> {
+        self.flush();
+        let failures = self.write_failures.load(Ordering::Relaxed);
+        if failures == 0 {
+            return Ok(());
+        }
+        let path = self.path.as_deref().unwrap_or(Path::new(""));
+        Err(SourceError::io(
+            path,
+            std::io::Error::other(format!(
+                "{failures} write(s) of bad records failed: the dead-letter file misses records"
+            )),
+        ))
+    }
+
     fn report_write_error(&self, error: &std::io::Error) {
+        self.write_failures.fetch_add(1, Ordering::Relaxed);
         if !self.write_failed.swap(true, Ordering::Relaxed) {
             let path = self.path.as_deref().map(Path::display);
             tracing::error!(path = ?path, %error, "cannot write the dead-letter output");
@@ -233,5 +262,33 @@ mod tests {
         positions.sort_unstable();
         positions.dedup();
         assert_eq!(positions.len(), 1001);
+    }
+
+    #[test]
+    fn write_failures_are_counted_and_fail_the_finish() {
+        // /dev/full accepts the open and fails every write with ENOSPC: a full disk.
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            return;
+        }
+        let dl = DeadLetter::open(Some(full)).unwrap();
+        let failures = dl.write_failures();
+        // 64 KiB of buffer: enough records that some writes reach the disk and fail.
+        for i in 0..2000 {
+            dl.record(&bad(i));
+        }
+        assert!(failures.load(Ordering::Relaxed) > 0);
+        let error = dl.finish().unwrap_err().to_string();
+        assert!(
+            error.contains("/dev/full") && error.contains("misses records"),
+            "{error}"
+        );
+        assert_eq!(dl.count(), 2000);
+        // A file that takes every record finishes fine.
+        let dir = tempfile::tempdir().unwrap();
+        let ok = DeadLetter::open(Some(&dir.path().join("d.jsonl"))).unwrap();
+        ok.record(&bad(1));
+        ok.finish().unwrap();
+        assert_eq!(ok.write_failures().load(Ordering::Relaxed), 0);
     }
 }

@@ -594,3 +594,37 @@ fn a_bad_record_never_moves_the_cut_off() {
         }
     }
 }
+
+/// A full disk under the dead-letter file (`/dev/full` fails every write): `batch` must not
+/// exit 0 with bad records missing from it, nor leave an output behind.
+#[test]
+fn batch_fails_when_a_bad_record_cannot_be_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("some-bad.jsonl");
+    std::fs::write(
+        &path,
+        "{\"item_id\":\"i\",\"category\":\"a\",\"ts\":1000}\n{\"item_id\":\"\",\"category\":\"a\",\"ts\":1000}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("lists.jsonl");
+    let params = Params::new(5, 2, 1000);
+    for workers in [1, 2, 4] {
+        let mut config = params.config(std::slice::from_ref(&path), "/dev/full");
+        config.runtime.workers = workers;
+        let error = topsellers::batch::batch_to_file(&config, None, &out)
+            .expect_err("a bad record that could not be recorded must fail the batch");
+        let text = format!("{error:#}");
+        assert!(
+            text.contains("dead-letter") && text.contains("/dev/full"),
+            "{text}"
+        );
+        assert!(!out.exists() && !dir.path().join("lists.jsonl.partial").exists());
+        // With a writable dead-letter file the same input succeeds.
+        let ok = params.config(
+            std::slice::from_ref(&path),
+            &dir.path().join("dl.jsonl").display().to_string(),
+        );
+        topsellers::batch::batch_to_file(&ok, None, &out).expect("batch");
+        std::fs::remove_file(&out).unwrap();
+    }
+}
