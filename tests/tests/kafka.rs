@@ -24,9 +24,9 @@ use topsellers::{Config, Stop};
 use topsellers_sources::{KafkaConfig, SourceConfig};
 use topsellers_tests::broker::{create_topic, fast_properties, produce, read_topic, Broker};
 use topsellers_tests::{
-    assert_no_problems, default_as_of, generate, http, jsonl_line, metric, oracle_problems,
-    rfc3339, served_lists, top_items, top_path, wait_until, write_parts, Fmt, Params, Rec, Served,
-    Spec, DAY,
+    assert_no_problems, compare, default_as_of, generate, http, jsonl_line, metric,
+    oracle_problems, rfc3339, served_lists, top_items, top_path, wait_until, write_parts, Fmt,
+    Params, Rec, Served, Spec, DAY,
 };
 
 const R: i64 = 2 * DAY;
@@ -789,6 +789,193 @@ fn restart_with_a_lake_and_the_same_group_loses_nothing() {
         metric(&text, "topsellers_kafka_handover_gap_partitions"),
         Some(0.0),
         "{context}: nothing was deleted from the topic\n{text}"
+    );
+    service.stop();
+    service.shutdown().expect("shutdown");
+}
+
+/// One wave of purchases for [`offsets_are_committed_only_after_their_purchases_are_served`]:
+/// categories `w{wave}/g{j}`, each on one partition, a few competing items each, quantities
+/// with returns, event times out of order within the wave's own ten minutes.
+fn commit_wave(rng: &mut SmallRng, wave: i64, base_ms: i64) -> Vec<(i32, Rec)> {
+    let mut out = Vec::new();
+    for j in 0..6 {
+        let partition = j % PARTITIONS;
+        for _ in 0..rng.random_range(10..30) {
+            let item = format!("item-{}", rng.random_range(0..8));
+            let ts = base_ms + wave * 600_000 + rng.random_range(0..300_000);
+            let quantity = if rng.random_bool(0.15) {
+                -1
+            } else {
+                rng.random_range(1..4)
+            };
+            out.push((
+                partition,
+                Rec::new(&item, &format!("w{wave}/g{j}"), ts, quantity),
+            ));
+        }
+    }
+    out.shuffle(rng);
+    out
+}
+
+/// What is wrong with what the service serves, given the group's committed offsets: every
+/// category whose purchases (its own and its descendants') all lie below the committed
+/// offsets must be served, with the oracle's lists over the purchases below those offsets.
+/// `sent`: per partition, the purchases in offset order. Returns the problems and how many
+/// categories were checked.
+fn commit_problems(
+    service: &Service,
+    params: &Params,
+    sent: &BTreeMap<i32, Vec<Rec>>,
+    committed: &BTreeMap<i32, i64>,
+) -> (Vec<String>, usize) {
+    let mut below = Vec::new();
+    let mut above: BTreeSet<String> = BTreeSet::new();
+    for (partition, records) in sent {
+        let upto = committed.get(partition).copied().unwrap_or(0).max(0) as usize;
+        assert!(
+            upto <= records.len(),
+            "partition {partition}: committed {upto}, only {} sent",
+            records.len()
+        );
+        below.extend(records[..upto].iter().cloned());
+        for rec in &records[upto..] {
+            above.extend(topsellers_tests::ancestors(&rec.category));
+        }
+    }
+    let complete: BTreeSet<String> = below
+        .iter()
+        .flat_map(|rec| topsellers_tests::ancestors(&rec.category))
+        .filter(|cat| !above.contains(cat))
+        .collect();
+    let mut problems = Vec::new();
+    let mut got_at: BTreeMap<i64, topsellers_tests::Got> = BTreeMap::new();
+    for cat in &complete {
+        for (profile, (name, _)) in params.half_lives.iter().enumerate() {
+            let target = format!("{}?profile={name}", top_path(cat));
+            let response = http(service.addr, "GET", &target, &[]);
+            if response.status != 200 {
+                problems.push(format!(
+                    "{target}: committed, but answers {}: {}",
+                    response.status,
+                    response.text()
+                ));
+                continue;
+            }
+            let doc = response.json();
+            let as_of = doc["as_of"]
+                .as_str()
+                .and_then(topsellers_tests::parse_rfc3339)
+                .expect("as_of");
+            got_at
+                .entry(as_of)
+                .or_default()
+                .insert((profile, cat.clone()), top_items(&doc));
+        }
+    }
+    for (as_of, got) in got_at {
+        let mut want = params.oracle(&below, as_of);
+        want.lists.retain(|(_, cat), _| complete.contains(cat));
+        let listed: BTreeSet<&String> = got.keys().map(|(_, cat)| cat).collect();
+        want.lists.retain(|(_, cat), _| listed.contains(cat));
+        problems.extend(
+            compare(&got, &want, params.k, params.half_lives.len())
+                .into_iter()
+                .map(|p| format!("as of {as_of}: {p}")),
+        );
+    }
+    (problems, complete.len())
+}
+
+/// An offset is committed only once the purchases before it are served, checked while the
+/// stream runs: purchases arrive in waves; while each wave is read, the group's committed
+/// offsets are polled from the broker, and each time every category whose purchases all lie
+/// below them must already be served with the oracle's lists over those purchases. Commits
+/// are frequent (100 ms) and publishing slow (1 s), so that a commit ahead of the served lists
+/// has a wide window to show.
+#[test]
+fn offsets_are_committed_only_after_their_purchases_are_served() {
+    let context = "commits while running";
+    let broker = Broker::start();
+    let topic = topic("commits");
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let params = Params::new(K, 2, 50);
+    let mut kafka = kafka_config(&broker.addr, &topic);
+    kafka.commit_interval = Duration::from_millis(100);
+    let group = kafka.group.clone();
+    let mut config = service_config(&params, kafka, "");
+    config.table.publish_interval = Duration::from_secs(1);
+    let (service, _stop) = start(&config);
+
+    let mut rng = SmallRng::seed_from_u64(1717);
+    let base_ms = 1_790_000_000_000;
+    let mut sent: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
+    let (mut checks, mut checked_categories) = (0, 0);
+    for wave in 0..5 {
+        let purchases = commit_wave(&mut rng, wave, base_ms);
+        let messages: Vec<(i32, Vec<u8>)> = purchases
+            .iter()
+            .map(|(p, rec)| (*p, jsonl_line(&mut rng, rec).into_bytes()))
+            .collect();
+        produce(&broker.addr, &topic, &messages);
+        for (partition, rec) in purchases {
+            sent.entry(partition).or_default().push(rec);
+        }
+        let ends: BTreeMap<i32, i64> = sent.iter().map(|(p, r)| (*p, r.len() as i64)).collect();
+        // Offsets first, then the lists: what was committed by then must be served by now.
+        let mut problems = Vec::new();
+        let all_committed = wait_until(PATIENCE, || {
+            let offsets = committed(&broker.addr, &topic, &group);
+            let (found, categories) = commit_problems(&service, &params, &sent, &offsets);
+            checks += 1;
+            checked_categories += categories;
+            problems = found;
+            !problems.is_empty() || offsets == ends
+        });
+        assert_no_problems(&problems, &format!("{context}: wave {wave}"));
+        assert!(
+            all_committed,
+            "{context}: wave {wave} was not committed within {PATIENCE:?}: {:?} of {ends:?}",
+            committed(&broker.addr, &topic, &group)
+        );
+    }
+    assert!(
+        checks > 5 && checked_categories > 0,
+        "{context}: the checks saw no committed category ({checks} polls)"
+    );
+    // The broker holds the partitions in the order they were sent (the offsets assumed above).
+    let total: usize = sent.values().map(Vec::len).sum();
+    let mut on_topic: BTreeMap<i32, Vec<(String, String, i64)>> = BTreeMap::new();
+    for (partition, _, payload) in read_topic(&broker.addr, &topic, total) {
+        let doc: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
+        let ts = doc["ts"]
+            .as_i64()
+            .or_else(|| doc["ts"].as_str().and_then(topsellers_tests::parse_rfc3339))
+            .expect("ts");
+        let item = match &doc["item_id"] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let category = doc["category"].as_str().expect("category").to_owned();
+        on_topic
+            .entry(partition)
+            .or_default()
+            .push((item, category, ts));
+    }
+    let expected: BTreeMap<i32, Vec<(String, String, i64)>> = sent
+        .iter()
+        .map(|(p, recs)| {
+            let rows = recs
+                .iter()
+                .map(|r| (r.item_id.clone(), r.category.clone(), r.ts))
+                .collect();
+            (*p, rows)
+        })
+        .collect();
+    assert!(
+        on_topic == expected,
+        "{context}: the topic's order differs from the order sent"
     );
     service.stop();
     service.shutdown().expect("shutdown");

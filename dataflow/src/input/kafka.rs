@@ -1,5 +1,5 @@
 //! Live input from Kafka: each worker reads its partitions, advances its input time to their
-//! watermark, and commits offsets once their purchases are published.
+//! watermark, and commits offsets once their purchases are served.
 //!
 //! ## Correctness
 //! A purchase enters at `max(ts, input time)` and keeps its own `ts` for its weight, so no
@@ -10,8 +10,9 @@
 //! follows the largest event time seen (or input time entered: a late purchase enters at the
 //! current time) by any worker of its process; across processes it only knows its own
 //! process's readers, so an idle process follows its own largest time.
-//! An offset is committed only once the snapshot covering its purchase was handed to the
-//! serving side ([`PendingOffsets`](topsellers_sources::kafka::PendingOffsets)).
+//! An offset is committed only once the snapshot covering its purchase is served (applied to
+//! the serving table: [`Context::served`](crate::context::Context::served); see
+//! [`PendingOffsets`](topsellers_sources::kafka::PendingOffsets)).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -215,7 +216,7 @@ impl KafkaInput {
 }
 
 /// Reads this worker's partitions until stopped: enters each purchase at its input time,
-/// advances the input to the partitions' watermark, and commits offsets once published.
+/// advances the input to the partitions' watermark, and commits offsets once served.
 pub fn follow(
     worker: &mut Worker,
     graph: &mut Graph<Event>,
@@ -296,7 +297,7 @@ pub fn follow(
         .max(current);
         // Let the dataflow finish the previous round before reading more (backpressure).
         graph.advance(worker, target, current, &ctx.stop);
-        reader.commit(ctx.published(), Instant::now());
+        reader.commit(ctx.served(), Instant::now());
         if !caught_up && reader.caught_up(now) {
             caught_up = true;
             kafka.shared.worker_caught_up(target as i64 - 1);
@@ -308,7 +309,7 @@ pub fn follow(
     if let Some(log) = log {
         log.finish(Some(reader.positions()), *graph.input.time());
     }
-    reader.close(ctx.published());
+    reader.close(ctx.served());
 }
 
 /// Enters a round's purchases at their input times (no earlier than `current`), skipping those
