@@ -794,6 +794,42 @@ fn restart_with_a_lake_and_the_same_group_loses_nothing() {
     service.shutdown().expect("shutdown");
 }
 
+/// An empty topic: there is nothing to catch up on, so the service turns ready (serving empty
+/// lists); then the first purchase is served.
+#[test]
+fn an_empty_topic_turns_ready() {
+    let context = "empty topic";
+    let broker = Broker::start();
+    let topic = topic("empty");
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let params = Params::new(K, 2, 500);
+    let (service, _stop) = start(&service_config(
+        &params,
+        kafka_config(&broker.addr, &topic),
+        "",
+    ));
+    assert!(
+        wait_until(PATIENCE, || service.is_ready()),
+        "{context}: not ready: {}",
+        service.readiness.reason()
+    );
+    let home = http(service.addr, "GET", "/v1/top", &[]);
+    assert_eq!(home.status, 200, "{context}: {}", home.text());
+    assert!(top_items(&home.json()).is_empty(), "{}", home.text());
+
+    let records = vec![Rec::new("sku-1", "books", 1_790_000_000_000, 2)];
+    let mut rng = SmallRng::seed_from_u64(1);
+    produce(
+        &broker.addr,
+        &topic,
+        &[(1, jsonl_line(&mut rng, &records[0]).into_bytes())],
+    );
+    wait_published(&service, records[0].ts, context);
+    check_oracle(&service, &params, &records, &[], context);
+    service.stop();
+    service.shutdown().expect("shutdown");
+}
+
 /// One wave of purchases for [`offsets_are_committed_only_after_their_purchases_are_served`]:
 /// categories `w{wave}/g{j}`, each on one partition, a few competing items each, quantities
 /// with returns, event times out of order within the wave's own ten minutes.
