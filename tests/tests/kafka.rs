@@ -21,6 +21,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use topsellers::run::Service;
 use topsellers::{Config, Stop};
+use topsellers_sources::kafka::StartFrom;
 use topsellers_sources::{KafkaConfig, SourceConfig};
 use topsellers_tests::broker::{create_topic, fast_properties, produce, read_topic, Broker};
 use topsellers_tests::{
@@ -1012,6 +1013,119 @@ fn offsets_are_committed_only_after_their_purchases_are_served() {
     assert!(
         on_topic == expected,
         "{context}: the topic's order differs from the order sent"
+    );
+    service.stop();
+    service.shutdown().expect("shutdown");
+}
+
+/// Commits `next` offsets for `group` (as an earlier consumer of the group would have).
+fn commit_for_group(brokers: &str, topic: &str, group: &str, next: &BTreeMap<i32, i64>) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for (&partition, &offset) in next {
+        list.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .expect("partition");
+    }
+    consumer
+        .commit(&list, rdkafka::consumer::CommitMode::Sync)
+        .expect("commit");
+    assert_eq!(&committed(brokers, topic, group), next, "committed");
+}
+
+/// A topic holding `data`, and the group having committed half of each partition.
+///
+/// Each partition's last message is produced on its own: tansu answers a partition's end
+/// offset (`latest`) with the base offset of its last record batch plus one, which is the
+/// true end only when that batch holds one message.
+fn topic_half_committed(broker: &Broker, name: &str, data: &Data) -> (String, KafkaConfig) {
+    let topic = topic(name);
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let mut last: BTreeMap<i32, usize> = BTreeMap::new();
+    for (at, (partition, _)) in data.messages.iter().enumerate() {
+        last.insert(*partition, at);
+    }
+    let (alone, batched): (Vec<_>, Vec<_>) = data
+        .messages
+        .iter()
+        .enumerate()
+        .partition(|(at, (partition, _))| last[partition] == *at);
+    let batched: Vec<(i32, Vec<u8>)> = batched.into_iter().map(|(_, m)| m.clone()).collect();
+    produce(&broker.addr, &topic, &batched);
+    for (_, message) in alone {
+        produce(&broker.addr, &topic, std::slice::from_ref(message));
+    }
+    let kafka = kafka_config(&broker.addr, &topic);
+    let half: BTreeMap<i32, i64> = counts(&data.messages)
+        .into_iter()
+        .map(|(p, n)| (p, n / 2))
+        .collect();
+    commit_for_group(&broker.addr, &topic, &kafka.group, &half);
+    (topic, kafka)
+}
+
+/// `start = "earliest"`: every partition starts at its first message, whatever the group
+/// committed (here: half of each partition), so the lists are the oracle's over everything.
+#[test]
+fn start_earliest_reads_the_whole_topic_whatever_the_group_committed() {
+    let context = "start earliest";
+    let broker = Broker::start();
+    let data = data(121, 1500);
+    let (_topic, mut kafka) = topic_half_committed(&broker, "start-earliest", &data);
+    kafka.start = StartFrom::Earliest;
+    let params = Params::new(K, 2, 500);
+    let (service, _stop) = start(&service_config(&params, kafka, ""));
+    let until = default_as_of(&data.records).unwrap();
+    wait_caught_up(&service, until, data.messages.len(), context);
+    check_oracle(&service, &params, &data.records, &data.twins, context);
+    service.stop();
+    service.shutdown().expect("shutdown");
+}
+
+/// `start = "latest"`: only what is produced after the start is read, neither the old messages
+/// nor those after the group's commits (half of each partition): once the service is ready,
+/// a new history is produced, and the lists are the oracle's over it alone.
+#[test]
+fn start_latest_reads_only_what_is_produced_after_the_start() {
+    let context = "start latest";
+    let broker = Broker::start();
+    let old = data(122, 1000);
+    let (topic, mut kafka) = topic_half_committed(&broker, "start-latest", &old);
+    kafka.start = StartFrom::Latest;
+    let params = Params::new(K, 2, 500);
+    let (service, _stop) = start(&service_config(&params, kafka, ""));
+    assert!(
+        wait_until(PATIENCE, || service.is_ready()),
+        "{context}: not ready: {}",
+        service.readiness.reason()
+    );
+    // A new history, all of it later than the old one.
+    let old_until = default_as_of(&old.records).unwrap();
+    let history = generate(&Spec::new(123, 800, R, false));
+    let first = history.records.iter().map(|r| r.ts).min().unwrap();
+    let shift = old_until + 1000 - first;
+    let records: Vec<Rec> = history
+        .records
+        .into_iter()
+        .map(|r| Rec {
+            ts: r.ts + shift,
+            ..r
+        })
+        .collect();
+    let new = encode(123, records, history.twins, &[]);
+    produce(&broker.addr, &topic, &new.messages);
+    let until = default_as_of(&new.records).unwrap();
+    wait_caught_up(&service, until, new.messages.len(), context);
+    check_oracle(&service, &params, &new.records, &new.twins, context);
+    let text = http(service.addr, "GET", "/metrics", &[]).text();
+    assert_eq!(
+        metric(&text, "topsellers_kafka_messages_total"),
+        Some(new.messages.len() as f64),
+        "{context}: only the new messages are read\n{text}"
     );
     service.stop();
     service.shutdown().expect("shutdown");
