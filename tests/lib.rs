@@ -1560,6 +1560,26 @@ pub fn free_loopback_addresses(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// A cluster layout (`workers.toml`) in `dir` on loopback with fresh ports, `processes` ×
+/// `threads`; its path and the HTTP addresses of its processes.
+pub fn cluster_layout(dir: &Path, processes: usize, threads: usize) -> (PathBuf, Vec<String>) {
+    let mut text =
+        format!("threads = {threads}\nprocesses = {processes}\nconnect_timeout = \"30s\"\n");
+    let mut addresses = free_loopback_addresses(2 * processes).into_iter();
+    let mut http = Vec::new();
+    for _ in 0..processes {
+        let (timely, address) = (addresses.next().unwrap(), addresses.next().unwrap());
+        let _ = write!(
+            text,
+            "[[process]]\ntimely = \"{timely}\"\nhttp = \"{address}\"\n"
+        );
+        http.push(address);
+    }
+    let path = dir.join("workers.toml");
+    std::fs::write(&path, text).expect("write workers.toml");
+    (path, http)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

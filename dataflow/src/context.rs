@@ -32,6 +32,8 @@ pub struct Context {
     snapshots: Sender<Snapshot>,
     /// The time of the last snapshot this process's leader handed on.
     published: AtomicI64,
+    /// The time of the last snapshot in the serving table (set by the publisher once applied).
+    served: Arc<AtomicI64>,
     /// The first failure; the run fails with it.
     error: Mutex<Option<RunError>>,
 }
@@ -53,6 +55,7 @@ impl Context {
             checkpoints: None,
             snapshots,
             published: AtomicI64::new(i64::MIN),
+            served: Arc::new(AtomicI64::new(i64::MIN)),
             error: Mutex::new(None),
         }
     }
@@ -83,6 +86,18 @@ impl Context {
     /// The time of the last snapshot handed on (`i64::MIN` before the first).
     pub fn published(&self) -> i64 {
         self.published.load(Ordering::SeqCst)
+    }
+
+    /// The time of the last snapshot of this run that `/v1/top` serves, i.e. that the
+    /// publisher applied to the table (`i64::MIN` before the first): it may lag
+    /// [`Context::published`] by the publish interval.
+    pub fn served(&self) -> i64 {
+        self.served.load(Ordering::SeqCst)
+    }
+
+    /// Where the publisher notes what it applied (see [`Context::served`]).
+    pub fn served_cell(&self) -> Arc<AtomicI64> {
+        Arc::clone(&self.served)
     }
 
     /// Fails the run with `error` (the first failure wins) and stops everything.

@@ -18,6 +18,7 @@ use topsellers_operators::{
 };
 
 use crate::config::Scoring;
+use crate::gossip::Gossip;
 use crate::stop::Stop;
 
 /// The handles a worker drives its dataflow with; `D` is what enters it.
@@ -29,6 +30,8 @@ pub struct Graph<D: ExchangeData> {
     pub seeds: Option<InputSession<Time, PairSeed, i64>>,
     /// Reports how far the top-k lists are complete.
     pub probe: ProbeHandle<Time>,
+    /// What the live readers of every worker tell each other (the serving dataflow's).
+    pub gossip: Option<Gossip>,
     /// The dataflow's id, to drop it without draining pending retractions.
     pub id: usize,
 }
@@ -56,6 +59,9 @@ impl<D: ExchangeData> Graph<D> {
             seeds.advance_to(to);
             seeds.flush();
         }
+        if let Some(gossip) = &mut self.gossip {
+            gossip.advance_to(to);
+        }
     }
 
     /// Steps `worker` until `ready` holds or a stop; whether `ready` held.
@@ -72,7 +78,8 @@ impl<D: ExchangeData> Graph<D> {
 
 /// `purchases (+ seeds) → decayed_local_topk → merge_topk → snapshots`: the live service,
 /// where each purchase is retracted at `ts + retention`; a backfill enters its history as
-/// seeds. `sink` gets the snapshots on the workers listed in `leaders`.
+/// seeds. `sink` gets the snapshots on the workers listed in `leaders`. Beside it, the live
+/// readers' [`Gossip`].
 pub fn build_serving(
     worker: &mut Worker,
     scoring: &Scoring,
@@ -82,7 +89,7 @@ pub fn build_serving(
     let topk = TopKConfig::new(&scoring.profiles, scoring.k, Some(scoring.retention_ms));
     let id = worker.next_dataflow_index();
     let probe = ProbeHandle::new();
-    let (input, seeds) = worker.dataflow::<Time, _, _>(|scope| {
+    let (input, seeds, gossip) = worker.dataflow::<Time, _, _>(|scope| {
         let (input, purchases) = scope.new_collection::<Event, i64>();
         let (seed_input, seeds) = scope.new_collection::<PairSeed, i64>();
         // A seed's time is its message's: it is entered at the input's current time.
@@ -92,12 +99,13 @@ pub fn build_serving(
             .merge_topk(scoring.k)
             .probe_with(&probe)
             .snapshots(leaders, sink);
-        (input, seed_input)
+        (input, seed_input, Gossip::build(&scope))
     });
     Graph {
         input,
         seeds: Some(seeds),
         probe,
+        gossip: Some(gossip),
         id,
     }
 }
@@ -126,6 +134,7 @@ pub fn build_batch(
         input,
         seeds: None,
         probe,
+        gossip: None,
         id,
     }
 }

@@ -8,7 +8,8 @@
 //!   history's listing ([`lake`]) and the hand-over to Kafka ([`handover`]);
 //! - [`serve`]: the serving side (HTTP, the publisher, `/readyz`);
 //! - [`workers`]: the timely workers, in one process or a [`cluster`], each running
-//!   [`worker`]: its [`graph`], then the [`input`] loops (backfill, then generator or Kafka);
+//!   [`worker`]: its [`graph`], then the [`input`] loops (backfill, then generator or Kafka;
+//!   live readers tell each other how far they are through the dataflow: [`gossip`]);
 //! - [`context`]: what they share ([`stop`] signal, errors, [`progress`]);
 //! - [`run`], [`batch`], [`generate`]: the commands.
 #![warn(missing_docs)]
@@ -20,6 +21,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod generate;
+pub mod gossip;
 pub mod graph;
 pub mod handover;
 pub mod input;

@@ -103,17 +103,17 @@ impl Service {
             (None, None) => "starting".into(),
         }));
         let (snapshots, received) = crossbeam_channel::bounded(settings.runtime.snapshot_queue);
+        let mut ctx = Context::new(stop.clone(), metrics.clone(), dead_letter, snapshots);
         let serving = Serving::start(
             &settings.http,
             settings.runtime.http_threads,
             &table,
             &metrics,
             &readiness,
-            received,
+            (received, ctx.served_cell()),
             changelog,
             &stop,
         )?;
-        let mut ctx = Context::new(stop.clone(), metrics.clone(), dead_letter, snapshots);
         let checkpointer = match state {
             Some((store, restored)) => {
                 let setup = checkpoint_setup(settings, &job, history, restored);

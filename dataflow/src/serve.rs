@@ -2,6 +2,7 @@
 //! the table and the changelog, and the thread that keeps `/readyz` up to date.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -37,7 +38,7 @@ pub struct Serving {
 impl Serving {
     /// Binds HTTP first, so that a bad or busy address fails before any work starts, then
     /// serves `table` until `stop`, and starts the publisher on `snapshots` (it ends once every
-    /// sender is gone).
+    /// sender is gone), which notes in `served` the time of each snapshot it applied.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         config: &HttpConfig,
@@ -45,10 +46,11 @@ impl Serving {
         table: &Arc<ServingTable>,
         metrics: &Arc<Metrics>,
         readiness: &Arc<Readiness>,
-        snapshots: Receiver<Snapshot>,
+        snapshots: (Receiver<Snapshot>, Arc<AtomicI64>),
         changelog: Option<Changelog>,
         stop: &Stop,
     ) -> Result<Serving, DriverError> {
+        let (snapshots, served) = snapshots;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("http")
@@ -80,7 +82,7 @@ impl Serving {
             let (table, metrics) = (table.clone(), metrics.clone());
             std::thread::Builder::new()
                 .name("publisher".into())
-                .spawn(move || run_publisher(snapshots, table, changelog, metrics))
+                .spawn(move || run_publisher(snapshots, table, changelog, metrics, served))
                 .map_err(|source| DriverError::Start {
                     what: "the publisher thread",
                     source,

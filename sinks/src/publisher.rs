@@ -1,5 +1,6 @@
 //! The publisher thread: applies snapshots, in order, to the serving table and changelog.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,12 +33,15 @@ const MAX_BATCH: usize = 256;
 /// those already queued, are taken along (up to 256) and applied
 /// to the table as one ([`ServingTable::apply_many`]); each is then written to the changelog
 /// (dropped at its first write error, which is logged); last, `snapshots_total`,
-/// `watermark_ms` and `last_publish_wall_ms` are updated.
+/// `watermark_ms` and `last_publish_wall_ms` are updated, and `served` is set to the time of
+/// the last snapshot applied: what `/v1/top` serves from now on (a Kafka source commits offsets
+/// up to it).
 pub fn run_publisher(
     rx: Receiver<Snapshot>,
     table: Arc<ServingTable>,
     mut changelog: Option<Changelog>,
     metrics: Arc<Metrics>,
+    served: Arc<AtomicI64>,
 ) -> PublishSummary {
     let mut summary = PublishSummary::default();
     let mut interval = table.publish_interval();
@@ -76,6 +80,7 @@ pub fn run_publisher(
         metrics.add_snapshots(batch.len() as u64);
         metrics.set_watermark_ms(last);
         metrics.set_last_publish_wall_ms(wall_clock_ms());
+        served.fetch_max(last, Ordering::SeqCst);
         summary.snapshots += batch.len() as u64;
         summary.last_time_ms = Some(last);
         tracing::debug!(time_ms = last, snapshots = batch.len(), "published");
@@ -106,10 +111,17 @@ mod tests {
         let table = Arc::new(ServingTable::new(profiles(), 10, TableConfig::default()));
         let metrics = Arc::new(Metrics::new());
         let (tx, rx) = crossbeam_channel::bounded(4);
+        let served = Arc::new(AtomicI64::new(i64::MIN));
         let thread = {
-            let (table, metrics) = (table.clone(), metrics.clone());
+            let (table, metrics, served) = (table.clone(), metrics.clone(), served.clone());
             std::thread::spawn(move || {
-                run_publisher(rx, table, Some(Changelog::to_writer(Broken)), metrics)
+                run_publisher(
+                    rx,
+                    table,
+                    Some(Changelog::to_writer(Broken)),
+                    metrics,
+                    served,
+                )
             })
         };
         for step in 0..10 {
@@ -130,6 +142,7 @@ mod tests {
             }
         );
         assert_eq!(table.published_time_ms(), Some(9000));
+        assert_eq!(served.load(Ordering::SeqCst), 9000);
         assert_eq!(&*table.current_items(0, "a").unwrap()[0].0, "i9");
         assert_eq!(metrics.snapshots_total(), 10);
         assert_eq!(metrics.watermark_ms(), Some(9000));
@@ -141,7 +154,9 @@ mod tests {
         let table = Arc::new(ServingTable::new(profiles(), 10, TableConfig::default()));
         let (tx, rx) = crossbeam_channel::unbounded::<Snapshot>();
         drop(tx);
-        let summary = run_publisher(rx, table, None, Arc::new(Metrics::new()));
+        let served = Arc::new(AtomicI64::new(i64::MIN));
+        let summary = run_publisher(rx, table, None, Arc::new(Metrics::new()), served.clone());
+        assert_eq!(served.load(Ordering::SeqCst), i64::MIN);
         assert_eq!(summary, PublishSummary::default());
     }
 }

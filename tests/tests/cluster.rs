@@ -7,27 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use topsellers_tests::{
-    assert_no_problems, compare, default_as_of, free_loopback_addresses, generate, get,
-    served_lists_at, topsellers_exe, wait_until, write_parts, Fmt, Got, Params, Proc, Spec, DAY,
+    assert_no_problems, cluster_layout, compare, default_as_of, generate, get, served_lists_at,
+    topsellers_exe, wait_until, write_parts, Fmt, Got, Params, Proc, Spec, DAY,
 };
-
-/// A cluster layout on loopback with fresh ports; the HTTP addresses of its processes.
-fn layout(dir: &Path, processes: usize, threads: usize) -> (PathBuf, Vec<String>) {
-    let mut text =
-        format!("threads = {threads}\nprocesses = {processes}\nconnect_timeout = \"30s\"\n");
-    let mut addresses = free_loopback_addresses(2 * processes).into_iter();
-    let mut http = Vec::new();
-    for _ in 0..processes {
-        let (timely, address) = (addresses.next().unwrap(), addresses.next().unwrap());
-        text.push_str(&format!(
-            "[[process]]\ntimely = \"{timely}\"\nhttp = \"{address}\"\n"
-        ));
-        http.push(address);
-    }
-    let path = dir.join("workers.toml");
-    std::fs::write(&path, text).unwrap();
-    (path, http)
-}
 
 /// The scoring of `params` as a config file (no dead-letter file).
 fn config_file(dir: &Path, params: &Params) -> PathBuf {
@@ -134,7 +116,7 @@ impl Case {
 #[test]
 fn two_processes_serve_the_oracle_and_stop_when_one_is_lost() {
     let case = case(501, 5, 97);
-    let (workers, http) = layout(case.dir.path(), 2, 2);
+    let (workers, http) = cluster_layout(case.dir.path(), 2, 2);
     let mut procs: Vec<Proc> = (0..2)
         .map(|p| {
             let mut command = case.command("run", &workers);
@@ -166,7 +148,7 @@ fn two_processes_serve_the_oracle_and_stop_when_one_is_lost() {
 #[test]
 fn the_launcher_runs_three_processes_and_stops_them_on_sigterm() {
     let case = case(502, 3, 50_000);
-    let (workers, http) = layout(case.dir.path(), 3, 1);
+    let (workers, http) = cluster_layout(case.dir.path(), 3, 1);
     let mut launcher = Proc::start(
         &mut case.command("cluster", &workers),
         case.dir.path().join("launcher.log"),
@@ -199,7 +181,7 @@ fn the_launcher_runs_three_processes_and_stops_them_on_sigterm() {
 #[test]
 fn a_bad_process_index_is_a_clear_error() {
     let case = case(503, 3, 50_000);
-    let (workers, _) = layout(case.dir.path(), 2, 1);
+    let (workers, _) = cluster_layout(case.dir.path(), 2, 1);
     let mut command = case.command("run", &workers);
     command.arg("--process").arg("2");
     let mut proc = Proc::start(&mut command, case.dir.path().join("bad.log"));
@@ -215,7 +197,7 @@ fn a_bad_process_index_is_a_clear_error() {
 #[test]
 fn processes_stop_when_their_launcher_is_killed() {
     let case = case(504, 3, 50_000);
-    let (workers, http) = layout(case.dir.path(), 2, 1);
+    let (workers, http) = cluster_layout(case.dir.path(), 2, 1);
     let mut launcher = Proc::start(
         &mut case.command("cluster", &workers),
         case.dir.path().join("launcher.log"),

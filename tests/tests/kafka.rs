@@ -21,12 +21,13 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use topsellers::run::Service;
 use topsellers::{Config, Stop};
+use topsellers_sources::kafka::StartFrom;
 use topsellers_sources::{KafkaConfig, SourceConfig};
 use topsellers_tests::broker::{create_topic, fast_properties, produce, read_topic, Broker};
 use topsellers_tests::{
-    assert_no_problems, default_as_of, generate, http, jsonl_line, metric, oracle_problems,
-    rfc3339, served_lists, top_items, top_path, wait_until, write_parts, Fmt, Params, Rec, Served,
-    Spec, DAY,
+    assert_no_problems, compare, default_as_of, generate, http, jsonl_line, metric,
+    oracle_problems, rfc3339, served_lists, top_items, top_path, wait_until, write_parts, Fmt,
+    Params, Rec, Served, Spec, DAY,
 };
 
 const R: i64 = 2 * DAY;
@@ -789,6 +790,359 @@ fn restart_with_a_lake_and_the_same_group_loses_nothing() {
         metric(&text, "topsellers_kafka_handover_gap_partitions"),
         Some(0.0),
         "{context}: nothing was deleted from the topic\n{text}"
+    );
+    service.stop();
+    service.shutdown().expect("shutdown");
+}
+
+/// An empty topic: there is nothing to catch up on, so the service turns ready (serving empty
+/// lists); then the first purchase is served.
+#[test]
+fn an_empty_topic_turns_ready() {
+    let context = "empty topic";
+    let broker = Broker::start();
+    let topic = topic("empty");
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let params = Params::new(K, 2, 500);
+    let (service, _stop) = start(&service_config(
+        &params,
+        kafka_config(&broker.addr, &topic),
+        "",
+    ));
+    assert!(
+        wait_until(PATIENCE, || service.is_ready()),
+        "{context}: not ready: {}",
+        service.readiness.reason()
+    );
+    let home = http(service.addr, "GET", "/v1/top", &[]);
+    assert_eq!(home.status, 200, "{context}: {}", home.text());
+    assert!(top_items(&home.json()).is_empty(), "{}", home.text());
+
+    let records = vec![Rec::new("sku-1", "books", 1_790_000_000_000, 2)];
+    let mut rng = SmallRng::seed_from_u64(1);
+    produce(
+        &broker.addr,
+        &topic,
+        &[(1, jsonl_line(&mut rng, &records[0]).into_bytes())],
+    );
+    wait_published(&service, records[0].ts, context);
+    check_oracle(&service, &params, &records, &[], context);
+    service.stop();
+    service.shutdown().expect("shutdown");
+}
+
+/// One wave of purchases for [`offsets_are_committed_only_after_their_purchases_are_served`]:
+/// categories `w{wave}/g{j}`, each on one partition, a few competing items each, quantities
+/// with returns, event times out of order within the wave's own ten minutes.
+fn commit_wave(rng: &mut SmallRng, wave: i64, base_ms: i64) -> Vec<(i32, Rec)> {
+    let mut out = Vec::new();
+    for j in 0..6 {
+        let partition = j % PARTITIONS;
+        for _ in 0..rng.random_range(10..30) {
+            let item = format!("item-{}", rng.random_range(0..8));
+            let ts = base_ms + wave * 600_000 + rng.random_range(0..300_000);
+            let quantity = if rng.random_bool(0.15) {
+                -1
+            } else {
+                rng.random_range(1..4)
+            };
+            out.push((
+                partition,
+                Rec::new(&item, &format!("w{wave}/g{j}"), ts, quantity),
+            ));
+        }
+    }
+    out.shuffle(rng);
+    out
+}
+
+/// What is wrong with what the service serves, given the group's committed offsets: every
+/// category whose purchases (its own and its descendants') all lie below the committed
+/// offsets must be served, with the oracle's lists over the purchases below those offsets.
+/// `sent`: per partition, the purchases in offset order. Returns the problems and how many
+/// categories were checked.
+fn commit_problems(
+    service: &Service,
+    params: &Params,
+    sent: &BTreeMap<i32, Vec<Rec>>,
+    committed: &BTreeMap<i32, i64>,
+) -> (Vec<String>, usize) {
+    let mut below = Vec::new();
+    let mut above: BTreeSet<String> = BTreeSet::new();
+    for (partition, records) in sent {
+        let upto = committed.get(partition).copied().unwrap_or(0).max(0) as usize;
+        assert!(
+            upto <= records.len(),
+            "partition {partition}: committed {upto}, only {} sent",
+            records.len()
+        );
+        below.extend(records[..upto].iter().cloned());
+        for rec in &records[upto..] {
+            above.extend(topsellers_tests::ancestors(&rec.category));
+        }
+    }
+    let complete: BTreeSet<String> = below
+        .iter()
+        .flat_map(|rec| topsellers_tests::ancestors(&rec.category))
+        .filter(|cat| !above.contains(cat))
+        .collect();
+    let mut problems = Vec::new();
+    let mut got_at: BTreeMap<i64, topsellers_tests::Got> = BTreeMap::new();
+    for cat in &complete {
+        for (profile, (name, _)) in params.half_lives.iter().enumerate() {
+            let target = format!("{}?profile={name}", top_path(cat));
+            let response = http(service.addr, "GET", &target, &[]);
+            if response.status != 200 {
+                problems.push(format!(
+                    "{target}: committed, but answers {}: {}",
+                    response.status,
+                    response.text()
+                ));
+                continue;
+            }
+            let doc = response.json();
+            let as_of = doc["as_of"]
+                .as_str()
+                .and_then(topsellers_tests::parse_rfc3339)
+                .expect("as_of");
+            got_at
+                .entry(as_of)
+                .or_default()
+                .insert((profile, cat.clone()), top_items(&doc));
+        }
+    }
+    for (as_of, got) in got_at {
+        let mut want = params.oracle(&below, as_of);
+        want.lists.retain(|(_, cat), _| complete.contains(cat));
+        let listed: BTreeSet<&String> = got.keys().map(|(_, cat)| cat).collect();
+        want.lists.retain(|(_, cat), _| listed.contains(cat));
+        problems.extend(
+            compare(&got, &want, params.k, params.half_lives.len())
+                .into_iter()
+                .map(|p| format!("as of {as_of}: {p}")),
+        );
+    }
+    (problems, complete.len())
+}
+
+/// An offset is committed only once the purchases before it are served, checked while the
+/// stream runs: purchases arrive in waves; while each wave is read, the group's committed
+/// offsets are polled from the broker, and each time every category whose purchases all lie
+/// below them must already be served with the oracle's lists over those purchases. Commits
+/// are frequent (100 ms) and publishing slow (1 s), so that a commit ahead of the served lists
+/// has a wide window to show.
+///
+/// Ignored: it fails in most runs. The operators stamp a round's changes at their last
+/// complete time (`f − 1`, operators/src/stash.rs `take_complete`), which can be later than
+/// the input time a purchase entered at, while offsets are released by that input time: a
+/// snapshot at `T` can be published, and offsets of purchases entered at or before `T`
+/// committed, before those purchases' changes (stamped after `T`) are served (seen: a committed
+/// purchase missing from the list at `T`, present in the next snapshot).
+#[test]
+#[ignore = "commits can run one snapshot ahead of the served lists: see the doc comment"]
+fn offsets_are_committed_only_after_their_purchases_are_served() {
+    let context = "commits while running";
+    let broker = Broker::start();
+    let topic = topic("commits");
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let params = Params::new(K, 2, 50);
+    let mut kafka = kafka_config(&broker.addr, &topic);
+    kafka.commit_interval = Duration::from_millis(100);
+    let group = kafka.group.clone();
+    let mut config = service_config(&params, kafka, "");
+    config.table.publish_interval = Duration::from_secs(1);
+    let (service, _stop) = start(&config);
+
+    let mut rng = SmallRng::seed_from_u64(1717);
+    let base_ms = 1_790_000_000_000;
+    let mut sent: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
+    let (mut checks, mut checked_categories) = (0, 0);
+    for wave in 0..5 {
+        let purchases = commit_wave(&mut rng, wave, base_ms);
+        let messages: Vec<(i32, Vec<u8>)> = purchases
+            .iter()
+            .map(|(p, rec)| (*p, jsonl_line(&mut rng, rec).into_bytes()))
+            .collect();
+        produce(&broker.addr, &topic, &messages);
+        for (partition, rec) in purchases {
+            sent.entry(partition).or_default().push(rec);
+        }
+        let ends: BTreeMap<i32, i64> = sent.iter().map(|(p, r)| (*p, r.len() as i64)).collect();
+        // Offsets first, then the lists: what was committed by then must be served by now.
+        let mut problems = Vec::new();
+        let all_committed = wait_until(PATIENCE, || {
+            let offsets = committed(&broker.addr, &topic, &group);
+            let (found, categories) = commit_problems(&service, &params, &sent, &offsets);
+            checks += 1;
+            checked_categories += categories;
+            problems = found;
+            !problems.is_empty() || offsets == ends
+        });
+        if !problems.is_empty() {
+            // A reordered topic would break the offsets assumed, not the service.
+            assert_topic_order(&broker.addr, &topic, &sent, context);
+        }
+        assert_no_problems(&problems, &format!("{context}: wave {wave}"));
+        assert!(
+            all_committed,
+            "{context}: wave {wave} was not committed within {PATIENCE:?}: {:?} of {ends:?}",
+            committed(&broker.addr, &topic, &group)
+        );
+    }
+    assert!(
+        checks > 5 && checked_categories > 0,
+        "{context}: the checks saw no committed category ({checks} polls)"
+    );
+    assert_topic_order(&broker.addr, &topic, &sent, context);
+    service.stop();
+    service.shutdown().expect("shutdown");
+}
+
+/// The broker holds each partition's messages in the order `sent` lists them (the offsets
+/// [`commit_problems`] assumes): no produce retry reordered or doubled one.
+fn assert_topic_order(brokers: &str, topic: &str, sent: &BTreeMap<i32, Vec<Rec>>, context: &str) {
+    let total: usize = sent.values().map(Vec::len).sum();
+    let mut on_topic: BTreeMap<i32, Vec<(String, String, i64)>> = BTreeMap::new();
+    for (partition, _, payload) in read_topic(brokers, topic, total) {
+        let doc: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
+        let ts = doc["ts"]
+            .as_i64()
+            .or_else(|| doc["ts"].as_str().and_then(topsellers_tests::parse_rfc3339))
+            .expect("ts");
+        let item = match &doc["item_id"] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let category = doc["category"].as_str().expect("category").to_owned();
+        on_topic
+            .entry(partition)
+            .or_default()
+            .push((item, category, ts));
+    }
+    let expected: BTreeMap<i32, Vec<(String, String, i64)>> = sent
+        .iter()
+        .map(|(p, recs)| {
+            let rows = recs
+                .iter()
+                .map(|r| (r.item_id.clone(), r.category.clone(), r.ts))
+                .collect();
+            (*p, rows)
+        })
+        .collect();
+    assert!(
+        on_topic == expected,
+        "{context}: the topic's order differs from the order sent"
+    );
+}
+
+/// Commits `next` offsets for `group` (as an earlier consumer of the group would have).
+fn commit_for_group(brokers: &str, topic: &str, group: &str, next: &BTreeMap<i32, i64>) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for (&partition, &offset) in next {
+        list.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .expect("partition");
+    }
+    consumer
+        .commit(&list, rdkafka::consumer::CommitMode::Sync)
+        .expect("commit");
+    assert_eq!(&committed(brokers, topic, group), next, "committed");
+}
+
+/// A topic holding `data`, and the group having committed half of each partition.
+///
+/// Each partition's last message is produced on its own: tansu answers a partition's end
+/// offset (`latest`) with the base offset of its last record batch plus one, which is the
+/// true end only when that batch holds one message.
+fn topic_half_committed(broker: &Broker, name: &str, data: &Data) -> (String, KafkaConfig) {
+    let topic = topic(name);
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let mut last: BTreeMap<i32, usize> = BTreeMap::new();
+    for (at, (partition, _)) in data.messages.iter().enumerate() {
+        last.insert(*partition, at);
+    }
+    let (alone, batched): (Vec<_>, Vec<_>) = data
+        .messages
+        .iter()
+        .enumerate()
+        .partition(|(at, (partition, _))| last[partition] == *at);
+    let batched: Vec<(i32, Vec<u8>)> = batched.into_iter().map(|(_, m)| m.clone()).collect();
+    produce(&broker.addr, &topic, &batched);
+    for (_, message) in alone {
+        produce(&broker.addr, &topic, std::slice::from_ref(message));
+    }
+    let kafka = kafka_config(&broker.addr, &topic);
+    let half: BTreeMap<i32, i64> = counts(&data.messages)
+        .into_iter()
+        .map(|(p, n)| (p, n / 2))
+        .collect();
+    commit_for_group(&broker.addr, &topic, &kafka.group, &half);
+    (topic, kafka)
+}
+
+/// `start = "earliest"`: every partition starts at its first message, whatever the group
+/// committed (here: half of each partition), so the lists are the oracle's over everything.
+#[test]
+fn start_earliest_reads_the_whole_topic_whatever_the_group_committed() {
+    let context = "start earliest";
+    let broker = Broker::start();
+    let data = data(121, 1500);
+    let (_topic, mut kafka) = topic_half_committed(&broker, "start-earliest", &data);
+    kafka.start = StartFrom::Earliest;
+    let params = Params::new(K, 2, 500);
+    let (service, _stop) = start(&service_config(&params, kafka, ""));
+    let until = default_as_of(&data.records).unwrap();
+    wait_caught_up(&service, until, data.messages.len(), context);
+    check_oracle(&service, &params, &data.records, &data.twins, context);
+    service.stop();
+    service.shutdown().expect("shutdown");
+}
+
+/// `start = "latest"`: only what is produced after the start is read, neither the old messages
+/// nor those after the group's commits (half of each partition): once the service is ready,
+/// a new history is produced, and the lists are the oracle's over it alone.
+#[test]
+fn start_latest_reads_only_what_is_produced_after_the_start() {
+    let context = "start latest";
+    let broker = Broker::start();
+    let old = data(122, 1000);
+    let (topic, mut kafka) = topic_half_committed(&broker, "start-latest", &old);
+    kafka.start = StartFrom::Latest;
+    let params = Params::new(K, 2, 500);
+    let (service, _stop) = start(&service_config(&params, kafka, ""));
+    assert!(
+        wait_until(PATIENCE, || service.is_ready()),
+        "{context}: not ready: {}",
+        service.readiness.reason()
+    );
+    // A new history, all of it later than the old one.
+    let old_until = default_as_of(&old.records).unwrap();
+    let history = generate(&Spec::new(123, 800, R, false));
+    let first = history.records.iter().map(|r| r.ts).min().unwrap();
+    let shift = old_until + 1000 - first;
+    let records: Vec<Rec> = history
+        .records
+        .into_iter()
+        .map(|r| Rec {
+            ts: r.ts + shift,
+            ..r
+        })
+        .collect();
+    let new = encode(123, records, history.twins, &[]);
+    produce(&broker.addr, &topic, &new.messages);
+    let until = default_as_of(&new.records).unwrap();
+    wait_caught_up(&service, until, new.messages.len(), context);
+    check_oracle(&service, &params, &new.records, &new.twins, context);
+    let text = http(service.addr, "GET", "/metrics", &[]).text();
+    assert_eq!(
+        metric(&text, "topsellers_kafka_messages_total"),
+        Some(new.messages.len() as f64),
+        "{context}: only the new messages are read\n{text}"
     );
     service.stop();
     service.shutdown().expect("shutdown");

@@ -1,5 +1,5 @@
 //! Live input from Kafka: each worker reads its partitions, advances its input time to their
-//! watermark, and commits offsets once their purchases are published.
+//! watermark, and commits offsets once their purchases are served.
 //!
 //! ## Correctness
 //! A purchase enters at `max(ts, input time)` and keeps its own `ts` for its weight, so no
@@ -8,10 +8,14 @@
 //! is the minimum over all workers (of every process), so a snapshot waits for the slowest
 //! partition that is not idle. A worker whose partitions are all idle (or that owns none)
 //! follows the largest event time seen (or input time entered: a late purchase enters at the
-//! current time) by any worker of its process; across processes it only knows its own
-//! process's readers, so an idle process follows its own largest time.
-//! An offset is committed only once the snapshot covering its purchase was handed to the
-//! serving side ([`PendingOffsets`](topsellers_sources::kafka::PendingOffsets)).
+//! current time) by any worker of the cluster, as the workers report it to each other through
+//! the dataflow ([`gossip`](crate::gossip)); so once every partition is idle, every worker of
+//! every process reaches the last purchase's time, and a snapshot of it is published
+//! everywhere. A process is ready once every worker of the cluster has caught up and that
+//! snapshot is served.
+//! An offset is committed only once the snapshot covering its purchase is served (applied to
+//! the serving table: [`Context::served`](crate::context::Context::served); see
+//! [`PendingOffsets`](topsellers_sources::kafka::PendingOffsets)).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +34,7 @@ use topsellers_sources::kafka::{
 use super::{align, Follow, Logger};
 use crate::context::Context;
 use crate::error::RunError;
+use crate::gossip::{Gossip, Report, View};
 use crate::graph::Graph;
 use crate::handover::Handover;
 
@@ -94,8 +99,9 @@ impl KafkaInput {
         })
     }
 
-    /// Why `/readyz` is not ready yet (`None`: connected, caught up, and the snapshot of the
-    /// catch-up time published). `workers`: this process's worker threads.
+    /// Why `/readyz` is not ready yet (`None`: connected, every worker of the cluster caught
+    /// up, and the snapshot of the catch-up time published). `workers`: this process's worker
+    /// threads.
     pub fn not_ready(&self, workers: usize, published: Option<i64>) -> Option<String> {
         let s = &self.shared;
         let connected = s.connected.load(Ordering::SeqCst);
@@ -105,12 +111,20 @@ impl KafkaInput {
                 self.config.brokers
             ));
         }
+        // Every worker of the cluster: a process serves every list, each of which may need
+        // purchases from another process's partitions.
         let caught_up = s.caught_up.load(Ordering::SeqCst);
-        if caught_up < workers {
+        let peers = s.peers.load(Ordering::SeqCst).max(workers);
+        if caught_up < peers {
             let lag: Option<i64> = s.partitions().values().map(|g| g.lag).sum();
-            let lag = lag.map_or(String::new(), |lag| format!(", {lag} messages behind"));
+            let lag = lag.map_or(String::new(), |lag| format!(", {lag} messages behind here"));
+            let of = if peers > workers {
+                format!("{caught_up} of {peers} workers of the cluster caught up")
+            } else {
+                format!("{caught_up} of {peers} workers caught up")
+            };
             return Some(format!(
-                "kafka: catching up on {} ({caught_up} of {workers} workers caught up, {} messages read{lag})",
+                "kafka: catching up on {} ({of}, {} messages read here{lag})",
                 self.config.topic,
                 s.messages.load(Ordering::Relaxed)
             ));
@@ -215,7 +229,8 @@ impl KafkaInput {
 }
 
 /// Reads this worker's partitions until stopped: enters each purchase at its input time,
-/// advances the input to the partitions' watermark, and commits offsets once published.
+/// advances the input to the partitions' watermark (or, all idle, to the largest time any
+/// worker of the cluster has reported), and commits offsets once served.
 pub fn follow(
     worker: &mut Worker,
     graph: &mut Graph<Event>,
@@ -250,11 +265,13 @@ pub fn follow(
             })
         }
     };
+    kafka.shared.peers.store(worker.peers(), Ordering::SeqCst);
     kafka.shared.connected.fetch_add(1, Ordering::SeqCst);
     let epoch = Duration::from_millis(pace.epoch_ms);
     let mut purchases = Vec::with_capacity(pace.batch_size);
     let mut bad = Vec::new();
-    let mut caught_up = false;
+    // What this worker tells the others.
+    let mut own = Report::default();
     while !ctx.stopped() {
         let current = *graph.input.time();
         let deadline = Instant::now() + epoch;
@@ -269,38 +286,27 @@ pub fn follow(
                 worker.step();
             },
         );
-        enter_round(graph, kafka, &mut purchases, current, log, ctx);
+        let entered = enter_round(graph, kafka, &mut purchases, current, log, ctx);
+        own.max_entered_ms = own.max_entered_ms.max(entered.map(|at| at as i64));
         super::bad(ctx, log, &mut bad);
         ctx.metrics.add_ignored_records(reader.take_ignored());
 
         let now = Instant::now();
-        let target = match reader.watermark(now) {
-            // Nothing read anywhere and every partition idle (an empty topic, or a restart at
-            // its end), or no partition owned and nothing read by the others: nothing to wait
-            // for. The input leaves time 0 once, so that a snapshot (of what is there) is
-            // published; it does not creep on.
-            Watermark::Quiet => current.max(1),
-            Watermark::Hold if reader.partitions().is_empty() => current.max(1),
-            Watermark::Hold => current,
-            // Rounded down to the epoch: workers of similar watermarks then advance to the same
-            // times, so the frontier (and a snapshot) moves once per epoch, not once per worker.
-            Watermark::Active(w) => align(w.max(0) as Time, pace.epoch_ms) + 1,
-            // Everything is idle: publish up to the last purchase exactly, and past anything
-            // any worker of this process entered late (at its then current time: another
-            // worker may hold such purchases at a time after every event time).
-            Watermark::Idle(w) => {
-                let entered = kafka.shared.max_entered_ms().unwrap_or(0);
-                w.max(entered).max(0) as Time + 1
-            }
+        let heard = graph.gossip.as_ref().map(Gossip::view).unwrap_or_default();
+        let target = next_time(&reader, kafka, &heard, now, current, pace.epoch_ms);
+        if own.caught_up_ms.is_none() && reader.caught_up(now) {
+            own.caught_up_ms = Some(target as i64 - 1);
         }
-        .max(current);
+        own.max_event_ms = reader.max_seen();
+        if let Some(gossip) = &mut graph.gossip {
+            gossip.tell(own);
+        }
+        kafka
+            .shared
+            .heard_caught_up(heard.caught_up, heard.caught_up_ms);
         // Let the dataflow finish the previous round before reading more (backpressure).
         graph.advance(worker, target, current, &ctx.stop);
-        reader.commit(ctx.published(), Instant::now());
-        if !caught_up && reader.caught_up(now) {
-            caught_up = true;
-            kafka.shared.worker_caught_up(target as i64 - 1);
-        }
+        reader.commit(ctx.served(), Instant::now());
         if let Some(log) = log {
             log.cut_if_asked(Some(reader.positions()), target);
         }
@@ -308,11 +314,46 @@ pub fn follow(
     if let Some(log) = log {
         log.finish(Some(reader.positions()), *graph.input.time());
     }
-    reader.close(ctx.published());
+    reader.close(ctx.served());
+}
+
+/// The input time this worker moves to after a round that began at `current`, given what it
+/// `heard` from every worker of the cluster.
+fn next_time(
+    reader: &PartitionReader,
+    kafka: &KafkaInput,
+    heard: &View,
+    now: Instant,
+    current: Time,
+    epoch_ms: u64,
+) -> Time {
+    match reader.watermark(now, heard.max_event_ms) {
+        // Nothing read anywhere and every partition idle (an empty topic, or a restart at its
+        // end), or no partition owned and nothing heard of: nothing to wait for. The input
+        // leaves time 0 once, so that a snapshot (of what is there) is published; it does not
+        // creep on.
+        Watermark::Quiet => current.max(1),
+        Watermark::Hold if reader.partitions().is_empty() => current.max(1),
+        Watermark::Hold => current,
+        // Rounded down to the epoch: workers of similar watermarks then advance to the same
+        // times, so the frontier (and a snapshot) moves once per epoch, not once per worker.
+        Watermark::Active(w) => align(w.max(0) as Time, epoch_ms) + 1,
+        // Everything here is idle: publish up to the last purchase any worker of the cluster
+        // read exactly, and past anything any worker entered late (at its then current time:
+        // another worker may hold such purchases at a time after every event time).
+        Watermark::Idle(w) => {
+            let entered = heard
+                .max_entered_ms
+                .max(kafka.shared.max_entered_ms())
+                .unwrap_or(0);
+            w.max(entered).max(0) as Time + 1
+        }
+    }
+    .max(current)
 }
 
 /// Enters a round's purchases at their input times (no earlier than `current`), skipping those
-/// the history owns.
+/// the history owns; the latest input time one entered at.
 fn enter_round(
     graph: &mut Graph<Event>,
     kafka: &KafkaInput,
@@ -320,7 +361,7 @@ fn enter_round(
     current: Time,
     log: &mut Option<Logger>,
     ctx: &Context,
-) {
+) -> Option<Time> {
     let mut count = 0;
     let mut skipped = 0;
     let mut entered_max: Option<Time> = None;
@@ -345,4 +386,5 @@ fn enter_round(
     if skipped > 0 {
         kafka.handover_skipped.fetch_add(skipped, Ordering::Relaxed);
     }
+    entered_max
 }

@@ -410,10 +410,17 @@ impl PartitionReader {
     }
 
     /// How far the worker's input time may advance at `now` (see [`WatermarkTracker`]); when
-    /// every owned partition is idle, it follows the largest event time any reader of this
-    /// process has seen.
-    pub fn watermark(&self, now: Instant) -> Watermark {
-        self.marks.watermark(now, self.shared.max_event_ms())
+    /// every owned partition is idle, it follows `elsewhere`, the largest event time any
+    /// reader of the cluster is known to have seen (or this process's readers, whichever is
+    /// larger).
+    pub fn watermark(&self, now: Instant, elsewhere: Option<i64>) -> Watermark {
+        self.marks
+            .watermark(now, elsewhere.max(self.shared.max_event_ms()))
+    }
+
+    /// The largest event time this reader has read.
+    pub fn max_seen(&self) -> Option<i64> {
+        self.marks.max_seen()
     }
 
     /// Whether every owned partition has been read to its end (or has been idle) at least

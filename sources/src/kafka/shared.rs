@@ -27,10 +27,13 @@ pub struct KafkaShared {
     max_entered_ms: AtomicI64,
     /// Workers that have their partition assignment (connected).
     pub connected: AtomicUsize,
-    /// Workers that have read everything that was there when they started (caught up).
+    /// Workers, of every process of the cluster, that have read everything that was there
+    /// when they started, or found it idle (caught up), as last heard by this process.
     pub caught_up: AtomicUsize,
-    /// The largest input time a worker had when it caught up: readiness waits for a snapshot
-    /// at least this recent.
+    /// Workers of every process of the cluster (0 until a worker has connected).
+    pub peers: AtomicUsize,
+    /// The largest input time a worker (of any process) had when it caught up: readiness
+    /// waits for a snapshot at least this recent.
     pub caught_up_at_ms: AtomicI64,
     /// Messages read (valid, ignored and bad).
     pub messages: AtomicU64,
@@ -54,6 +57,7 @@ impl KafkaShared {
             max_entered_ms: AtomicI64::new(i64::MIN),
             connected: AtomicUsize::new(0),
             caught_up: AtomicUsize::new(0),
+            peers: AtomicUsize::new(0),
             caught_up_at_ms: AtomicI64::new(i64::MIN),
             messages: AtomicU64::new(0),
             bad_messages: AtomicU64::new(0),
@@ -126,10 +130,13 @@ impl KafkaShared {
         self.gaps.lock().clone()
     }
 
-    /// A worker caught up with input time `time_ms`.
-    pub fn worker_caught_up(&self, time_ms: i64) {
-        self.caught_up_at_ms.fetch_max(time_ms, Ordering::SeqCst);
-        self.caught_up.fetch_add(1, Ordering::SeqCst);
+    /// A worker of this process heard that `workers` workers of the cluster have caught up,
+    /// the latest at input time `time_ms` (what is heard only grows).
+    pub fn heard_caught_up(&self, workers: usize, time_ms: Option<i64>) {
+        if let Some(time_ms) = time_ms {
+            self.caught_up_at_ms.fetch_max(time_ms, Ordering::SeqCst);
+        }
+        self.caught_up.fetch_max(workers, Ordering::SeqCst);
     }
 }
 
@@ -161,8 +168,9 @@ mod tests {
             }
         );
         assert_eq!(p[&2], PartitionGauges::default());
-        s.worker_caught_up(10);
-        s.worker_caught_up(5);
+        s.heard_caught_up(1, Some(10));
+        s.heard_caught_up(2, Some(5));
+        s.heard_caught_up(1, None);
         assert_eq!(s.caught_up.load(Ordering::SeqCst), 2);
         assert_eq!(s.caught_up_at_ms.load(Ordering::SeqCst), 10);
     }

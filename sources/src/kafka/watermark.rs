@@ -4,7 +4,7 @@
 //! lateness. The worker's watermark is the smallest over its *active* partitions; a partition
 //! with no new purchase for the idle timeout stops counting. When every owned partition is
 //! idle (or the worker owns none), the watermark is the largest event time seen at all (by
-//! this worker, or by any worker of the process: the caller passes that in), so the last
+//! this worker, or by any worker of the cluster: the caller passes that in), so the last
 //! purchases of a quiet hour are served. The clock is a parameter: the tracker is pure.
 
 use std::collections::BTreeMap;
