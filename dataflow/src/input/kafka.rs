@@ -306,7 +306,7 @@ pub fn follow(
             .heard_caught_up(heard.caught_up, heard.caught_up_ms);
         // Let the dataflow finish the previous round before reading more (backpressure).
         graph.advance(worker, target, current, &ctx.stop);
-        reader.commit(ctx.served(), Instant::now());
+        reader.commit(ctx.served(), target as i64, Instant::now());
         if let Some(log) = log {
             log.cut_if_asked(Some(reader.positions()), target);
         }
@@ -314,7 +314,7 @@ pub fn follow(
     if let Some(log) = log {
         log.finish(Some(reader.positions()), *graph.input.time());
     }
-    reader.close(ctx.served());
+    reader.close(ctx.served(), *graph.input.time() as i64);
 }
 
 /// The input time this worker moves to after a round that began at `current`, given what it

@@ -440,10 +440,11 @@ impl PartitionReader {
         std::mem::take(&mut self.ignored)
     }
 
-    /// Releases the offsets whose purchases are in the snapshot of time `published` (or an
-    /// earlier one) and, when the commit interval has passed, hands them to the commit thread.
-    pub fn commit(&mut self, published: i64, now: Instant) {
-        self.offsets.release(published);
+    /// Releases the offsets whose purchases are in the served snapshot of time `published` (or
+    /// an earlier one; `input_now` is this worker's input time now, see [`PendingOffsets`]) and,
+    /// when the commit interval has passed, hands them to the commit thread.
+    pub fn commit(&mut self, published: i64, input_now: i64, now: Instant) {
+        self.offsets.release(published, input_now);
         if now.duration_since(self.last_commit) < self.commit_interval {
             return;
         }
@@ -457,8 +458,8 @@ impl PartitionReader {
     }
 
     /// Commits what `published` releases and waits for the commit (at shutdown).
-    pub fn close(&mut self, published: i64) {
-        self.offsets.release(published);
+    pub fn close(&mut self, published: i64, input_now: i64) {
+        self.offsets.release(published, input_now);
         if let Some(mut committer) = self.committer.take() {
             committer.commit(self.offsets.take_released());
             committer.close();
