@@ -15,64 +15,11 @@ use topsellers::{Config, Stop};
 use topsellers_sources::{KafkaConfig, SourceConfig};
 use topsellers_tests::broker::{create_topic, fast_properties, produce, Broker};
 use topsellers_tests::{
-    assert_no_problems, batch_lists, compare, default_as_of, generate, jsonl_line, served_lists,
-    served_lists_at, wait_until, write_parts, Fmt, Got, Params, Rec, Spec, DAY,
+    assert_no_problems, batch_lists, compare, default_as_of, generate, jsonl_line, same_lists,
+    served_lists, served_lists_at, wait_until, write_parts, Fmt, Got, Params, Rec, Spec, DAY,
 };
 
 const R: i64 = 2 * DAY;
-
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
-}
-
-/// Position by position: same scores (1e-9) and the same items, except that items whose
-/// scores tie (1e-9) with a neighbour may swap.
-fn same_list(served: &[(String, f64)], batch: &[(String, f64)]) -> Result<(), String> {
-    if served.len() != batch.len() {
-        return Err(format!(
-            "{} items served, batch has {}",
-            served.len(),
-            batch.len()
-        ));
-    }
-    for (pos, ((id, score), (batch_id, batch_score))) in served.iter().zip(batch).enumerate() {
-        if !close(*score, *batch_score) {
-            return Err(format!(
-                "rank {}: score {score} vs batch {batch_score}",
-                pos + 1
-            ));
-        }
-        let tied =
-            |other: Option<&(String, f64)>| other.is_some_and(|(_, s)| close(*s, *batch_score));
-        let tie = tied(pos.checked_sub(1).and_then(|p| batch.get(p))) || tied(batch.get(pos + 1));
-        if id != batch_id && !tie {
-            return Err(format!("rank {}: {id:?} vs batch {batch_id:?}", pos + 1));
-        }
-    }
-    Ok(())
-}
-
-/// What differs between the served lists and batch's (lists served empty may be absent from
-/// batch).
-fn versus_batch(served: &Got, batch: &Got) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (key, list) in batch {
-        match served.get(key) {
-            None => problems.push(format!("{key:?}: in batch, not served")),
-            Some(items) => {
-                if let Err(e) = same_list(items, list) {
-                    problems.push(format!("{key:?}: {e}\n served {items:?}\n batch  {list:?}"));
-                }
-            }
-        }
-    }
-    for (key, items) in served {
-        if !batch.contains_key(key) && !items.is_empty() {
-            problems.push(format!("{key:?}: served {items:?}, absent from batch"));
-        }
-    }
-    problems
-}
 
 fn run_vs_batch(seed: u64, workers: usize, k: usize, batch_size: usize) {
     run_vs_batch_sized(seed, workers, k, batch_size, 2000);
@@ -111,7 +58,7 @@ fn run_vs_batch_sized(seed: u64, workers: usize, k: usize, batch_size: usize, pu
     service.shutdown().expect("shutdown");
 
     assert_no_problems(
-        &versus_batch(&served, &batch),
+        &same_lists(&served, &batch),
         &format!("{context}: served vs batch"),
     );
     let want = params.oracle(&history.records, until);
@@ -256,7 +203,7 @@ fn live_expiry_vs_batch(seed: u64, workers: usize, k: usize, batch_size: usize) 
     let agrees = wait_until(PATIENCE, || {
         let (as_of, served) = served_now(&service, &params);
         let (_, batch) = batch_lists(&batch_config, Some(as_of), &params);
-        problems = versus_batch(&served, &batch);
+        problems = same_lists(&served, &batch);
         problems.extend(
             compare(&served, &params.oracle(&history.records, as_of), k, 2)
                 .into_iter()
