@@ -184,7 +184,7 @@ fn pruning_skips_files_and_row_groups_and_changes_no_list() {
 }
 
 #[test]
-fn service_backfills_from_s3_reports_progress_and_turns_ready() {
+fn service_backfills_from_s3_counts_every_row_and_turns_ready() {
     let history = generate(&Spec::new(73, 2000, R, false));
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
@@ -196,17 +196,7 @@ fn service_backfills_from_s3_reports_progress_and_turns_ready() {
     let config = lake_config(&params, &[bucket.url("purchases")], "", true);
     let until = default_as_of(&history.records).unwrap();
     let service = topsellers::run::start(&config).expect("start");
-    let first = http(service.addr, "GET", "/readyz", &[]);
-    assert!(
-        first.status == 200
-            || first.json()["reason"]
-                .as_str()
-                .unwrap_or("")
-                .contains("backfill"),
-        "readyz before ready: {} {}",
-        first.status,
-        first.text()
-    );
+    // Progress while the backfill runs: tests/tests/backfill_progress.rs (held mid-way).
     service
         .wait_ready(Duration::from_secs(60))
         .expect("ready after the backfill");
