@@ -28,7 +28,7 @@ pub enum ReadError {
         /// How long it tried.
         timeout: Duration,
         /// The last error the client reported while reading, if any.
-        last: Option<KafkaError>,
+        last: Option<Box<KafkaError>>,
     },
 }
 
@@ -118,7 +118,7 @@ pub fn read_to_end(
                 reading.remove(&partition);
             }
             // Transient (a connection dropped): the client retries; given up at the deadline.
-            Some(Err(error)) => last = Some(error),
+            Some(Err(error)) => last = Some(Box::new(error)),
             None => {}
         }
     }
