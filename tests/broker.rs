@@ -289,3 +289,57 @@ pub fn read_topic(addr: &str, topic: &str, expected: usize) -> Vec<(i32, Vec<u8>
     }
     out
 }
+
+/// Every message `topic` holds, read from its beginning up to each partition's end as the
+/// broker reports it when the reader gets there (partition EOF; tansu's end offsets, as
+/// `ListOffsets` reports them, can lag behind): (partition, key, payload), in offset order per
+/// partition. Panics if that is not read within 60 s.
+pub fn read_to_end(addr: &str, topic: &str) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "topsellers-test-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len()) as i32;
+    let mut reading: std::collections::BTreeSet<i32> = (0..partitions).collect();
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    let mut out = Vec::new();
+    if reading.is_empty() {
+        return out;
+    }
+    consumer.assign(&list).expect("assign");
+    let started = Instant::now();
+    while !reading.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{topic}: partitions {reading:?} not read to their end within 60 s ({} messages read)",
+            out.len()
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => out.push((
+                message.partition(),
+                message.key().unwrap_or_default().to_vec(),
+                message.payload().unwrap_or_default().to_vec(),
+            )),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                reading.remove(&p);
+            }
+            _ => {}
+        }
+    }
+    out
+}

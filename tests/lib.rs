@@ -1045,6 +1045,53 @@ pub fn compare(got: &Got, want: &Expected, k: usize, profiles: usize) -> Vec<Str
     problems
 }
 
+/// Two computations' lists, position by position: the same length, the same scores (1e-9
+/// relative) and the same items, except that items whose scores tie (1e-9) with a neighbour
+/// may swap, and the last item may be another of the same score (a tie cut by `k`). (For comparing the code with itself on other inputs or paths; the oracle check
+/// is [`compare`].)
+pub fn same_list(got: &[(String, f64)], other: &[(String, f64)]) -> Result<(), String> {
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
+    if got.len() != other.len() {
+        return Err(format!(
+            "{} items, the other has {}",
+            got.len(),
+            other.len()
+        ));
+    }
+    for (pos, ((id, score), (other_id, other_score))) in got.iter().zip(other).enumerate() {
+        if !close(*score, *other_score) {
+            return Err(format!("rank {}: score {score} vs {other_score}", pos + 1));
+        }
+        let tied = |at: Option<&(String, f64)>| at.is_some_and(|(_, s)| close(*s, *other_score));
+        // The last position may cut through a group of ties: its other members are not listed.
+        let last = pos + 1 == other.len();
+        let tie =
+            last || tied(pos.checked_sub(1).and_then(|p| other.get(p))) || tied(other.get(pos + 1));
+        if id != other_id && !tie {
+            return Err(format!("rank {}: {id:?} vs {other_id:?}", pos + 1));
+        }
+    }
+    Ok(())
+}
+
+/// What differs between two computations' lists ([`same_list`] for each; a list absent from
+/// one must be empty in the other).
+pub fn same_lists(got: &Got, other: &Got) -> Vec<String> {
+    let mut problems = Vec::new();
+    let empty = Vec::new();
+    let keys: BTreeSet<&(usize, String)> = got.keys().chain(other.keys()).collect();
+    for key in keys {
+        let (a, b) = (
+            got.get(key).unwrap_or(&empty),
+            other.get(key).unwrap_or(&empty),
+        );
+        if let Err(e) = same_list(a, b) {
+            problems.push(format!("{key:?}: {e}\n got   {a:?}\n other {b:?}"));
+        }
+    }
+    problems
+}
+
 /// Panics with the first problems, if any.
 pub fn assert_no_problems(problems: &[String], context: &str) {
     if !problems.is_empty() {

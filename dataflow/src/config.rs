@@ -373,6 +373,8 @@ pub(crate) fn from_toml<T: serde::de::DeserializeOwned>(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn write(text: &str) -> tempfile::NamedTempFile {
@@ -390,6 +392,108 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(config, defaults, "the example documents the defaults");
+    }
+
+    /// The example with its commented-out settings (`# key = …`, `# [section]`,
+    /// `# [[sources]]`, `# "quoted" = …`) uncommented.
+    fn uncommented_example() -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topsellers.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let setting = |line: &str| {
+            let (key, rest) = line.split_once(" = ")?;
+            let bare = key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            let quoted = key.len() > 1 && key.starts_with('"') && key.ends_with('"');
+            (!key.is_empty() && (bare || quoted) && !rest.is_empty()).then_some(())
+        };
+        text.lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.starts_with('[') || setting(rest).is_some() => rest,
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Every key path under `value` (`section.key`; a source's keys as `sources.TYPE.key`;
+    /// `properties` tables are free-form, so a leaf).
+    fn key_paths(value: &serde_json::Value, at: &str, out: &mut BTreeSet<String>) {
+        let serde_json::Value::Object(map) = value else {
+            return;
+        };
+        for (key, inner) in map {
+            let path = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            match inner {
+                serde_json::Value::Array(sources) if path == "sources" => {
+                    for source in sources {
+                        let kind = source["type"].as_str().expect("a source type");
+                        key_paths(source, &format!("sources.{kind}"), out);
+                    }
+                }
+                serde_json::Value::Object(_) if key != "properties" => {
+                    key_paths(inner, &path, out);
+                }
+                _ => {
+                    out.insert(path);
+                }
+            }
+        }
+    }
+
+    /// Every setting the config has is in the example (commented out where it has no
+    /// default), including each source type's, and everything the example sets (commented or
+    /// not) is a setting: an undocumented key fails here.
+    #[test]
+    fn the_example_documents_every_key_of_every_section_and_source() {
+        let example: toml::Value = toml::from_str(&uncommented_example()).unwrap();
+        let parsed: Config = toml::from_str(&uncommented_example())
+            .unwrap_or_else(|e| panic!("the uncommented example: {e}"));
+        let kinds: Vec<&str> = example["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["files", "kafka", "generator"],
+            "one block per source type"
+        );
+        let mut documented = BTreeSet::new();
+        key_paths(
+            &serde_json::to_value(&example).unwrap(),
+            "",
+            &mut documented,
+        );
+        let all = Config {
+            sources: vec![
+                SourceConfig::Files(topsellers_sources::FilesConfig::new(Vec::new())),
+                SourceConfig::Kafka(topsellers_sources::KafkaConfig::new("b", "t")),
+                SourceConfig::Generator(Default::default()),
+            ],
+            ..Config::default()
+        };
+        let mut keys = BTreeSet::new();
+        key_paths(&serde_json::to_value(&all).unwrap(), "", &mut keys);
+        let undocumented: Vec<&String> = keys.difference(&documented).collect();
+        assert!(
+            undocumented.is_empty(),
+            "not in the example: {undocumented:?}"
+        );
+        let unknown: Vec<&String> = documented.difference(&keys).collect();
+        assert!(
+            unknown.is_empty(),
+            "in the example, not settings: {unknown:?}"
+        );
+        // The live generator block documents the generator's defaults.
+        assert_eq!(
+            parsed.sources[2],
+            SourceConfig::Generator(Default::default()),
+            "the example's generator block holds the defaults"
+        );
     }
 
     #[test]

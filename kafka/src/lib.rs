@@ -1,18 +1,23 @@
 //! Kafka client plumbing shared by the sources (purchases, the dead-letter topic) and the sinks
-//! (the changelog topic): client properties, librdkafka's log lines, and one producer.
+//! (the changelog topic): client properties, librdkafka's log lines, one producer, and reading a
+//! topic to its end once.
 #![warn(missing_docs)]
+
+mod read;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ConstantBuilder};
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
+pub use rdkafka::config::ClientConfig;
 pub use rdkafka::error::KafkaError as Error;
+pub use read::{read_to_end, ReadError};
 
 /// Client properties: `bootstrap.servers`, then `defaults`, then `properties` (the configured
 /// ones, which override both); librdkafka's own logging at warnings and up.
@@ -78,6 +83,10 @@ impl ProducerContext for Counting {
 /// queued within `queue_full_wait` (the client's queue stays full), or is not delivered, is
 /// dropped and counted in [`Producer::failures`] rather than blocking the pipeline. Pending
 /// messages are flushed when it is dropped.
+///
+/// It is idempotent (`enable.idempotence`, unless the properties say otherwise): the client's
+/// retries can neither duplicate a message nor reorder the messages of a partition, so the
+/// last message of a key on a compacted topic is the last one sent.
 pub struct Producer {
     producer: ThreadedProducer<Counting>,
     topic: String,
@@ -93,6 +102,15 @@ impl std::fmt::Debug for Producer {
             .field("what", &self.what)
             .finish_non_exhaustive()
     }
+}
+
+/// `client` with `enable.idempotence = true` unless it sets it itself.
+fn idempotent(client: &ClientConfig) -> ClientConfig {
+    let mut client = client.clone();
+    if client.get("enable.idempotence").is_none() {
+        client.set("enable.idempotence", "true");
+    }
+    client
 }
 
 /// How often a full queue is tried again.
@@ -111,7 +129,7 @@ impl Producer {
         queue_full_wait: Duration,
     ) -> Result<Producer, KafkaError> {
         let failures = Arc::new(AtomicU64::new(0));
-        let producer = client.create_with_context(Counting {
+        let producer = idempotent(client).create_with_context(Counting {
             failures: failures.clone(),
             what,
         })?;
@@ -194,6 +212,15 @@ mod tests {
         assert_eq!(client.get("bootstrap.servers"), Some("b:1"));
         assert_eq!(client.get("fetch.wait.max.ms"), Some("10"));
         assert_eq!(client.get("enable.partition.eof"), Some("false"));
+    }
+
+    #[test]
+    fn producers_are_idempotent_unless_configured_otherwise() {
+        let client = client_config("b:1", &[], []);
+        assert_eq!(idempotent(&client).get("enable.idempotence"), Some("true"));
+        let off = [("enable.idempotence".to_owned(), "false".to_owned())];
+        let client = client_config("b:1", &[], off.iter().map(|(k, v)| (k, v)));
+        assert_eq!(idempotent(&client).get("enable.idempotence"), Some("false"));
     }
 
     /// Nothing listens on the broker address: the client's queue (one message) fills, and what

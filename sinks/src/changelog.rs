@@ -20,19 +20,22 @@
 //! and holds exactly the current lists. A rank whose item stays the same is not repeated
 //! even though its score decays; scores of unchanged items are not tracked. The file is
 //! truncated when the process starts, whose first snapshot inserts every list anew; `-`
-//! writes to standard output. The output is buffered and flushed after each snapshot.
+//! writes to standard output. The output is buffered and flushed after each snapshot. A
+//! snapshot that holds every list (a backfill's, after a restored checkpoint's) removes the
+//! items of the lists it does not hold: they are empty now.
 //!
 //! The same changes can go to a Kafka topic ([`KafkaChangelog`]): there each changed list is
 //! one message keyed `profile/category` whose value is the whole list, so that a compacted
-//! topic keeps the current lists.
+//! topic keeps the current lists: a list that empties is sent empty, and so is, with the first
+//! snapshot, every list an earlier run left on the topic that this run does not list.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use topsellers_model::{Profile, Snapshot};
+use topsellers_model::{Profile, RankedItem, Snapshot, TopKList};
 
 use crate::kafka_changelog::{KafkaChangelog, KafkaChangelogError};
 use crate::list_json::{self, SlotOp};
@@ -117,8 +120,10 @@ pub fn diff(old: &[Arc<str>], new: &[Arc<str>]) -> Vec<Change> {
 pub struct Changelog {
     out: Option<Box<dyn Write + Send>>,
     topic: Option<KafkaChangelog>,
-    previous: HashMap<(usize, Arc<str>), Vec<Arc<str>>>,
+    previous: HashMap<(usize, Arc<str>), Vec<RankedItem>>,
     line: Vec<u8>,
+    /// Whether a snapshot has been written.
+    started: bool,
 }
 
 impl std::fmt::Debug for Changelog {
@@ -166,6 +171,7 @@ impl Changelog {
             topic,
             previous: HashMap::new(),
             line: Vec::with_capacity(256),
+            started: false,
         }))
     }
 
@@ -176,6 +182,7 @@ impl Changelog {
             topic: None,
             previous: HashMap::new(),
             line: Vec::with_capacity(256),
+            started: false,
         }
     }
 
@@ -186,27 +193,87 @@ impl Changelog {
 
     /// Writes the operations of every list of `snapshot` that changed, then flushes.
     /// `profiles` gives the names of the profile indexes (lists of unknown ones are skipped).
+    ///
+    /// A snapshot that holds every list ([`Snapshot::whole`]: a backfill's, a restored
+    /// checkpoint's) empties the lists it does not hold. The first snapshot also empties, on the
+    /// topic, the lists earlier runs left there that it does not fill.
     pub fn write_snapshot(&mut self, snapshot: &Snapshot, profiles: &[Profile]) -> io::Result<()> {
         let time = list_json::changelog_time(snapshot.time_ms);
-        for list in &snapshot.lists {
+        let mut left_on_topic = match (self.started, self.topic.as_mut()) {
+            (false, Some(topic)) => topic.take_listed(),
+            _ => HashSet::new(),
+        };
+        self.started = true;
+        let emptied = if snapshot.whole {
+            self.missing_from(snapshot)
+        } else {
+            Vec::new()
+        };
+        for list in snapshot.lists.iter().chain(&emptied) {
             let Some(profile) = profiles.get(list.profile) else {
                 continue;
             };
-            let new: Vec<Arc<str>> = list.items.iter().map(|item| item.item_id.clone()).collect();
-            let key = (list.profile, list.category.clone());
-            let old = self
-                .previous
-                .get(&key)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let changes = diff(old, &new);
-            if let (Some(topic), false) = (&self.topic, changes.is_empty()) {
-                topic.send(list, profile, snapshot.time_ms);
+            let resend = !left_on_topic.is_empty()
+                && left_on_topic.remove(&(profile.name.clone(), list.category.to_string()));
+            self.write_list(list, profile, &time, snapshot.time_ms, resend)?;
+        }
+        if let Some(topic) = &self.topic {
+            for (profile, category) in left_on_topic {
+                topic.send_empty(&profile, &category, snapshot.time_ms);
             }
-            let Some(out) = self.out.as_mut() else {
-                self.remember(key, new);
-                continue;
-            };
+        }
+        match self.out.as_mut() {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Empty lists for the (profile, category) keys listed before and missing from `snapshot`.
+    fn missing_from(&self, snapshot: &Snapshot) -> Vec<TopKList> {
+        let held: HashSet<(usize, &str)> = snapshot
+            .lists
+            .iter()
+            .map(|list| (list.profile, &*list.category))
+            .collect();
+        let mut missing: Vec<TopKList> = self
+            .previous
+            .keys()
+            .filter(|(profile, category)| !held.contains(&(*profile, &**category)))
+            .map(|(profile, category)| TopKList {
+                profile: *profile,
+                category: category.clone(),
+                items: Vec::new(),
+            })
+            .collect();
+        missing.sort_by(|a, b| (a.profile, &a.category).cmp(&(b.profile, &b.category)));
+        missing
+    }
+
+    /// Writes the operations turning the previous list of `list`'s key into `list`, and sends
+    /// it to the topic if its items or their scores changed (not as scores decay: the ranking
+    /// keys are compared), or `resend`.
+    fn write_list(
+        &mut self,
+        list: &TopKList,
+        profile: &Profile,
+        time: &[u8],
+        time_ms: i64,
+        resend: bool,
+    ) -> io::Result<()> {
+        let ids = |items: &[RankedItem]| -> Vec<Arc<str>> {
+            items.iter().map(|item| item.item_id.clone()).collect()
+        };
+        let key = (list.profile, list.category.clone());
+        let before = self
+            .previous
+            .get(&key)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let changes = diff(&ids(before), &ids(&list.items));
+        if let (Some(topic), true) = (&self.topic, resend || before != list.items.as_slice()) {
+            topic.send(list, profile, time_ms);
+        }
+        if let Some(out) = self.out.as_mut() {
             for change in changes {
                 let line = &mut self.line;
                 line.clear();
@@ -217,13 +284,13 @@ impl Changelog {
                         Some(list_json::score(
                             &list.items[change.rank - 1],
                             profile,
-                            snapshot.time_ms,
+                            time_ms,
                         )),
                     ),
                 };
                 list_json::push_slot_op(
                     line,
-                    &time,
+                    time,
                     profile,
                     &list.category,
                     op,
@@ -233,20 +300,13 @@ impl Changelog {
                 );
                 out.write_all(line)?;
             }
-            self.remember(key, new);
         }
-        match self.out.as_mut() {
-            Some(out) => out.flush(),
-            None => Ok(()),
-        }
-    }
-
-    fn remember(&mut self, key: (usize, Arc<str>), list: Vec<Arc<str>>) {
-        if list.is_empty() {
+        if list.items.is_empty() {
             self.previous.remove(&key);
         } else {
-            self.previous.insert(key, list);
+            self.previous.insert(key, list.items.clone());
         }
+        Ok(())
     }
 }
 
@@ -351,6 +411,11 @@ mod tests {
         let mut expected: HashMap<(String, String), Vec<Arc<str>>> = HashMap::new();
         let mut rebuilt: HashMap<(String, String), Vec<Arc<str>>> = HashMap::new();
         for step in 0..300 {
+            // Now and then a snapshot that holds every list: the others are empty now.
+            let whole = rng.below(5) == 0;
+            if whole {
+                expected.values_mut().for_each(Vec::clear);
+            }
             let mut lists = Vec::new();
             for _ in 0..rng.below(3) {
                 let profile = rng.below(2) as usize;
@@ -372,9 +437,9 @@ mod tests {
                 expected.insert(key, ids);
             }
             out.0.lock().unwrap().clear();
-            changelog
-                .write_snapshot(&snapshot(step * 1000, lists), &profiles)
-                .unwrap();
+            let mut snapshot = snapshot(step * 1000, lists);
+            snapshot.whole = whole;
+            changelog.write_snapshot(&snapshot, &profiles).unwrap();
             let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
             let mut by_key: HashMap<(String, String), Vec<Op>> = HashMap::new();
             for line in text.lines() {

@@ -274,6 +274,62 @@ fn batch_file_lines_match_oracle() {
     assert!(!partial.exists(), "no temporary file after a failure");
 }
 
+/// A `topsellers batch` that fails while writing its output — after the temporary file
+/// exists: the process may write files of at most 2 KiB (`ulimit -f`, with SIGXFSZ ignored so
+/// that the write fails with an error instead of killing it) — leaves the previous output as
+/// it was and no temporary file.
+#[test]
+fn batch_failing_mid_write_keeps_the_previous_output() {
+    let seed = 43;
+    let history = generate(&Spec::new(seed, 1500, R, false));
+    let dir = tempfile::tempdir().unwrap();
+    let paths = write_parts(
+        &dir.path().join("in"),
+        &[Fmt::Jsonl],
+        &history.records,
+        2,
+        seed,
+    );
+    let out = dir.path().join("lists.jsonl");
+    let partial = dir.path().join("lists.jsonl.partial");
+    let batch = |limit: &str| {
+        let mut script = format!("trap '' XFSZ; {limit} exec \"$0\" batch -o \"$1\"");
+        script.push_str(" --half-life 1h --half-life 7d --top 6 --retention 2d");
+        script.push_str(" --workers 2 --dead-letter '' \"$2\"");
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .arg(topsellers_tests::topsellers_exe())
+            .arg(&out)
+            .arg(dir.path().join("in"))
+            .output()
+            .expect("run bash")
+    };
+    let good = batch("");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.len() > 8 << 10,
+        "{} bytes: more than the limit",
+        text.len()
+    );
+    assert!(!paths.is_empty());
+
+    let failed = batch("ulimit -f 2;");
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "the write must fail:\n{stderr}");
+    assert!(
+        stderr.contains("lists.jsonl.partial"),
+        "the error names the temporary file (so it failed after creating it):\n{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), text, "output kept");
+    assert!(!partial.exists(), "no temporary file after a failure");
+}
+
 /// Many small random cases: k from 1 up, 1 to 4 workers, batches down to one record.
 #[test]
 fn many_small_random_cases_match_oracle() {

@@ -307,8 +307,22 @@ fn read_share(
         // The rest of the unit's size (all of it for Parquet), so that bytes add up.
         ctx.backfill
             .unit_done(&unit, unit.size.bytes.saturating_sub(bytes_before));
+        failpoint_hold(ctx);
     }
     true
+}
+
+/// For tests that must see a backfill in progress: with `TOPSELLERS_FAILPOINT_BACKFILL_HOLD`
+/// naming a file, each unit read is followed by a wait while that file exists (until a stop).
+fn failpoint_hold(ctx: &Context) {
+    static HOLD: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let hold =
+        HOLD.get_or_init(|| std::env::var_os("TOPSELLERS_FAILPOINT_BACKFILL_HOLD").map(Into::into));
+    if let Some(file) = hold {
+        while file.exists() && !ctx.stopped() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 /// Completes the backfill's snapshot before anything live enters: moves the input past the
