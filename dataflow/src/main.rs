@@ -1,6 +1,8 @@
 //! The `topsellers` binary: parses the command line and hands over to the commands. The one
 //! place errors become `anyhow`.
 
+use std::io::IsTerminal;
+
 use anyhow::Result;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -20,6 +22,8 @@ fn main() -> Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: not in a log file, a pipe or a journal.
+        .with_ansi(std::io::stderr().is_terminal())
         // A closed stderr (e.g. the `cluster` launcher was killed) must not turn every log line
         // into a panic: the process has to keep working, or stop cleanly.
         .log_internal_errors(false)

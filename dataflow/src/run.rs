@@ -478,7 +478,17 @@ fn register_pruned(metrics: &Metrics, pruned: Pruned) {
 /// `topsellers run`: start, log where to look, serve until SIGINT/SIGTERM.
 pub fn run(settings: &Settings, stop: Stop) -> Result<(), DriverError> {
     cluster::launcher::stop_with_launcher(stop.clone());
-    let service = Service::start(settings, stop)?;
+    let service = Service::start(settings, stop.clone())?;
+    tracing::info!(
+        "listening on http://{}: /readyz answers 503 until the lists are served",
+        service.addr
+    );
+    // "Up" only once it serves: before, that URL answers 503.
+    while !service.is_ready() {
+        if stop.wait_timeout(Duration::from_millis(100)) {
+            return service.wait();
+        }
+    }
     tracing::info!(
         "topsellers is up: curl http://{addr}/v1/top (home page), http://{addr}/v1/categories, http://{addr}/metrics",
         addr = service.addr

@@ -1,14 +1,17 @@
-//! Process signals: SIGINT and SIGTERM set the stop signal (a graceful drain); a second one
-//! while stopping exits at once (status 1).
+//! Process signals: SIGINT, SIGTERM and SIGHUP set the stop signal (a graceful drain: the
+//! last checkpoint, the last commits); a second one while stopping exits at once (status 1).
+//! SIGHUP is what a closed terminal or a supervisor's "reload" sends; without a handler it
+//! killed the process at once, with no drain and no log line. Logs go to stderr, so there is
+//! nothing to reopen.
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::stop::Stop;
 
-/// Sets `stop` on SIGINT or SIGTERM, from a thread of its own.
+/// Sets `stop` on SIGINT, SIGTERM or SIGHUP, from a thread of its own.
 pub fn stop_on_signals(stop: &Stop) -> std::io::Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let stop = stop.clone();
     std::thread::Builder::new()
         .name("signals".into())

@@ -110,6 +110,13 @@ fn held_backfill(history: &History, inputs: &[String], env: &[(String, String)],
     }
     let readyz = get(addr, "/readyz");
     assert_eq!(readyz.status, 503, "{what}: {}", readyz.text());
+    // The log says "up" only once it serves, and has no colour codes (it is not a terminal).
+    let log = service.log();
+    assert!(!log.contains("is up"), "{what}: \"up\" while 503:\n{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "{what}: colour codes in a log file:\n{log}"
+    );
     assert!(
         readyz.json()["as_of"].is_null(),
         "{what}: nothing served yet: {}",
@@ -124,6 +131,8 @@ fn held_backfill(history: &History, inputs: &[String], env: &[(String, String)],
         "{what}: not ready after release; log:\n{}",
         service.log()
     );
+    let up = wait_until(PATIENCE, || service.log().contains("topsellers is up"));
+    assert!(up, "{what}: no \"up\" once ready; log:\n{}", service.log());
     let until = default_as_of(&history.records).unwrap();
     let names: Vec<&str> = params.half_lives.iter().map(|(n, _)| *n).collect();
     let served = served_lists_at(addr, &names, until).unwrap_or_else(|e| panic!("{what}: {e}"));

@@ -127,3 +127,47 @@ fn the_default_run_serves_the_generators_lists() {
         service.log()
     );
 }
+
+/// SIGHUP (a closed terminal, a supervisor) drains like SIGTERM: exit 0, a log line, and the
+/// last checkpoint written on the way out (the interval is far longer than the run).
+#[test]
+fn sighup_drains_like_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_loopback_addresses(1).remove(0);
+    let addr: std::net::SocketAddr = http.parse().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[state]\ninterval = \"1h\"\n").unwrap();
+    let mut command = Command::new(topsellers_exe());
+    command
+        .args(["run", "--http", &http, "--config"])
+        .arg(&config)
+        .arg("--state")
+        .arg(&state)
+        .current_dir(dir.path());
+    let mut service = Proc::start(&mut command, dir.path().join("stderr.log"));
+    let ready = wait_until(PATIENCE, || {
+        std::net::TcpStream::connect(addr).is_ok() && get(addr, "/readyz").status == 200
+    });
+    assert!(ready, "not ready; log:\n{}", service.log());
+    let manifests = || {
+        std::fs::read_dir(&state)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("manifest-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(manifests(), 0, "a checkpoint before the signal");
+    let pid = nix::unistd::Pid::from_raw(service.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let status = service.exit_within(PATIENCE);
+    let log = service.log();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "SIGHUP: {status:?}; log:\n{log}"
+    );
+    assert!(log.contains("SIGHUP: stopping"), "no log line; log:\n{log}");
+    assert!(manifests() > 0, "no checkpoint on the way out; log:\n{log}");
+}
