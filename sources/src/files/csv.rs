@@ -6,6 +6,7 @@ use std::sync::Arc;
 use csv::{ByteRecord, ReaderBuilder};
 use topsellers_model::{Purchase, RecordError};
 
+use super::compression::TextInput;
 use super::fields::{self, Tally};
 use super::{RecordReader, MAX_LINE_BYTES};
 use crate::bad::{BadRecord, MAX_RAW_BYTES};
@@ -43,6 +44,8 @@ pub(crate) struct CsvReader {
     /// The file's path or URL (positions and errors).
     label: String,
     reader: csv::Reader<Box<dyn Read + Send>>,
+    /// The raw bytes read, for a compressed file.
+    consumed: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// The category of rows without one (a `category=` partition).
     category: Option<Arc<str>>,
     record: ByteRecord,
@@ -65,9 +68,13 @@ impl CsvReader {
     /// name the required columns (`category` may be missing when `category` is given).
     pub(crate) fn new(
         label: String,
-        input: Box<dyn Read + Send>,
+        input: TextInput,
         category: Option<Arc<str>>,
     ) -> Result<Self, SourceError> {
+        let TextInput {
+            read: input,
+            consumed,
+        } = input;
         let path = label.as_str();
         let mut reader = ReaderBuilder::new()
             .has_headers(true)
@@ -102,6 +109,7 @@ impl CsvReader {
         Ok(CsvReader {
             label,
             reader,
+            consumed,
             category,
             record: ByteRecord::new(),
             columns,
@@ -255,7 +263,10 @@ impl RecordReader for CsvReader {
     }
 
     fn bytes_read(&self) -> u64 {
-        self.reader.position().byte()
+        let text = self.reader.position().byte();
+        self.consumed
+            .as_ref()
+            .map_or(text, |c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use topsellers_model::{Purchase, RecordError};
 
+use super::compression::TextInput;
 use super::fields::{self, Tally};
 use super::lines::{Line, LineReader};
 use super::{RecordReader, MAX_LINE_BYTES};
@@ -24,6 +25,8 @@ pub(crate) struct JsonlReader {
     /// The file's path or URL (positions and errors).
     label: String,
     lines: LineReader<Box<dyn Read + Send>>,
+    /// The raw bytes read, for a compressed file.
+    consumed: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// The category of records without one (a `category=` partition).
     category: Option<Arc<str>>,
     interner: Interner,
@@ -34,14 +37,11 @@ pub(crate) struct JsonlReader {
 
 impl JsonlReader {
     /// Reads the bytes of `input`, named `label` in positions and errors.
-    pub(crate) fn new(
-        label: String,
-        input: Box<dyn Read + Send>,
-        category: Option<Arc<str>>,
-    ) -> Self {
+    pub(crate) fn new(label: String, input: TextInput, category: Option<Arc<str>>) -> Self {
         JsonlReader {
             label,
-            lines: LineReader::new(input, MAX_LINE_BYTES),
+            lines: LineReader::new(input.read, MAX_LINE_BYTES),
+            consumed: input.consumed,
             category,
             interner: Interner::new(),
             number: String::new(),
@@ -115,7 +115,10 @@ impl RecordReader for JsonlReader {
     }
 
     fn bytes_read(&self) -> u64 {
-        self.lines.bytes_read()
+        let text = self.lines.bytes_read();
+        self.consumed
+            .as_ref()
+            .map_or(text, |c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
 

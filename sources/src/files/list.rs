@@ -161,7 +161,11 @@ fn list_dir(
         }
         let path = entry.path();
         let Some(found) = format.or_else(|| Format::from_path(path)) else {
-            tracing::debug!(path = %path.display(), "skipping a file of unknown format");
+            tracing::warn!(
+                path = %path.display(),
+                "skipping a file of unknown format (read: .jsonl/.ndjson/.json, .csv, each \
+                 optionally .gz or .zst, and .parquet/.pq; or set `format`)"
+            );
             continue;
         };
         let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
@@ -214,7 +218,11 @@ fn list_objects(
             key: meta.location,
         });
         let Some(found) = format.or_else(|| Format::from_name(&location.file_name())) else {
-            tracing::debug!(object = %location, "skipping an object of unknown format");
+            tracing::warn!(
+                object = %location,
+                "skipping an object of unknown format (read: .jsonl/.ndjson/.json, .csv, each \
+                 optionally .gz or .zst, and .parquet/.pq; or set `format`)"
+            );
             continue;
         };
         files.push((location, found, meta.size));

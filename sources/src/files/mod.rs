@@ -1,6 +1,7 @@
 //! File sources: JSON Lines, CSV and Parquet files, folders or S3 prefixes, split into read
 //! units, read by one decoder per format whatever the storage.
 
+mod compression;
 pub(crate) mod csv;
 pub(crate) mod fields;
 mod folder;
@@ -25,6 +26,8 @@ use topsellers_model::{Purchase, PurchaseRef};
 
 use crate::bad::BadRecord;
 use crate::error::SourceError;
+pub use compression::Compression;
+use compression::TextInput;
 
 pub use folder::ObjectFolder;
 pub use hive::Partitions;
@@ -118,6 +121,7 @@ impl Format {
 
     /// The format a file name's extension stands for (see [`Format::from_path`]).
     pub fn from_name(name: &str) -> Option<Format> {
+        let (compression, name) = compression::Compression::split(name);
         let (stem, ext) = name.rsplit_once('.')?;
         if stem.is_empty() {
             return None;
@@ -125,7 +129,7 @@ impl Format {
         match ext.to_ascii_lowercase().as_str() {
             "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
             "csv" => Some(Format::Csv),
-            "parquet" | "pq" => Some(Format::Parquet),
+            "parquet" | "pq" if compression.is_none() => Some(Format::Parquet),
             _ => None,
         }
     }
@@ -203,7 +207,28 @@ pub trait RecordReader {
 }
 
 /// The bytes of a text file, streamed from disk or with ranged GETs.
-fn open_text(unit: &ReadUnit) -> Result<Box<dyn Read + Send>, SourceError> {
+fn open_text(unit: &ReadUnit) -> Result<TextInput, SourceError> {
+    let raw = open_raw(unit)?;
+    match compression::Compression::split(&unit.location.file_name()).0 {
+        None => Ok(TextInput {
+            read: raw,
+            consumed: None,
+        }),
+        Some(compression) => {
+            let consumed = std::sync::Arc::default();
+            let read = compression
+                .decode(raw, std::sync::Arc::clone(&consumed))
+                .map_err(|e| SourceError::io(&unit.location.to_string(), e))?;
+            Ok(TextInput {
+                read,
+                consumed: Some(consumed),
+            })
+        }
+    }
+}
+
+/// A file's bytes as stored.
+fn open_raw(unit: &ReadUnit) -> Result<Box<dyn Read + Send>, SourceError> {
     Ok(match &unit.location {
         Location::Local(path) => {
             Box::new(std::fs::File::open(path).map_err(|e| SourceError::io(path, e))?)
