@@ -17,9 +17,22 @@ use crate::config::{Config, ConfigError, Settings};
 #[derive(Debug, Parser)]
 #[command(name = "topsellers", version, about)]
 pub struct Cli {
+    /// Log lines as text (default) or as one JSON object per line (for a log pipeline).
+    /// Logs go to stderr; `RUST_LOG` sets the level (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `2026-11-29T12:00:00Z  INFO topsellers::run: …` (colour only on a terminal).
+    Text,
+    /// `{"timestamp":"…","level":"INFO","fields":{"message":"…"},"target":"…"}`.
+    Json,
 }
 
 /// The subcommands.
