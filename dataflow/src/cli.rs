@@ -13,6 +13,20 @@ use topsellers_sources::{KafkaConfig, SourceConfig};
 use crate::cluster::{Layout, Seat, WorkersArg, PROCESS_ENV};
 use crate::config::{Config, ConfigError, Settings};
 
+/// The demo's purchases per second (`topsellers run` with no input, source or config).
+pub const DEMO_RATE: u64 = 2_000;
+/// The demo's retention, unless `--retention` or a config file gives one.
+pub const DEMO_RETENTION: Duration = Duration::from_secs(3600);
+
+/// The generator `topsellers run` starts when nothing else is configured: a lively store at a
+/// rate whose hour of purchases stays small (2,000/s × 1 h = 7.2M purchases).
+fn demo_generator() -> GeneratorConfig {
+    GeneratorConfig {
+        rate: Rate::PerSecond(DEMO_RATE),
+        ..GeneratorConfig::default()
+    }
+}
+
 /// Best sellers right now, per category: purchases in, decayed top-k lists out over HTTP.
 #[derive(Debug, Parser)]
 #[command(name = "topsellers", version, about)]
@@ -251,7 +265,17 @@ impl RunArgs {
         if config.sources.is_empty() {
             config
                 .sources
-                .push(SourceConfig::Generator(GeneratorConfig::default()));
+                .push(SourceConfig::Generator(demo_generator()));
+        }
+        // A generated store keeps an hour of purchases unless told otherwise: with the
+        // year-long default retention nothing it generates would ever expire (memory grows
+        // with the purchases inside the window: see the README's Limitations).
+        let generated_only = config
+            .sources
+            .iter()
+            .all(|s| matches!(s, SourceConfig::Generator(_)));
+        if generated_only && self.scoring.retention.is_none() && self.scoring.config.is_none() {
+            config.scoring.retention = DEMO_RETENTION;
         }
         if let Some(http) = &self.http {
             config.http.listen = http.clone();
@@ -557,5 +581,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("--handover"), "{message}");
+    }
+
+    /// The demo does not grow forever: a generated store keeps an hour of purchases (a year
+    /// at the old default of 20,000/s would hold 630 billion) unless a retention is given.
+    #[test]
+    fn a_generated_store_keeps_an_hour_unless_told_otherwise() {
+        let settings = |args: &[&str]| run_args(args).unwrap().config().unwrap().into_config();
+        let generator = |config: &Config| match &config.sources[..] {
+            [SourceConfig::Generator(g)] => g.rate,
+            other => panic!("{other:?}"),
+        };
+        let demo = settings(&[]);
+        assert_eq!(demo.scoring.retention, Duration::from_secs(3600));
+        assert_eq!(generator(&demo), Rate::PerSecond(2_000));
+        // Purchases inside the window, at most: 7.2 million (24-byte expiry entries: 173 MB).
+        let Rate::PerSecond(rate) = generator(&demo) else {
+            unreachable!()
+        };
+        assert!(rate * demo.scoring.retention.as_secs() <= 10_000_000);
+        let fast = settings(&["--rate", "50000"]);
+        assert_eq!(fast.scoring.retention, Duration::from_secs(3600));
+        assert_eq!(generator(&fast), Rate::PerSecond(50_000));
+        let told = settings(&["--retention", "30d"]);
+        assert_eq!(told.scoring.retention, Duration::from_secs(30 * 86_400));
+        // With history to replay, the retention is the contract's default.
+        let files = settings(&["--input", "history/"]);
+        assert_eq!(files.scoring.retention, Duration::from_secs(365 * 86_400));
     }
 }

@@ -37,7 +37,12 @@ fn json_logs_are_one_object_per_line() {
             .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}\nlog:\n{log}"));
         assert!(object["level"].is_string(), "no level: {line}");
         assert!(object["timestamp"].is_string(), "no timestamp: {line}");
-        messages.push(object["fields"]["message"].as_str().unwrap_or("").to_owned());
+        messages.push(
+            object["fields"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+        );
     }
     assert!(
         messages.iter().any(|m| m.starts_with("topsellers is up")),
