@@ -24,6 +24,7 @@ use topsellers_sources::files::FilesConfig;
 use topsellers_sources::SourceConfig;
 
 pub mod broker;
+pub mod exposition;
 pub mod s3;
 
 /// One hour in ms.
@@ -1447,6 +1448,18 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
             let value = rest.strip_prefix(' ')?;
             value.split_whitespace().next()?.parse().ok()
         })
+}
+
+/// Checks a `/metrics` scrape with the strict parser of [`exposition`] (format and promtool's
+/// naming rules); panics naming every problem, else returns the samples.
+pub fn check_exposition(text: &str) -> Vec<exposition::Sample> {
+    let (problems, samples) = exposition::check(text);
+    assert!(
+        problems.is_empty(),
+        "/metrics breaks the text format:\n{}\n--- scrape:\n{text}",
+        problems.join("\n")
+    );
+    samples
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes; whether it held.

@@ -111,6 +111,7 @@ pub async fn handle<B>(state: &AppState, req: Request<B>) -> Response<Body> {
 }
 
 fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
+    let started = std::time::Instant::now();
     let path = req.uri().path();
     let route = match path {
         "/v1/categories" => Route::Categories,
@@ -159,7 +160,7 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
     }
     state
         .metrics
-        .count_request(route, response.status().as_u16());
+        .count_request(route, response.status().as_u16(), started.elapsed());
     response
 }
 

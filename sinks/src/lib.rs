@@ -11,6 +11,7 @@ mod json;
 pub mod kafka_changelog;
 pub mod list_json;
 pub mod metrics;
+mod process_metrics;
 pub mod publisher;
 mod readiness;
 mod rendered;

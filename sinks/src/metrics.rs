@@ -10,8 +10,11 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
+
+use crate::process_metrics::ProcessSample;
 
 /// The routes HTTP requests are counted under (`route` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,6 +54,51 @@ impl Route {
             Route::Metrics => "metrics",
             Route::Other => "other",
         }
+    }
+}
+
+/// Upper bounds (seconds) of the request-duration histogram's buckets (`le`), +Inf aside.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// One route's request durations: counts per bucket (not cumulative; the last is +Inf) and
+/// the sum in nanoseconds.
+#[derive(Default)]
+struct Latency {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Latency {
+    fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let at = LATENCY_BUCKETS
+            .iter()
+            .position(|&le| seconds <= le)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[at].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, route: Route) {
+        let name = "topsellers_http_request_duration_seconds";
+        let route = route.as_str();
+        let mut cumulative = 0;
+        for (at, count) in self.buckets.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed);
+            let le = LATENCY_BUCKETS
+                .get(at)
+                .map_or_else(|| "+Inf".to_owned(), |le| le.to_string());
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{route=\"{route}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{route=\"{route}\"}} {cumulative}");
     }
 }
 
@@ -110,6 +158,7 @@ pub struct Metrics {
     backfill_total_rows: AtomicU64,
     http: [[AtomicU64; COMMON_STATUSES.len()]; Route::ALL.len()],
     http_uncommon: Mutex<BTreeMap<(Route, u16), u64>>,
+    latency: [Latency; Route::ALL.len()],
     extras: RwLock<Vec<Extra>>,
 }
 
@@ -144,6 +193,7 @@ impl Metrics {
             backfill_total_rows: AtomicU64::new(0),
             http: Default::default(),
             http_uncommon: Mutex::new(BTreeMap::new()),
+            latency: Default::default(),
             extras: RwLock::new(Vec::new()),
         }
     }
@@ -190,8 +240,10 @@ impl Metrics {
             .store(rows_total, Ordering::Relaxed);
     }
 
-    /// Counts one HTTP request answered with `status` on `route`.
-    pub fn count_request(&self, route: Route, status: u16) {
+    /// Counts one HTTP request answered with `status` on `route` in `elapsed` (the handler's
+    /// time, from the request's head to the response's).
+    pub fn count_request(&self, route: Route, status: u16, elapsed: Duration) {
+        self.latency[route as usize].observe(elapsed);
         match COMMON_STATUSES.iter().position(|&common| common == status) {
             Some(at) => {
                 self.http[route as usize][at].fetch_add(1, Ordering::Relaxed);
@@ -355,11 +407,11 @@ impl Metrics {
         let _ = writeln!(out, "topsellers_backfill_rows_read {rows_read}");
         header(
             &mut out,
-            "topsellers_backfill_rows_total",
+            "topsellers_backfill_rows_planned",
             "Rows the backfill will read in all (0 if unknown).",
             "gauge",
         );
-        let _ = writeln!(out, "topsellers_backfill_rows_total {rows_total}");
+        let _ = writeln!(out, "topsellers_backfill_rows_planned {rows_total}");
 
         header(
             &mut out,
@@ -382,6 +434,30 @@ impl Metrics {
                 "topsellers_http_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
                 route.as_str()
             );
+        }
+
+        header(
+            &mut out,
+            "topsellers_http_request_duration_seconds",
+            "Time to answer an HTTP request (routing to response), by route.",
+            "histogram",
+        );
+        for route in Route::ALL {
+            self.latency[route as usize].render(&mut out, route);
+        }
+        header(
+            &mut out,
+            "topsellers_build_info",
+            "The running build: its version (always 1).",
+            "gauge",
+        );
+        let _ = writeln!(
+            out,
+            "topsellers_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        if let Some(process) = ProcessSample::read() {
+            process.render(&mut out);
         }
 
         for extra in self.extras.read().iter() {
@@ -441,10 +517,10 @@ mod tests {
         metrics.set_watermark_ms(1_763_816_400_123);
         metrics.set_last_publish_wall_ms(10_000);
         metrics.set_backfill_progress(1_200_000, 10_000_000);
-        metrics.count_request(Route::Top, 200);
-        metrics.count_request(Route::Top, 200);
-        metrics.count_request(Route::Top, 304);
-        metrics.count_request(Route::Other, 418);
+        metrics.count_request(Route::Top, 200, Duration::from_micros(50));
+        metrics.count_request(Route::Top, 200, Duration::from_millis(3));
+        metrics.count_request(Route::Top, 304, Duration::from_secs(9));
+        metrics.count_request(Route::Other, 418, Duration::ZERO);
         let text = metrics.render_prometheus(12_500);
         assert_eq!(sample(&text, "topsellers_purchases_total"), Some(7.0));
         assert_eq!(sample(&text, "topsellers_bad_records_total"), Some(1.0));
@@ -464,9 +540,37 @@ mod tests {
             Some(1_200_000.0)
         );
         assert_eq!(
-            sample(&text, "topsellers_backfill_rows_total"),
+            sample(&text, "topsellers_backfill_rows_planned"),
             Some(10_000_000.0)
         );
+        let bucket = |le: &str| {
+            sample(
+                &text,
+                &format!(
+                    "topsellers_http_request_duration_seconds_bucket{{route=\"top\",le=\"{le}\"}}"
+                ),
+            )
+        };
+        assert_eq!(bucket("0.0001"), Some(1.0));
+        assert_eq!(bucket("0.0025"), Some(1.0));
+        assert_eq!(bucket("0.005"), Some(2.0));
+        assert_eq!(bucket("2.5"), Some(2.0));
+        assert_eq!(bucket("+Inf"), Some(3.0));
+        assert_eq!(
+            sample(
+                &text,
+                "topsellers_http_request_duration_seconds_count{route=\"top\"}"
+            ),
+            Some(3.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "topsellers_http_request_duration_seconds_sum{route=\"top\"}"
+            ),
+            Some(9.00305)
+        );
+        assert!(text.contains("topsellers_build_info{version=\""), "{text}");
         assert_eq!(
             sample(
                 &text,

@@ -94,7 +94,7 @@ fn held_backfill(history: &History, inputs: &[String], env: &[(String, String)],
     );
     let metrics = get(addr, "/metrics").text();
     let read = metric(&metrics, "topsellers_backfill_rows_read").expect("rows read");
-    let total = metric(&metrics, "topsellers_backfill_rows_total").expect("rows total");
+    let total = metric(&metrics, "topsellers_backfill_rows_planned").expect("rows total");
     assert!(
         read > 0.0 && (total == 0.0 || read < total),
         "{what}: held mid-way, {read} of {total} rows read:\n{metrics}"

@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use topsellers_tests::{
-    free_loopback_addresses, get, metric, parse_rfc3339, top_items, top_path, topsellers_exe,
-    wait_until, Proc,
+    check_exposition, free_loopback_addresses, get, metric, parse_rfc3339, top_items, top_path,
+    topsellers_exe, wait_until, Proc,
 };
 
 /// Generous liveness bound.
@@ -118,6 +118,33 @@ fn the_default_run_serves_the_generators_lists() {
         check_list(&list.json(), &target);
     }
 
+    // /metrics passes a strict text-format parser and promtool's naming rules, and has the
+    // request-duration histogram, the process metrics and the build info.
+    let samples = check_exposition(&get(addr, "/metrics").text());
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.iter().any(|(sk, sv)| sk == k && sv == v))
+            })
+            .map(|s| s.value)
+    };
+    let tops = value(
+        "topsellers_http_request_duration_seconds_count",
+        &[("route", "top")],
+    );
+    assert!(
+        tops.is_some_and(|n| n >= 20.0),
+        "top requests timed: {tops:?}"
+    );
+    assert!(value("process_resident_memory_bytes", &[]).is_some_and(|b| b > 1e6));
+    assert!(value("process_open_fds", &[]).is_some_and(|n| n >= 3.0));
+    assert!(value("process_cpu_seconds_total", &[]).is_some());
+    assert_eq!(value("topsellers_build_info", &[]), Some(1.0));
+
     let pid = nix::unistd::Pid::from_raw(service.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = service.exit_within(PATIENCE);
@@ -160,6 +187,7 @@ fn sighup_drains_like_sigterm() {
             .unwrap_or(0)
     };
     assert_eq!(manifests(), 0, "a checkpoint before the signal");
+    check_exposition(&get(addr, "/metrics").text());
     let pid = nix::unistd::Pid::from_raw(service.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
     let status = service.exit_within(PATIENCE);

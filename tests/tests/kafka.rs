@@ -342,6 +342,8 @@ fn kafka_end_to_end(seed: u64, workers: usize) {
         "{context}: no offset commit"
     );
     let text = http(service.addr, "GET", "/metrics", &[]).text();
+    // With Kafka's families too, the scrape passes the strict parser.
+    topsellers_tests::check_exposition(&text);
     let valid = data.records.iter().filter(|r| r.quantity != 0).count();
     let zero = data.records.len() - valid;
     for (series, want) in [

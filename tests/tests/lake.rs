@@ -216,7 +216,7 @@ fn service_backfills_from_s3_counts_every_row_and_turns_ready() {
     let value = |name: &str| metric(&metrics, name).unwrap_or_else(|| panic!("{name}:\n{metrics}"));
     assert!(value("topsellers_backfill_pruned_files_total") > 0.0);
     assert!(value("topsellers_backfill_pruned_row_groups_total") > 0.0);
-    let total = value("topsellers_backfill_rows_total");
+    let total = value("topsellers_backfill_rows_planned");
     assert!(total > 0.0);
     assert_eq!(value("topsellers_backfill_rows_read"), total, "{metrics}");
 }
