@@ -44,11 +44,10 @@ pub fn check(text: &str) -> (Vec<String>, Vec<Sample>) {
                 continue;
             }
             match keyword {
-                "HELP" => {
-                    if !helps.insert(name.to_owned()) {
-                        problems.push(format!("line {at}: second HELP for {name}"));
-                    }
+                "HELP" if !helps.insert(name.to_owned()) => {
+                    problems.push(format!("line {at}: second HELP for {name}"));
                 }
+                "HELP" => {}
                 "TYPE" => {
                     if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&text) {
                         problems.push(format!("line {at}: unknown type {text:?}"));
@@ -125,11 +124,15 @@ fn family_of(name: &str, types: &BTreeMap<String, String>) -> String {
     name.to_owned()
 }
 
+/// A label set.
+type Labels = Vec<(String, String)>;
+/// A histogram's series of one label set: the buckets `(le, count)`, the sum, the count.
+type Group = (Vec<(f64, f64)>, Option<f64>, Option<f64>);
+
 fn check_histogram(name: &str, samples: &[Sample]) -> Vec<String> {
     let mut problems = Vec::new();
     // Per label set without `le`: the buckets in order, the sum, the count.
-    let mut groups: BTreeMap<Vec<(String, String)>, (Vec<(f64, f64)>, Option<f64>, Option<f64>)> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<Labels, Group> = BTreeMap::new();
     for sample in samples {
         let Some(suffix) = sample.name.strip_prefix(name) else {
             continue;
@@ -199,9 +202,7 @@ fn parse_value(text: &str) -> Option<f64> {
 }
 
 fn parse_sample(line: &str) -> Result<Sample, String> {
-    let name_end = line
-        .find(|c: char| c == '{' || c == ' ')
-        .ok_or("no value")?;
+    let name_end = line.find(['{', ' ']).ok_or("no value")?;
     let name = &line[..name_end];
     if !legal_name(name) {
         return Err(format!("bad metric name {name:?}"));
