@@ -319,3 +319,7 @@ pub async fn serve_with_drain(
 #[cfg(test)]
 #[path = "http_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "http_props.rs"]
+mod props;

@@ -9,6 +9,8 @@ pub mod generator;
 pub mod intern;
 pub mod kafka;
 pub mod position;
+#[cfg(test)]
+mod props;
 pub mod writer;
 
 use serde::{Deserialize, Serialize};
