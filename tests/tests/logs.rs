@@ -80,3 +80,51 @@ fn a_users_error_is_one_line_without_a_backtrace() {
         );
     }
 }
+
+/// A folder's files of another format are skipped with a warning naming each, at the default
+/// level; compressed JSON Lines and CSV among them are read.
+#[test]
+fn skipped_files_are_named_and_compressed_ones_read() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let line = "{\"item_id\":\"i\",\"category\":\"a\",\"ts\":1000}\n";
+    std::fs::write(input.join("a.jsonl"), line).unwrap();
+    std::fs::write(input.join("notes.txt"), line).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(line.as_bytes()).unwrap();
+    std::fs::write(input.join("b.jsonl.gz"), gz.finish().unwrap()).unwrap();
+    let csv = "item_id,category,ts\nj,a,1000\n";
+    std::fs::write(
+        input.join("c.csv.zst"),
+        zstd::encode_all(csv.as_bytes(), 3).unwrap(),
+    )
+    .unwrap();
+    let output = Command::new(topsellers_exe())
+        .args(["batch", "in", "--output", "out.jsonl", "--dead-letter", ""])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run topsellers");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("skipping a file of unknown format") && stderr.contains("notes.txt"),
+        "{stderr}"
+    );
+    let out = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    let root: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["category"] == "")
+        .collect();
+    // i twice (plain and gzip), j once (zstd CSV); the .txt file not read.
+    let score = |item: &str| {
+        root.iter()
+            .find(|v| v["item_id"] == item)
+            .and_then(|v| v["score"].as_f64())
+    };
+    assert_eq!(score("i"), Some(2.0), "{out}");
+    assert_eq!(score("j"), Some(1.0), "{out}");
+}
