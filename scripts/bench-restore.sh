@@ -15,7 +15,7 @@ bin=${3:-./target/release/topsellers}
 input=target/bench-history/history-$events-$span.parquet
 [ -f "$input" ] && [ -x "$bin" ] || input=$(scripts/bench-history.sh "$events" "$span")
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+trap '[ -n "${KEEP:-}" ] && echo "kept $dir" >&2 || rm -rf "$dir"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 url=http://127.0.0.1:$port
 
