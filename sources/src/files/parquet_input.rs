@@ -50,7 +50,36 @@ pub(crate) fn read_footer(location: &Location, size: u64) -> Result<Footer, Sour
         }
         Location::Object(object) => object_footer(object, size)?,
     };
+    let size = match location {
+        Location::Local(path) => std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX),
+        Location::Object(_) => size,
+    };
+    check_chunks(&meta, size).map_err(|e| SourceError::parquet(&location.to_string(), e))?;
     Ok(Footer(Arc::new(meta)))
+}
+
+/// Refuses a footer whose column chunks lie outside the file (a damaged footer): the parquet
+/// crate asserts on a negative offset or size (a panic) and reads past the end otherwise.
+fn check_chunks(meta: &ParquetMetaData, file_bytes: u64) -> Result<(), String> {
+    for (g, group) in meta.row_groups().iter().enumerate() {
+        for (c, column) in group.columns().iter().enumerate() {
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or_else(|| column.data_page_offset());
+            let len = column.compressed_size();
+            let end = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(len).ok())
+                .and_then(|(start, len)| start.checked_add(len));
+            if !end.is_some_and(|end| end <= file_bytes) {
+                return Err(format!(
+                    "damaged footer: column chunk {c} of row group {g} claims bytes \
+                     {start}..+{len} of a {file_bytes}-byte file"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The footer of an object: one ranged GET of its tail, a second if the footer is larger.
