@@ -59,6 +59,7 @@ pub fn run_publisher(
             }
         }
         batch.extend(rx.try_iter().take(MAX_BATCH.saturating_sub(batch.len())));
+        failpoint_hold();
         let started = Instant::now();
         table.apply_many(&batch);
         // Rendering never takes more than a fifth of a core: on a busy store the interval
@@ -86,6 +87,20 @@ pub fn run_publisher(
         tracing::debug!(time_ms = last, snapshots = batch.len(), "published");
     }
     summary
+}
+
+/// For tests that must see a snapshot handed on but not yet served: with
+/// `TOPSELLERS_FAILPOINT_PUBLISH_HOLD=FILE` set, the publisher waits before applying while
+/// FILE exists.
+fn failpoint_hold() {
+    static HOLD: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let hold =
+        HOLD.get_or_init(|| std::env::var_os("TOPSELLERS_FAILPOINT_PUBLISH_HOLD").map(Into::into));
+    if let Some(file) = hold {
+        while file.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 #[cfg(test)]

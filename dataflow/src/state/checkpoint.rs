@@ -333,10 +333,14 @@ impl Writer {
         let stop = self.sinks.stop.clone();
         loop {
             let stopping = stop.wait_timeout(self.setup.interval);
-            if !self.sinks.backfill.is_done() {
+            // Not before the backfill's snapshot is *served*: a checkpoint holds the served
+            // lists, and one written between the backfill's end and the publisher applying its
+            // snapshot held none, so a restart from it served nothing until caught up.
+            if !self.sinks.backfill.is_done() || self.sinks.table.published_time_ms().is_none() {
                 if stopping {
                     tracing::info!(
-                        "stopped during the backfill: no checkpoint (a restart backfills again)"
+                        "stopped before the first snapshot was served: no checkpoint (a restart \
+                         reads the sources again)"
                     );
                     return;
                 }
