@@ -1340,7 +1340,7 @@ pub fn raw_http(addr: SocketAddr, request: &[u8]) -> Option<Response> {
 
 /// Parses a whole HTTP/1.1 response (`head_only`: the answer to a HEAD, no body to read).
 fn parse_response(raw: &[u8], head_only: bool) -> Response {
-    let split = find(&raw, b"\r\n\r\n").expect("end of headers");
+    let split = find(raw, b"\r\n\r\n").expect("end of headers");
     let head = std::str::from_utf8(&raw[..split]).expect("ASCII head");
     let mut lines = head.split("\r\n");
     let status_line = lines.next().expect("status line");

@@ -28,12 +28,12 @@ pub enum ApiError {
     /// No profile has this name (404).
     #[error("unknown profile {0:?}")]
     UnknownProfile(String),
-    /// The request target is longer than the server reads (414).
-    #[error("request target of {0} bytes is longer than the {max} allowed", max = crate::request::MAX_URI_BYTES)]
-    UriTooLong(usize),
-    /// The request's headers are larger than the server reads (431).
-    #[error("request headers of {0} bytes are larger than the {max} allowed", max = crate::request::MAX_HEADER_BYTES)]
-    HeadersTooLarge(usize),
+    /// The request target (bytes, limit) is longer than the server reads (414).
+    #[error("request target of {0} bytes is longer than the {1} allowed")]
+    UriTooLong(usize, usize),
+    /// The request's headers (bytes, limit) are larger than the server reads (431).
+    #[error("request headers of {0} bytes are larger than the {1} allowed")]
+    HeadersTooLarge(usize, usize),
 }
 
 impl ApiError {
@@ -46,8 +46,8 @@ impl ApiError {
             | ApiError::UnknownProfile(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
-            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::UriTooLong(..) => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(..) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -104,12 +104,12 @@ mod tests {
                 "unknown profile \"9d\"",
             ),
             (
-                ApiError::UriTooLong(9000),
+                ApiError::UriTooLong(9000, 8192),
                 414,
                 "request target of 9000 bytes is longer than the 8192 allowed",
             ),
             (
-                ApiError::HeadersTooLarge(40000),
+                ApiError::HeadersTooLarge(40000, 32768),
                 431,
                 "request headers of 40000 bytes are larger than the 32768 allowed",
             ),

@@ -1,5 +1,5 @@
-//! The HTTP API: the routing function [`handle`] and its settings; the server is
-//! [`serve`] (in `server.rs`).
+//! The HTTP API: the routing function [`handle`] and its settings; the server that calls it
+//! is `server.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,6 @@ use crate::metrics::{Metrics, Route};
 pub use crate::readiness::Readiness;
 use crate::rejections::Rejections;
 use crate::request::{check_head, decode_category, TopQuery};
-pub use crate::server::{serve, serve_with_drain, DEFAULT_DRAIN};
 use crate::table::ServingTable;
 use crate::timed_io::Timeouts;
 

@@ -1,6 +1,7 @@
 //! Tests of the HTTP API: [`handle`] called directly, and one real socket.
 
 use super::*;
+use crate::server::serve_with_drain;
 use crate::table::TableConfig;
 use crate::test_util::{list, profiles, snapshot, H};
 use http_body_util::{BodyExt, Empty};

@@ -23,7 +23,7 @@ pub(crate) const MAX_HEADER_BYTES: usize = 32 * 1024;
 pub(crate) fn check_head<B>(req: &Request<B>) -> Result<(), (Reason, ApiError)> {
     let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if uri > MAX_URI_BYTES {
-        return Err((Reason::UriTooLong, ApiError::UriTooLong(uri)));
+        return Err((Reason::UriTooLong, ApiError::UriTooLong(uri, MAX_URI_BYTES)));
     }
     let headers: usize = req
         .headers()
@@ -31,7 +31,10 @@ pub(crate) fn check_head<B>(req: &Request<B>) -> Result<(), (Reason, ApiError)> 
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
     if headers > MAX_HEADER_BYTES {
-        return Err((Reason::HeadersTooLarge, ApiError::HeadersTooLarge(headers)));
+        return Err((
+            Reason::HeadersTooLarge,
+            ApiError::HeadersTooLarge(headers, MAX_HEADER_BYTES),
+        ));
     }
     Ok(())
 }
