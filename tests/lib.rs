@@ -1322,7 +1322,26 @@ pub fn http(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str
     stream.write_all(request.as_bytes()).expect("send");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("read response");
-    let split = find(&raw, b"\r\n\r\n").expect("end of headers");
+    parse_response(&raw, method == "HEAD")
+}
+
+/// Sends `request` as it is (any bytes, e.g. a malformed request line) on a new connection and
+/// reads until the server closes it: the response, or `None` if the server closed without one.
+pub fn raw_http(addr: SocketAddr, request: &[u8]) -> Option<Response> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream.write_all(request).expect("send");
+    let mut raw = Vec::new();
+    // A server that closes with unread request bytes may reset the connection: keep what came.
+    let _ = stream.read_to_end(&mut raw);
+    find(&raw, b"\r\n\r\n").map(|_| parse_response(&raw, false))
+}
+
+/// Parses a whole HTTP/1.1 response (`head_only`: the answer to a HEAD, no body to read).
+fn parse_response(raw: &[u8], head_only: bool) -> Response {
+    let split = find(raw, b"\r\n\r\n").expect("end of headers");
     let head = std::str::from_utf8(&raw[..split]).expect("ASCII head");
     let mut lines = head.split("\r\n");
     let status_line = lines.next().expect("status line");
@@ -1339,7 +1358,7 @@ pub fn http(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str
     let chunked = headers
         .iter()
         .any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
-    let body = if method == "HEAD" || status == 304 || status == 204 {
+    let body = if head_only || status == 304 || status == 204 {
         rest.to_vec()
     } else if chunked {
         dechunk(rest)

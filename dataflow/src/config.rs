@@ -216,6 +216,10 @@ impl Scoring {
 /// Most worker threads a process may run, and most HTTP threads.
 const MAX_THREADS: usize = 1024;
 
+/// The largest `http.max_connections` accepted (it is lowered further to stay below the
+/// open-file limit at start).
+const MAX_HTTP_CONNECTIONS: usize = 1_000_000;
+
 /// A config whose every value has been checked, with what checking derived: what the drivers
 /// start from. Reads as the [`Config`] it holds.
 #[derive(Debug, Clone)]
@@ -298,6 +302,25 @@ impl Config {
         }
         if r.snapshot_queue == 0 {
             return Err(invalid("runtime.snapshot_queue", "must be positive".into()));
+        }
+        let h = &self.http;
+        if h.max_connections == 0 || h.max_connections > MAX_HTTP_CONNECTIONS {
+            return Err(invalid(
+                "http.max_connections",
+                format!(
+                    "{} is out of range 1..={MAX_HTTP_CONNECTIONS}",
+                    h.max_connections
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("http.header_read_timeout", h.header_read_timeout),
+            ("http.write_timeout", h.write_timeout),
+            ("http.keep_alive_timeout", h.keep_alive_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be positive".into()));
+            }
         }
         if self.state.interval.is_zero() {
             return Err(invalid("state.interval", "must be positive".into()));
@@ -535,6 +558,17 @@ mod tests {
             // Absurd sizes are config errors, not an abort at start.
             ("[runtime]\nhttp_threads = 100000\n", "runtime.http_threads"),
             ("[runtime]\nworkers = 5000\n", "runtime.workers"),
+            ("[http]\nmax_connections = 0\n", "http.max_connections"),
+            (
+                "[http]\nmax_connections = 100000000\n",
+                "http.max_connections",
+            ),
+            ("[http]\nwrite_timeout = \"0s\"\n", "http.write_timeout"),
+            ("[http]\nkeep_alive_timeout = \"soon\"\n", "http.keep_alive_timeout"),
+            (
+                "[http]\nheader_read_timeout = \"0s\"\n",
+                "http.header_read_timeout",
+            ),
             ("[scoring]\nretention = \"1 year\"\n", "scoring.retention"),
             ("[runtime]\nepoch = \"soon\"\n", "runtime.epoch"),
             (

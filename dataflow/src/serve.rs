@@ -51,6 +51,8 @@ impl Serving {
         stop: &Stop,
     ) -> Result<Serving, DriverError> {
         let (snapshots, served) = snapshots;
+        // Before any socket: the connection cap is kept below the limit in force.
+        topsellers_sinks::fd_limit::raise_open_file_limit();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("http")

@@ -28,6 +28,12 @@ pub enum ApiError {
     /// No profile has this name (404).
     #[error("unknown profile {0:?}")]
     UnknownProfile(String),
+    /// The request target (bytes, limit) is longer than the server reads (414).
+    #[error("request target of {0} bytes is longer than the {1} allowed")]
+    UriTooLong(usize, usize),
+    /// The request's headers (bytes, limit) are larger than the server reads (431).
+    #[error("request headers of {0} bytes are larger than the {1} allowed")]
+    HeadersTooLarge(usize, usize),
 }
 
 impl ApiError {
@@ -40,6 +46,8 @@ impl ApiError {
             | ApiError::UnknownProfile(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UriTooLong(..) => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(..) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -94,6 +102,16 @@ mod tests {
                 ApiError::UnknownProfile("9d".into()),
                 404,
                 "unknown profile \"9d\"",
+            ),
+            (
+                ApiError::UriTooLong(9000, 8192),
+                414,
+                "request target of 9000 bytes is longer than the 8192 allowed",
+            ),
+            (
+                ApiError::HeadersTooLarge(40000, 32768),
+                431,
+                "request headers of 40000 bytes are larger than the 32768 allowed",
             ),
         ];
         for (error, status, message) in cases {

@@ -1,8 +1,6 @@
-//! The HTTP API: the routing function [`handle`] and the hyper 1 server [`serve`].
+//! The HTTP API: the routing function [`handle`] and its settings; the server that calls it
+//! is `server.rs`.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,14 +8,8 @@ use bytes::Bytes;
 use hyper::header::{
     HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
 };
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use topsellers_model::{format_rfc3339_ms, wall_clock_ms};
 
 use crate::api_error::ApiError;
@@ -25,11 +17,10 @@ use crate::body::Body;
 use crate::etag::ETag;
 use crate::metrics::{Metrics, Route};
 pub use crate::readiness::Readiness;
-use crate::request::{decode_category, TopQuery};
+use crate::rejections::Rejections;
+use crate::request::{check_head, decode_category, TopQuery};
 use crate::table::ServingTable;
-
-/// How long in-flight connections may take to finish once shutdown starts, by default.
-pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+use crate::timed_io::Timeouts;
 
 fn json() -> HeaderValue {
     HeaderValue::from_static("application/json")
@@ -53,6 +44,33 @@ pub struct HttpConfig {
     /// `max-age` in seconds of the `Cache-Control: public, max-age=N` sent with `/v1` answers.
     #[serde(default = "default_cache_max_age")]
     pub cache_max_age: u64,
+    /// Connections open at once; more are closed as soon as they are accepted (counted). Kept
+    /// below the open-file limit less room for the process's other files. Default: 10000.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long a client may take to send a complete request head, from the connection's
+    /// start or the first byte of a later request; then 408 and the connection is closed.
+    /// Default: `"30s"`.
+    #[serde(
+        default = "default_header_read_timeout",
+        with = "topsellers_model::duration::text"
+    )]
+    pub header_read_timeout: Duration,
+    /// How long writing a reply may make no progress (a client that does not read its
+    /// answers); then the connection is closed. Default: `"30s"`.
+    #[serde(
+        default = "default_write_timeout",
+        with = "topsellers_model::duration::text"
+    )]
+    pub write_timeout: Duration,
+    /// How long a keep-alive connection may stay idle between requests before it is closed;
+    /// above common load-balancer idle timeouts (60 s), so that they close first.
+    /// Default: `"75s"`.
+    #[serde(
+        default = "default_keep_alive_timeout",
+        with = "topsellers_model::duration::text"
+    )]
+    pub keep_alive_timeout: Duration,
 }
 
 fn default_listen() -> String {
@@ -63,11 +81,31 @@ fn default_cache_max_age() -> u64 {
     1
 }
 
+fn default_max_connections() -> usize {
+    10_000
+}
+
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_write_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_keep_alive_timeout() -> Duration {
+    Duration::from_secs(75)
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_listen(),
             cache_max_age: default_cache_max_age(),
+            max_connections: default_max_connections(),
+            header_read_timeout: default_header_read_timeout(),
+            write_timeout: default_write_timeout(),
+            keep_alive_timeout: default_keep_alive_timeout(),
         }
     }
 }
@@ -81,11 +119,16 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// What `/readyz` answers.
     pub readiness: Arc<Readiness>,
+    /// Requests and connections turned away before the handler, by reason.
+    pub rejections: Arc<Rejections>,
     cache_control: HeaderValue,
+    pub(crate) max_connections: usize,
+    pub(crate) timeouts: Timeouts,
 }
 
 impl AppState {
-    /// State for serving `table` with the settings of `config`.
+    /// State for serving `table` with the settings of `config`; registers the rejection
+    /// counters in `metrics` (build one per `Metrics`).
     pub fn new(
         table: Arc<ServingTable>,
         metrics: Arc<Metrics>,
@@ -95,11 +138,19 @@ impl AppState {
         let cache_control =
             HeaderValue::from_str(&format!("public, max-age={}", config.cache_max_age))
                 .unwrap_or_else(|_| HeaderValue::from_static("public, max-age=1"));
+        let rejections = Rejections::registered(&metrics);
         AppState {
             table,
             metrics,
             readiness,
+            rejections,
             cache_control,
+            max_connections: config.max_connections,
+            timeouts: Timeouts {
+                header_read: config.header_read_timeout,
+                keep_alive: config.keep_alive_timeout,
+                write: config.write_timeout,
+            },
         }
     }
 }
@@ -111,6 +162,11 @@ pub async fn handle<B>(state: &AppState, req: Request<B>) -> Response<Body> {
 }
 
 fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
+    if let Err((reason, error)) = check_head(req) {
+        // Turned away before routing: counted as a rejection, not under a route.
+        state.rejections.count_one(reason);
+        return error.response();
+    }
     let started = std::time::Instant::now();
     let path = req.uri().path();
     let route = match path {
@@ -246,74 +302,6 @@ fn ok(content_type: HeaderValue, cache_control: HeaderValue, body: Bytes) -> Res
     response.headers_mut().insert(CONTENT_TYPE, content_type);
     response.headers_mut().insert(CACHE_CONTROL, cache_control);
     response
-}
-
-/// Serves HTTP/1.1 (keep-alive) on `listener` until `shutdown` completes, then stops
-/// accepting and lets in-flight connections finish for up to [`DEFAULT_DRAIN`].
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    shutdown: impl Future<Output = ()>,
-) {
-    serve_with_drain(listener, state, shutdown, DEFAULT_DRAIN).await;
-}
-
-/// [`serve`] with a chosen drain time; connections still open after it are dropped.
-pub async fn serve_with_drain(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    shutdown: impl Future<Output = ()>,
-    drain: Duration,
-) {
-    let mut builder = http1::Builder::new();
-    builder.keep_alive(true).timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    let mut connections = JoinSet::new();
-    let mut shutdown = pin!(shutdown);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // E.g. out of file descriptors: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let service = service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, req).await) }
-                });
-                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                connections.spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, %peer, "connection ended with an error");
-                    }
-                });
-            }
-        }
-    }
-    drop(listener);
-    tracing::info!(connections = connections.len(), "HTTP server shutting down");
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            connections = connections.len(),
-            ?drain,
-            "connections still open after the drain time; closing them"
-        );
-        connections.abort_all();
-    }
-    while connections.join_next().await.is_some() {}
 }
 
 #[cfg(test)]

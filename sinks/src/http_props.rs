@@ -2,6 +2,7 @@
 //! input: no panic, and every answer a status with a JSON error body when it is an error.
 //! `PROPTEST_CASES=100000 cargo test --release -p topsellers-sinks props` runs longer.
 
+use std::future::Future;
 use std::pin::pin;
 
 use proptest::prelude::*;

@@ -1,10 +1,15 @@
 //! Tests of the HTTP API: [`handle`] called directly, and one real socket.
 
 use super::*;
+use crate::server::serve_with_drain;
 use crate::table::TableConfig;
 use crate::test_util::{list, profiles, snapshot, H};
 use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
+use std::future::Future;
+use std::pin::pin;
+use tokio::net::TcpListener;
 
 fn state() -> AppState {
     let table = ServingTable::new(profiles(), 3, TableConfig::default());

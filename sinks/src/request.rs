@@ -3,9 +3,41 @@
 
 use std::borrow::Cow;
 
+use hyper::Request;
 use percent_encoding::percent_decode_str;
 
 use crate::api_error::ApiError;
+use crate::rejections::Reason;
+
+/// The longest request target answered (414 with a JSON body beyond). hyper itself refuses
+/// targets over 65,534 bytes, with its own empty 414.
+pub(crate) const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The largest header block answered (names, values and `": "`, CRLF per line; 431 with a JSON
+/// body beyond). hyper itself refuses request heads over its read buffer (about 400 KiB) or with
+/// more than 100 headers, with its own empty 431.
+pub(crate) const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Turns away, before routing, a request whose target or headers are larger than the server
+/// answers.
+pub(crate) fn check_head<B>(req: &Request<B>) -> Result<(), (Reason, ApiError)> {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > MAX_URI_BYTES {
+        return Err((Reason::UriTooLong, ApiError::UriTooLong(uri, MAX_URI_BYTES)));
+    }
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if headers > MAX_HEADER_BYTES {
+        return Err((
+            Reason::HeadersTooLarge,
+            ApiError::HeadersTooLarge(headers, MAX_HEADER_BYTES),
+        ));
+    }
+    Ok(())
+}
 
 /// Decodes the category from what follows `/v1/top` in the path: `""` or `"/"` is the root;
 /// otherwise `/seg/seg…`, each segment percent-decoded. An empty segment, a decoded segment
