@@ -71,7 +71,7 @@ fn check_chunks(meta: &ParquetMetaData, file_bytes: u64) -> Result<(), String> {
                 .ok()
                 .zip(u64::try_from(len).ok())
                 .and_then(|(start, len)| start.checked_add(len));
-            if !end.is_some_and(|end| end <= file_bytes) {
+            if end.is_none_or(|end| end > file_bytes) {
                 return Err(format!(
                     "damaged footer: column chunk {c} of row group {g} claims bytes \
                      {start}..+{len} of a {file_bytes}-byte file"
