@@ -1481,6 +1481,30 @@ pub fn check_exposition(text: &str) -> Vec<exposition::Sample> {
     samples
 }
 
+/// Stops an in-process service when dropped, so that a failing assertion does not leave its
+/// workers running (declare it after the service: it is dropped first).
+pub struct StopOnDrop(topsellers::Stop);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// Starts a service in this process that stops when the returned guard is dropped. With
+/// `RUST_LOG` set, logs go to the test's output.
+pub fn start_service(config: &Config) -> (topsellers::run::Service, StopOnDrop) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+    let stop = topsellers::Stop::new();
+    let service = topsellers::run::start_with_stop(config, stop.clone()).expect("start");
+    (service, StopOnDrop(stop))
+}
+
 /// Polls `condition` every 20 ms until it holds or `timeout` passes; whether it held.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

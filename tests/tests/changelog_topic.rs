@@ -19,41 +19,18 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use topsellers::run::Service;
-use topsellers::{Config, Stop};
+use topsellers::Config;
 use topsellers_sources::{KafkaConfig, SourceConfig};
 use topsellers_tests::broker::{create_topic, fast_properties, produce, read_to_end, Broker};
 use topsellers_tests::{
     assert_no_problems, default_as_of, generate, jsonl_line, metric, oracle_problems, served_lists,
-    Params, Rec, Spec, DAY, HOUR,
+    start_service as start, Params, Rec, Spec, DAY, HOUR,
 };
 
 const K: usize = 4;
 const PARTITIONS: i32 = 2;
 /// How long the service may take to consume, publish and send everything (a liveness bound).
 const PATIENCE: Duration = Duration::from_secs(180);
-
-/// Stops a service when dropped (declare it after the service: it is dropped first).
-struct StopOnDrop(Stop);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.stop();
-    }
-}
-
-/// Starts a service that stops when the returned guard is dropped. With `RUST_LOG` set, logs
-/// go to the test's output.
-fn start(config: &Config) -> (Service, StopOnDrop) {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-    let stop = Stop::new();
-    let service = topsellers::run::start_with_stop(config, stop.clone()).expect("start");
-    (service, StopOnDrop(stop))
-}
 
 /// A service reading `topic` (group `group`), sending its lists to `changelog`.
 fn config(params: &Params, brokers: &str, topic: &str, changelog: &str) -> Config {

@@ -20,41 +20,18 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use topsellers::run::Service;
-use topsellers::{Config, Stop};
+use topsellers::Config;
 use topsellers_sources::kafka::StartFrom;
 use topsellers_sources::{KafkaConfig, SourceConfig};
 use topsellers_tests::broker::{create_topic, fast_properties, produce, read_topic, Broker};
 use topsellers_tests::{
     assert_no_problems, compare, default_as_of, generate, http, jsonl_line, metric,
-    oracle_problems, rfc3339, served_lists, top_items, top_path, wait_until, write_parts, Fmt,
-    Params, Rec, Served, Spec, DAY,
+    oracle_problems, rfc3339, served_lists, start_service as start, top_items, top_path,
+    wait_until, write_parts, Fmt, Params, Rec, Served, Spec, DAY,
 };
 
 const R: i64 = 2 * DAY;
 
-/// Stops a service when dropped, so that a failing assertion does not leave its workers
-/// running (declare it after the service: it is dropped first).
-struct StopOnDrop(Stop);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.stop();
-    }
-}
-
-/// Starts a service that stops when the returned guard is dropped. With `RUST_LOG` set, logs
-/// go to the test's output.
-fn start(config: &Config) -> (Service, StopOnDrop) {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-    let stop = Stop::new();
-    let service = topsellers::run::start_with_stop(config, stop.clone()).expect("start");
-    (service, StopOnDrop(stop))
-}
 const K: usize = 5;
 const PARTITIONS: i32 = 3;
 /// How long the service may take to consume and publish everything (a liveness bound).
