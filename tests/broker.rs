@@ -244,62 +244,14 @@ pub fn produce(addr: &str, topic: &str, messages: &[(i32, Vec<u8>)]) {
         .expect("all messages delivered");
 }
 
-/// Reads `topic` from the beginning until `expected` messages arrived (or 60 s passed):
-/// (partition, key, payload) in arrival order.
-pub fn read_topic(addr: &str, topic: &str, expected: usize) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
+/// A consumer of every partition of `topic` from its beginning (reporting each partition's
+/// end when `eof`), and the partition count.
+fn from_the_beginning(addr: &str, topic: &str, eof: bool) -> (BaseConsumer, i32) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .set("group.id", "topsellers-test-reader")
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let partitions = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map_or(0, |t| t.partitions().len());
-    let mut list = TopicPartitionList::new();
-    for p in 0..partitions {
-        list.add_partition_offset(topic, p as i32, Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&list).expect("assign");
-    let mut out = Vec::new();
-    let started = Instant::now();
-    while out.len() < expected && started.elapsed() < Duration::from_secs(60) {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            out.push((
-                message.partition(),
-                message.key().unwrap_or_default().to_vec(),
-                message.payload().unwrap_or_default().to_vec(),
-            ));
-        }
-    }
-    // Anything beyond `expected` that is already there.
-    while let Some(Ok(message)) = consumer.poll(Duration::from_millis(1000)) {
-        out.push((
-            message.partition(),
-            message.key().unwrap_or_default().to_vec(),
-            message.payload().unwrap_or_default().to_vec(),
-        ));
-    }
-    out
-}
-
-/// Every message `topic` holds, read from its beginning up to each partition's end as the
-/// broker reports it when the reader gets there (partition EOF; tansu's end offsets, as
-/// `ListOffsets` reports them, can lag behind): (partition, key, payload), in offset order per
-/// partition. Panics if that is not read within 60 s.
-pub fn read_to_end(addr: &str, topic: &str) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .set("group.id", "topsellers-test-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
+        .set("enable.partition.eof", if eof { "true" } else { "false" })
         .set("fetch.wait.max.ms", "10")
         .create()
         .expect("consumer");
@@ -311,17 +263,52 @@ pub fn read_to_end(addr: &str, topic: &str) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
         .iter()
         .find(|t| t.name() == topic)
         .map_or(0, |t| t.partitions().len()) as i32;
-    let mut reading: std::collections::BTreeSet<i32> = (0..partitions).collect();
-    let mut list = TopicPartitionList::new();
-    for p in 0..partitions {
-        list.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("partition");
+    if partitions > 0 {
+        let mut list = TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&list).expect("assign");
     }
+    (consumer, partitions)
+}
+
+/// A message as the readers below return it: (partition, key, payload).
+fn triple(message: &rdkafka::message::BorrowedMessage<'_>) -> (i32, Vec<u8>, Vec<u8>) {
+    (
+        message.partition(),
+        message.key().unwrap_or_default().to_vec(),
+        message.payload().unwrap_or_default().to_vec(),
+    )
+}
+
+/// Reads `topic` from the beginning until `expected` messages arrived (or 60 s passed):
+/// (partition, key, payload) in arrival order.
+pub fn read_topic(addr: &str, topic: &str, expected: usize) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
+    let (consumer, _) = from_the_beginning(addr, topic, false);
     let mut out = Vec::new();
-    if reading.is_empty() {
-        return out;
+    let started = Instant::now();
+    while out.len() < expected && started.elapsed() < Duration::from_secs(60) {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            out.push(triple(&message));
+        }
     }
-    consumer.assign(&list).expect("assign");
+    // Anything beyond `expected` that is already there.
+    while let Some(Ok(message)) = consumer.poll(Duration::from_millis(1000)) {
+        out.push(triple(&message));
+    }
+    out
+}
+
+/// Every message `topic` holds, read from its beginning up to each partition's end as the
+/// broker reports it when the reader gets there (partition EOF; tansu's end offsets, as
+/// `ListOffsets` reports them, can lag behind): (partition, key, payload), in offset order per
+/// partition. Panics if that is not read within 60 s.
+pub fn read_to_end(addr: &str, topic: &str) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
+    let (consumer, partitions) = from_the_beginning(addr, topic, true);
+    let mut reading: std::collections::BTreeSet<i32> = (0..partitions).collect();
+    let mut out = Vec::new();
     let started = Instant::now();
     while !reading.is_empty() {
         assert!(
@@ -330,11 +317,7 @@ pub fn read_to_end(addr: &str, topic: &str) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
             out.len()
         );
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => out.push((
-                message.partition(),
-                message.key().unwrap_or_default().to_vec(),
-                message.payload().unwrap_or_default().to_vec(),
-            )),
+            Some(Ok(message)) => out.push(triple(&message)),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 reading.remove(&p);
             }
