@@ -1162,6 +1162,17 @@ impl Params {
         }
     }
 
+    /// The command-line flags of this scoring: `--half-life` for each, `--top`, `--retention`.
+    pub fn scoring_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        for (name, _) in &self.half_lives {
+            flags.extend(["--half-life".to_owned(), (*name).to_owned()]);
+        }
+        flags.extend(["--top".to_owned(), self.k.to_string()]);
+        flags.extend(["--retention".to_owned(), self.retention.0.to_owned()]);
+        flags
+    }
+
     /// The half-lives in ms.
     pub fn half_lives_ms(&self) -> Vec<i64> {
         self.half_lives.iter().map(|(_, ms)| *ms).collect()

@@ -64,15 +64,7 @@ fn held_backfill(history: &History, inputs: &[String], env: &[(String, String)],
             "--dead-letter",
             "",
         ])
-        .args([
-            "--half-life",
-            "1h",
-            "--half-life",
-            "7d",
-            "--top",
-            &K.to_string(),
-        ])
-        .args(["--retention", "2d"])
+        .args(params.scoring_flags())
         .env("TOPSELLERS_FAILPOINT_BACKFILL_HOLD", &hold)
         .env("RUST_LOG", "info")
         .envs(env.iter().map(|(k, v)| (k, v)));

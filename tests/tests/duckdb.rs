@@ -116,15 +116,8 @@ fn batch_gives_duckdbs_lists() {
             .arg(&input)
             .arg("-o")
             .arg(&ours)
-            .args([
-                "--half-life",
-                "1h",
-                "--half-life",
-                "7d",
-                "--top",
-                &K.to_string(),
-            ])
-            .args(["--retention", "2d", "--workers", "2", "--dead-letter", ""]);
+            .args(params.scoring_flags())
+            .args(["--workers", "2", "--dead-letter", ""]);
         if explicit {
             batch.args(["--as-of", &as_of.to_string()]);
         }
