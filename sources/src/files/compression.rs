@@ -65,8 +65,27 @@ impl Read for Counted {
 pub(crate) struct TextInput {
     /// The text.
     pub read: Box<dyn Read + Send>,
-    /// Raw bytes read so far, for a compressed file.
-    pub consumed: Option<Arc<AtomicU64>>,
+    /// Raw bytes read so far.
+    pub consumed: RawBytes,
+}
+
+/// The raw bytes of a text file read so far: counted under the decoder of a compressed file,
+/// else what the reader consumed of the text itself.
+#[derive(Default)]
+pub(crate) struct RawBytes(Option<Arc<AtomicU64>>);
+
+impl RawBytes {
+    /// Counted by `count` (a compressed file).
+    pub fn counted(count: Arc<AtomicU64>) -> RawBytes {
+        RawBytes(Some(count))
+    }
+
+    /// The raw bytes read, `text_bytes` being what the reader consumed of the text.
+    pub fn read(&self, text_bytes: u64) -> u64 {
+        self.0
+            .as_ref()
+            .map_or(text_bytes, |count| count.load(Ordering::Relaxed))
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use csv::{ByteRecord, ReaderBuilder};
 use topsellers_model::{Purchase, RecordError};
 
-use super::compression::TextInput;
+use super::compression::{RawBytes, TextInput};
 use super::fields::{self, Tally};
 use super::{RecordReader, MAX_LINE_BYTES};
 use crate::bad::{BadRecord, MAX_RAW_BYTES};
@@ -44,8 +44,8 @@ pub(crate) struct CsvReader {
     /// The file's path or URL (positions and errors).
     label: String,
     reader: csv::Reader<Box<dyn Read + Send>>,
-    /// The raw bytes read, for a compressed file.
-    consumed: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// The raw bytes read (a compressed file's are counted under its decoder).
+    consumed: RawBytes,
     /// The category of rows without one (a `category=` partition).
     category: Option<Arc<str>>,
     record: ByteRecord,
@@ -263,10 +263,7 @@ impl RecordReader for CsvReader {
     }
 
     fn bytes_read(&self) -> u64 {
-        let text = self.reader.position().byte();
-        self.consumed
-            .as_ref()
-            .map_or(text, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+        self.consumed.read(self.reader.position().byte())
     }
 }
 

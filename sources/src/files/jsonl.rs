@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use topsellers_model::{Purchase, RecordError};
 
-use super::compression::TextInput;
+use super::compression::{RawBytes, TextInput};
 use super::fields::{self, Tally};
 use super::lines::{Line, LineReader};
 use super::{RecordReader, MAX_LINE_BYTES};
@@ -25,8 +25,8 @@ pub(crate) struct JsonlReader {
     /// The file's path or URL (positions and errors).
     label: String,
     lines: LineReader<Box<dyn Read + Send>>,
-    /// The raw bytes read, for a compressed file.
-    consumed: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// The raw bytes read (a compressed file's are counted under its decoder).
+    consumed: RawBytes,
     /// The category of records without one (a `category=` partition).
     category: Option<Arc<str>>,
     interner: Interner,
@@ -115,10 +115,7 @@ impl RecordReader for JsonlReader {
     }
 
     fn bytes_read(&self) -> u64 {
-        let text = self.lines.bytes_read();
-        self.consumed
-            .as_ref()
-            .map_or(text, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+        self.consumed.read(self.lines.bytes_read())
     }
 }
 

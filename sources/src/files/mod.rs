@@ -27,7 +27,7 @@ use topsellers_model::{Purchase, PurchaseRef};
 use crate::bad::BadRecord;
 use crate::error::SourceError;
 pub use compression::Compression;
-use compression::TextInput;
+use compression::{RawBytes, TextInput};
 
 pub use folder::ObjectFolder;
 pub use hive::Partitions;
@@ -212,7 +212,7 @@ fn open_text(unit: &ReadUnit) -> Result<TextInput, SourceError> {
     match compression::Compression::split(&unit.location.file_name()).0 {
         None => Ok(TextInput {
             read: raw,
-            consumed: None,
+            consumed: RawBytes::default(),
         }),
         Some(compression) => {
             let consumed = std::sync::Arc::default();
@@ -221,7 +221,7 @@ fn open_text(unit: &ReadUnit) -> Result<TextInput, SourceError> {
                 .map_err(|e| SourceError::io(&unit.location.to_string(), e))?;
             Ok(TextInput {
                 read,
-                consumed: Some(consumed),
+                consumed: RawBytes::counted(consumed),
             })
         }
     }
