@@ -212,6 +212,56 @@ async fn shutdown_with_an_open_stream_ends_it_and_returns() {
     let _ = tokio::time::timeout(Duration::from_secs(60), client).await;
 }
 
+#[tokio::test]
+async fn a_stream_outlives_the_keep_alive_timeout() {
+    let table = published().table;
+    let config = HttpConfig {
+        keep_alive_timeout: Duration::from_millis(300),
+        ..HttpConfig::default()
+    };
+    let state = Arc::new(AppState::new(
+        table,
+        Arc::new(Metrics::new()),
+        Arc::new(Readiness::default()),
+        &config,
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(serve_with_drain(
+        listener,
+        state.clone(),
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let client = tokio::spawn(connection);
+    let req = Request::get("/v1/stream?category=toys")
+        .header("host", addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let mut body = sender.send_request(req).await.unwrap().into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(list_events(first.data_ref().unwrap()).len(), 1);
+    // Silent for ten keep-alive timeouts: a streamed answer is not an idle connection.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    state
+        .table
+        .apply(&snapshot(H + 1000, vec![list(0, "toys", &[("u", 2)])]));
+    let second = tokio::time::timeout(Duration::from_secs(60), body.frame())
+        .await
+        .expect("no event within a minute")
+        .expect("the stream was closed")
+        .expect("the connection failed");
+    let events = list_events(second.data_ref().unwrap());
+    let doc: Value = serde_json::from_slice(&events[0]).unwrap();
+    assert_eq!(doc["items"][0]["item_id"], "u");
+    server.abort();
+    client.abort();
+}
+
 #[test]
 fn serves_the_page_with_types_and_entity_tags() {
     let state = published();
