@@ -13,8 +13,8 @@ use hyper::{Request, Response, StatusCode};
 use crate::api_error::ApiError;
 use crate::body::Body;
 use crate::etag::ETag;
-use crate::http::AppState;
 use crate::json;
+use crate::table::ServingTable;
 
 /// One file of the page.
 struct Asset {
@@ -60,7 +60,7 @@ pub(crate) fn is_page(path: &str) -> bool {
 
 /// Answers `/` or `/assets/{file}`; an unknown file is a 404.
 pub(crate) fn serve<B>(
-    state: &AppState,
+    table: &ServingTable,
     req: &Request<B>,
     path: &str,
 ) -> Result<Response<Body>, ApiError> {
@@ -69,7 +69,7 @@ pub(crate) fn serve<B>(
         _ => path.strip_prefix("/assets/").unwrap_or_default(),
     };
     if name == PROFILES {
-        let doc = profiles_json(state);
+        let doc = profiles_json(table);
         let etag = ETag::new(xxhash_rust::xxh3::xxh3_64(&doc), None);
         return Ok(answer(req, "application/json", etag, Bytes::from(doc)));
     }
@@ -88,9 +88,9 @@ pub(crate) fn serve<B>(
 
 /// `{"profiles":[{"name":"1d","half_life_ms":86400000},…],"k":100}`, in configuration order
 /// (the first is the API's default).
-fn profiles_json(state: &AppState) -> Vec<u8> {
+fn profiles_json(table: &ServingTable) -> Vec<u8> {
     let mut out = b"{\"profiles\":[".to_vec();
-    for (at, profile) in state.table.profiles().iter().enumerate() {
+    for (at, profile) in table.profiles().iter().enumerate() {
         if at > 0 {
             out.push(b',');
         }
@@ -98,7 +98,7 @@ fn profiles_json(state: &AppState) -> Vec<u8> {
         json::push_str(&mut out, &profile.name);
         out.extend_from_slice(format!(",\"half_life_ms\":{}}}", profile.half_life_ms).as_bytes());
     }
-    out.extend_from_slice(format!("],\"k\":{}}}", state.table.k()).as_bytes());
+    out.extend_from_slice(format!("],\"k\":{}}}", table.k()).as_bytes());
     out
 }
 

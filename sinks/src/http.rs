@@ -199,8 +199,8 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
         match route {
             Route::Top => top(state, req, &path["/v1/top".len()..]),
             Route::Categories => categories(state, req),
-            Route::Stream => live_stream::open(state, req),
-            Route::Page => assets::serve(state, req, path),
+            Route::Stream => live_stream::open(&state.table, &state.stopping, req),
+            Route::Page => assets::serve(&state.table, req, path),
             Route::Healthz => Ok(ok(
                 json(),
                 no_store(),

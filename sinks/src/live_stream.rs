@@ -22,7 +22,6 @@ use tokio::time::{sleep_until, Instant};
 use crate::api_error::ApiError;
 use crate::body::{Body, Chunks};
 use crate::etag::ETag;
-use crate::http::AppState;
 use crate::rendered::RenderedList;
 use crate::request::TopQuery;
 use crate::table::ServingTable;
@@ -39,8 +38,13 @@ const RETRY: &[u8] = b"retry: 2000\n\n";
 /// Answers `/v1/stream`: the errors of `/v1/top` (503 before the first snapshot, 400 for a
 /// bad parameter, 404 for an unknown category or profile) before the stream starts, else a
 /// `text/event-stream` that starts with the current list.
-pub(crate) fn open<B>(state: &AppState, req: &Request<B>) -> Result<Response<Body>, ApiError> {
-    if state.table.published_time_ms().is_none() {
+/// `stopping` is the server's stop signal.
+pub(crate) fn open<B>(
+    table: &Arc<ServingTable>,
+    stopping: &watch::Sender<bool>,
+    req: &Request<B>,
+) -> Result<Response<Body>, ApiError> {
+    if table.published_time_ms().is_none() {
         return Err(ApiError::NotReady);
     }
     let query = req.uri().query();
@@ -48,29 +52,27 @@ pub(crate) fn open<B>(state: &AppState, req: &Request<B>) -> Result<Response<Bod
     let top = TopQuery::parse(query)?;
     let profile = match &top.profile {
         None => 0,
-        Some(name) => state
-            .table
+        Some(name) => table
             .profile_index(name)
             .ok_or_else(|| ApiError::UnknownProfile(name.to_string()))?,
     };
-    let limit = top.limit.unwrap_or_else(|| state.table.k());
+    let limit = top.limit.unwrap_or_else(|| table.k());
     // Subscribed before the first list is read: a publish after the read wakes the stream.
-    let mut publishes = state.table.subscribe();
+    let mut publishes = table.subscribe();
     publishes.borrow_and_update();
-    let list = state
-        .table
+    let list = table
         .get(profile, &category)
         .ok_or_else(|| ApiError::UnknownCategory(category.to_string()))?;
     let mut first = RETRY.to_vec();
     first.extend_from_slice(&event(&list, limit));
     let source = Source {
-        table: state.table.clone(),
+        table: table.clone(),
         profile,
         category: Arc::from(&*category),
         limit,
         sent: list.etag(limit),
         publishes,
-        stopping: state.stopping.subscribe(),
+        stopping: stopping.subscribe(),
     };
     let mut response = Response::new(Body::streamed(Bytes::from(first), Events::new(source)));
     let headers = response.headers_mut();
