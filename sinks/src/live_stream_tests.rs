@@ -17,6 +17,7 @@ use crate::body::Body;
 use crate::http::{handle, AppState, HttpConfig};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::rejections::Reason;
 use crate::server::serve_with_drain;
 use crate::table::{ServingTable, TableConfig};
 use crate::test_util::{list, profiles, snapshot, H};
@@ -260,6 +261,63 @@ async fn a_stream_outlives_the_keep_alive_timeout() {
     assert_eq!(doc["items"][0]["item_id"], "u");
     server.abort();
     client.abort();
+}
+
+#[tokio::test]
+async fn a_stream_whose_client_stops_reading_is_closed_by_the_write_timeout() {
+    let table = ServingTable::new(profiles(), 1000, TableConfig::default());
+    let ids: Vec<String> = (0..1000).map(|i| format!("{i:0>200}")).collect();
+    // Every publish reorders the 1000 items: a new document of about 240 KB each time.
+    let publish = |at: i64| {
+        let items: Vec<(&str, i64)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), 1 + ((i as i64 + at) % 1000)))
+            .collect();
+        snapshot(H + at, vec![list(0, "toys", &items)])
+    };
+    table.apply(&publish(0));
+    let config = HttpConfig {
+        write_timeout: Duration::from_millis(300),
+        ..HttpConfig::default()
+    };
+    let state = Arc::new(AppState::new(
+        Arc::new(table),
+        Arc::new(Metrics::new()),
+        Arc::new(Readiness::default()),
+        &config,
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(serve_with_drain(
+        listener,
+        state.clone(),
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    // A client that asks for the stream and never reads.
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(
+        &mut socket,
+        b"GET /v1/stream?category=toys HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .unwrap();
+    let closed = async {
+        let mut at = 1;
+        while state.rejections.count(Reason::WriteTimeout) == 0 {
+            state.table.apply(&publish(at));
+            at += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        while state.rejections.open() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), closed)
+        .await
+        .expect("the connection of a client that does not read stayed open");
+    drop(socket);
+    server.abort();
 }
 
 #[test]
