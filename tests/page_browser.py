@@ -3,7 +3,8 @@
 Opens the page, clicks through the category tree (a top-level category, then one of its
 children), waits until every profile column shows a list for that category, and checks that
 the items shown (ids and order) equal GET /v1/top/{category}?profile=P&limit=N for each
-profile — polling, since the lists are live. Also checks the health bar says "ready" and the
+profile — polling, since the lists are live — and that each column then updates without a
+reload (a newer `as_of`). Also checks the health bar says "ready" and the
 movers panel answered (a table, or a "movers not available" line), and that the browser logged
 no JavaScript error. Prints one JSON line (what it saw) and exits 0, or says what differed and
 exits 1.
@@ -127,6 +128,14 @@ def main():
                     wait(f"column {profile} equal to /v1/top/{child}", patience, agrees)
                 except AssertionError as error:
                     raise AssertionError(f"{error}; last seen {json.dumps(seen[profile])}") from None
+
+            # The columns keep updating without a reload (scores decay: a list is re-rendered
+            # at least every table.refresh while snapshots come).
+            for profile in profiles:
+                column = driver.find_element(By.CSS_SELECTOR, f'.column[data-profile="{profile}"]')
+                as_of = column.get_attribute("data-as-of")
+                wait(f"column {profile} updated live after {as_of}", patience,
+                     lambda: column.get_attribute("data-as-of") > as_of)
 
             ready = wait("health badge", patience, lambda: driver.find_element(By.ID, "ready").text == "ready")
             movers = wait("movers panel", patience, lambda: (

@@ -5,7 +5,7 @@
 //!   drain did not have to abort it) and the process exits;
 //! - the page, in a real headless Chromium driven by selenium (`tests/page_browser.py`): it
 //!   clicks into a category and each profile's column shows `/v1/top/{category}` for that
-//!   profile (ids and order).
+//!   profile (ids and order), and keeps updating live.
 //!
 //! The python with selenium comes from `TOPSELLERS_BROWSER_PYTHON` (set by `./scripts/test`),
 //! else from `scripts/browser-python`, which installs Chromium (apt-get) and selenium (PyPI,
