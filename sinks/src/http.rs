@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use topsellers_model::{format_rfc3339_ms, wall_clock_ms};
 
 use crate::api_error::ApiError;
+use crate::assets;
 use crate::body::Body;
 use crate::etag::ETag;
+use crate::live_stream;
 use crate::metrics::{Metrics, Route};
 pub use crate::readiness::Readiness;
 use crate::rejections::Rejections;
@@ -124,6 +126,8 @@ pub struct AppState {
     cache_control: HeaderValue,
     pub(crate) max_connections: usize,
     pub(crate) timeouts: Timeouts,
+    /// Set when the server stops: live streams (`/v1/stream`) end.
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -151,6 +155,7 @@ impl AppState {
                 keep_alive: config.keep_alive_timeout,
                 write: config.write_timeout,
             },
+            stopping: tokio::sync::watch::Sender::new(false),
         }
     }
 }
@@ -174,6 +179,8 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
         "/healthz" => Route::Healthz,
         "/readyz" => Route::Readyz,
         "/metrics" => Route::Metrics,
+        "/v1/stream" => Route::Stream,
+        _ if assets::is_page(path) => Route::Page,
         _ if path
             .strip_prefix("/v1/top")
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) =>
@@ -192,6 +199,8 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
         match route {
             Route::Top => top(state, req, &path["/v1/top".len()..]),
             Route::Categories => categories(state, req),
+            Route::Stream => live_stream::open(&state.table, &state.stopping, req),
+            Route::Page => assets::serve(&state.table, req, path),
             Route::Healthz => Ok(ok(
                 json(),
                 no_store(),
@@ -208,10 +217,12 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
     };
     let mut response = result.unwrap_or_else(|error| error.response());
     if head && response.status() != StatusCode::NOT_MODIFIED {
-        let len = response.body().len();
-        response
-            .headers_mut()
-            .insert(CONTENT_LENGTH, HeaderValue::from(len));
+        if !response.body().is_streamed() {
+            let len = response.body().len();
+            response
+                .headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from(len));
+        }
         *response.body_mut() = Body::empty();
     }
     state

@@ -51,6 +51,7 @@ fn uri_text() -> impl Strategy<Value = String> {
         2 => prop::sample::select(vec![
             "%", "%2", "%2F", "%zz", "%ff", "%C3%A9", "%00", "?", "&", "=", "+", "#", "..", "//",
             "limit=", "profile=", "limit=3", "profile=7d", "books", "fiction", "bücher",
+            "category=", "app.js",
         ])
         .prop_map(str::to_owned),
         1 => any::<String>(),
@@ -63,7 +64,8 @@ proptest! {
 
     #[test]
     fn any_path_and_query_gets_an_answer(rest in uri_text(), prefix in prop::sample::select(
-        vec!["/v1/top", "/v1/top/", "/v1/categories", "/metrics", "/", ""]))
+        vec!["/v1/top", "/v1/top/", "/v1/categories", "/metrics", "/", "", "/v1/stream?category=",
+            "/v1/stream?", "/assets/"]))
     {
         let state = published();
         let uri = format!("{prefix}{rest}");

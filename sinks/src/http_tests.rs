@@ -303,7 +303,7 @@ fn methods_routes_and_head() {
             .unwrap()
             .contains("POST"));
     }
-    for uri in ["/x", "/v1/topx", "/v1", "/"] {
+    for uri in ["/x", "/v1/topx", "/v1", "/index.html", "/v1/streams"] {
         let response = get(&state, uri);
         assert_eq!(response.status(), 404);
         assert_eq!(

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod api_error;
+mod assets;
 mod body;
 mod categories;
 pub mod changelog;
@@ -11,6 +12,7 @@ pub mod http;
 mod json;
 pub mod kafka_changelog;
 pub mod list_json;
+mod live_stream;
 pub mod metrics;
 mod process_metrics;
 pub mod publisher;

@@ -29,18 +29,24 @@ pub enum Route {
     Readyz,
     /// `/metrics`
     Metrics,
+    /// `/v1/stream` (counted when the stream starts)
+    Stream,
+    /// `/` and `/assets/…` (the live page)
+    Page,
     /// Anything else.
     Other,
 }
 
 impl Route {
     /// Every route, in label order.
-    pub const ALL: [Route; 6] = [
+    pub const ALL: [Route; 8] = [
         Route::Top,
         Route::Categories,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
+        Route::Stream,
+        Route::Page,
         Route::Other,
     ];
 
@@ -52,6 +58,8 @@ impl Route {
             Route::Healthz => "healthz",
             Route::Readyz => "readyz",
             Route::Metrics => "metrics",
+            Route::Stream => "stream",
+            Route::Page => "page",
             Route::Other => "other",
         }
     }

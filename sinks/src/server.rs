@@ -94,6 +94,8 @@ pub async fn serve_with_drain(
     }
     drop(listener);
     tracing::info!(connections = connections.len(), "HTTP server shutting down");
+    // Live streams end now, so that their connections can finish.
+    state.stopping.send_replace(true);
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
@@ -128,7 +130,14 @@ fn connect(
     let service = service_fn(move |req| {
         mark.mark();
         let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+        let mark = mark.clone();
+        async move {
+            let mut response = handle(&state, req).await;
+            if response.body().is_streamed() {
+                response.body_mut().hold(mark.streaming());
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     builder.serve_connection(TokioIo::new(io), service)
 }

@@ -90,6 +90,8 @@ pub struct ServingTable {
     shards: Box<[Shard]>,
     categories: RwLock<Arc<CategoriesDoc>>,
     published_ms: AtomicI64,
+    /// Bumped after each publish, for the live streams (`/v1/stream`) to wake on.
+    publishes: tokio::sync::watch::Sender<u64>,
     writer: Mutex<Writer>,
 }
 
@@ -109,6 +111,7 @@ impl ServingTable {
                 .collect(),
             categories,
             published_ms: AtomicI64::new(i64::MIN),
+            publishes: tokio::sync::watch::Sender::new(0),
             writer: Mutex::new(writer),
         }
     }
@@ -227,6 +230,13 @@ impl ServingTable {
             *self.categories.write() = Arc::new(writer.tree.render());
         }
         self.published_ms.store(now, Ordering::Release);
+        self.publishes.send_modify(|sequence| *sequence += 1);
+    }
+
+    /// Changes (the publish sequence number) after every publish: a receiver's `changed()`
+    /// completes once lists may have changed since it last looked.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.publishes.subscribe()
     }
 
     /// After a snapshot that holds every list: empties the lists it does not hold (served from

@@ -10,7 +10,10 @@
 //!   timeout, then its head within the header-read timeout;
 //! - busy (from the handler's call, which [`HeadMark`] reports, to the end of the response):
 //!   no read deadline; a write that cannot proceed must proceed within the write timeout.
-//!   It ends when the written response is flushed.
+//!   It ends when the written response is flushed — except for a streamed answer
+//!   (`/v1/stream`, while its [`StreamingGuard`] lives): it stays busy between its chunks, so
+//!   neither the keep-alive timeout nor shedding closes it; only the write timeout does (a
+//!   client that stops reading).
 //!
 //! A connection waiting for a request (first or next: nothing of it received yet) is also
 //! closed at once when the server is full and signals [`Shed`], as nginx closes keep-alive
@@ -43,18 +46,42 @@ pub(crate) struct Timeouts {
     pub write: Duration,
 }
 
-/// Set by the service when hyper hands it a request: the head is complete.
+/// Set by the service when hyper hands it a request: the head is complete; and while a
+/// streamed answer is being sent.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct HeadMark(Arc<AtomicBool>);
+pub(crate) struct HeadMark {
+    head: Arc<AtomicBool>,
+    streaming: Arc<AtomicBool>,
+}
 
 impl HeadMark {
     /// A request head was complete and handed to the handler.
     pub(crate) fn mark(&self) {
-        self.0.store(true, Ordering::Release);
+        self.head.store(true, Ordering::Release);
     }
 
     fn take(&self) -> bool {
-        self.0.swap(false, Ordering::AcqRel)
+        self.head.swap(false, Ordering::AcqRel)
+    }
+
+    /// A streamed answer starts; it is under way until the guard is dropped (with its body).
+    pub(crate) fn streaming(&self) -> StreamingGuard {
+        self.streaming.store(true, Ordering::Release);
+        StreamingGuard(self.streaming.clone())
+    }
+
+    fn is_streaming(&self) -> bool {
+        self.streaming.load(Ordering::Acquire)
+    }
+}
+
+/// Held by a streamed body: while it lives the connection is busy (see the module doc).
+#[derive(Debug)]
+pub(crate) struct StreamingGuard(Arc<AtomicBool>);
+
+impl Drop for StreamingGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -143,7 +170,7 @@ impl<T> TimedIo<T> {
     /// (it waits on the socket's wake-up), so the deadlines are registered here, with the
     /// connection task's waker, to wake it when they pass.
     fn flushed(&mut self, cx: &mut Context<'_>) {
-        if self.phase != Phase::Busy || !self.wrote {
+        if self.phase != Phase::Busy || !self.wrote || self.mark.is_streaming() {
             return;
         }
         let keep_alive = self.timeouts.keep_alive;
@@ -191,7 +218,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for TimedIo<T> {
             Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
             Poll::Pending => {
                 if this.phase == Phase::Busy {
-                    if !this.wrote || this.write_pending {
+                    if !this.wrote || this.write_pending || this.mark.is_streaming() {
                         return Poll::Pending;
                     }
                     let keep_alive = this.timeouts.keep_alive;

@@ -292,7 +292,8 @@ fn http_api_serves_the_oracle_lists() {
     c.error("POST", "/v1/categories", 405);
     c.error("GET", "/v2/top", 404);
     c.error("GET", "/v1/topx", 404);
-    c.error("GET", "/", 404);
+    c.error("GET", "/index.html", 404);
+    c.error("GET", "/assets/nope.js", 404);
 
     // Entity tags and caching.
     let tagged = c.get(&top_path(&unicode));
