@@ -239,6 +239,9 @@ fn top<B>(state: &AppState, req: &Request<B>, rest: &str) -> Result<Response<Bod
         .get(profile, &category)
         .ok_or_else(|| ApiError::UnknownCategory(category.to_string()))?;
     let limit = query.limit.unwrap_or_else(|| state.table.k());
+    if query.include_unavailable {
+        return Ok(crate::marked::response(state, req, &list, limit));
+    }
     let etag = list.etag(limit);
     Ok(cacheable(state, req, etag, || list.chunks(limit).into()))
 }
@@ -269,7 +272,7 @@ fn readyz(state: &AppState) -> Response<Body> {
 
 /// A 200 with `body`, or a 304 if the request's `If-None-Match` matches `etag`; both carry
 /// the entity tag and the configured `Cache-Control`.
-fn cacheable<B>(
+pub(crate) fn cacheable<B>(
     state: &AppState,
     req: &Request<B>,
     etag: ETag,

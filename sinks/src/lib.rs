@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod api_error;
+pub mod availability;
 mod body;
 mod categories;
 pub mod changelog;
@@ -11,6 +12,7 @@ pub mod http;
 mod json;
 pub mod kafka_changelog;
 pub mod list_json;
+mod marked;
 pub mod metrics;
 mod process_metrics;
 pub mod publisher;
@@ -25,6 +27,7 @@ mod test_util;
 mod timed_io;
 
 pub use api_error::ApiError;
+pub use availability::Availability;
 pub use body::Body;
 pub use categories::CategoriesDoc;
 pub use changelog::{Changelog, ChangelogConfig, ChangelogError};

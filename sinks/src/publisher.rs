@@ -46,7 +46,23 @@ pub fn run_publisher(
     let mut summary = PublishSummary::default();
     let mut interval = table.publish_interval();
     let mut last_publish: Option<Instant> = None;
-    while let Ok(first) = rx.recv() {
+    let flips = table
+        .availability()
+        .map(|availability| availability.changes());
+    loop {
+        let first = match &flips {
+            None => rx.recv(),
+            Some(flips) => crossbeam_channel::select! {
+                recv(rx) -> snapshot => snapshot,
+                recv(flips) -> items => {
+                    if let Ok(items) = items {
+                        apply_flips(&table, items, flips, &mut changelog, &mut summary);
+                    }
+                    continue;
+                }
+            },
+        };
+        let Ok(first) = first else { break };
         let mut batch = vec![first];
         // Gather what arrives until the publish interval is over, so each list is rendered
         // once per interval however many snapshots changed it.
@@ -69,12 +85,9 @@ pub fn run_publisher(
             .max(started.elapsed() * MAX_DUTY_INVERSE);
         last_publish = Some(started);
         for snapshot in &batch {
-            if let Some(log) = changelog.as_mut() {
-                if let Err(error) = log.write_snapshot(snapshot, table.profiles()) {
-                    tracing::error!(%error, "writing the changelog failed; it is closed");
-                    changelog = None;
-                    summary.changelog_failed = true;
-                }
+            if changelog.is_some() {
+                let shown = table.shown_snapshot(snapshot);
+                write_changelog(&mut changelog, &shown, &table, &mut summary);
             }
         }
         let last = batch.last().map_or(i64::MIN, |snapshot| snapshot.time_ms);
@@ -87,6 +100,44 @@ pub fn run_publisher(
         tracing::debug!(time_ms = last, snapshots = batch.len(), "published");
     }
     summary
+}
+
+/// Writes `snapshot` to the changelog, if it is still open; closes it at a write error.
+fn write_changelog(
+    changelog: &mut Option<Changelog>,
+    snapshot: &Snapshot,
+    table: &ServingTable,
+    summary: &mut PublishSummary,
+) {
+    if let Some(log) = changelog.as_mut() {
+        if let Err(error) = log.write_snapshot(snapshot, table.profiles()) {
+            tracing::error!(%error, "writing the changelog failed; it is closed");
+            *changelog = None;
+            summary.changelog_failed = true;
+        }
+    }
+}
+
+/// Re-renders the lists holding items whose availability changed (`items`, and whatever else
+/// is queued on `flips`), and writes the lists whose shown items changed to the changelog, at
+/// the time of the last snapshot served.
+fn apply_flips(
+    table: &ServingTable,
+    mut items: Vec<std::sync::Arc<str>>,
+    flips: &Receiver<Vec<std::sync::Arc<str>>>,
+    changelog: &mut Option<Changelog>,
+    summary: &mut PublishSummary,
+) {
+    items.extend(flips.try_iter().flatten());
+    let lists = table.availability_changed(&items);
+    if let (false, Some(time_ms)) = (lists.is_empty(), table.published_time_ms()) {
+        let snapshot = Snapshot {
+            time_ms,
+            lists,
+            whole: false,
+        };
+        write_changelog(changelog, &snapshot, table, summary);
+    }
 }
 
 /// For tests that must see a snapshot handed on but not yet served: with
