@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use topsellers_model::{HalfLife, Profiles};
 use topsellers_sinks::{ChangelogConfig, HttpConfig, TableConfig};
-use topsellers_sources::{LakeConfig, SourceConfig};
+use topsellers_sources::{AvailabilityConfig, LakeConfig, SourceConfig};
 
 use crate::cluster::Seat;
 pub use crate::error::ConfigError;
@@ -45,6 +45,9 @@ pub struct Config {
     /// Durable state: checkpoints, and the start from them (off by default).
     #[serde(default)]
     pub state: crate::state::StateConfig,
+    /// Item availability: unavailable items are hidden from every list (off by default).
+    #[serde(default)]
+    pub availability: AvailabilityConfig,
 }
 
 /// Scores, lists and retention (DESIGN.md, "Score and ranking").
@@ -195,8 +198,11 @@ impl Default for RuntimeConfig {
 pub struct Scoring {
     /// The decay profiles, in configured order.
     pub profiles: Profiles,
-    /// List length.
+    /// List length (what the API serves).
     pub k: usize,
+    /// Candidates the dataflow keeps per list: `k`, plus `table.buffer` when an availability
+    /// input is configured (a hidden item's place is filled from them).
+    pub candidates: usize,
     /// Retention in ms.
     pub retention_ms: i64,
     /// Allowed lateness in ms.
@@ -347,9 +353,21 @@ impl Config {
                 SourceConfig::Files(_) => {}
             }
         }
+        let buffer = if self.availability.is_set() {
+            self.table.buffer
+        } else {
+            0
+        };
+        if buffer > 100_000 {
+            return Err(invalid(
+                "table.buffer",
+                format!("{buffer} is out of range 0..=100000"),
+            ));
+        }
         let scoring = Scoring {
             profiles,
             k: s.top_k,
+            candidates: s.top_k + buffer,
             retention_ms: millis(s.retention),
             lateness_ms: millis(s.allowed_lateness),
             max_future: s.max_future,

@@ -81,11 +81,13 @@ impl Service {
         let (dead_letter, changelog) = open_outputs(settings, kafka.as_ref(), &metrics)?;
         register_pruned(&metrics, pruned);
         let scoring = settings.scoring();
-        let table = Arc::new(ServingTable::new(
-            scoring.profiles.clone(),
-            scoring.k,
-            settings.table.clone(),
-        ));
+        let availability = crate::availability::open(&settings.availability, &metrics);
+        let mut table =
+            ServingTable::new(scoring.profiles.clone(), scoring.k, settings.table.clone());
+        if let Some(availability) = &availability {
+            table = table.with_availability(availability.clone());
+        }
+        let table = Arc::new(table);
         let restored_note = match &state {
             Some((_, Some(restored))) => {
                 Some(restore_outputs(restored, &table, &dead_letter, &metrics)?)
@@ -94,6 +96,27 @@ impl Service {
                 crate::state::begin(store, &dead_letter)?;
                 None
             }
+            None => None,
+        };
+        // After the restore, which cuts the dead-letter file back; before HTTP listens, so
+        // that nothing is served or ready before the files are read.
+        if let Some(availability) = &availability {
+            crate::availability::load_files(
+                &settings.availability,
+                &settings.lake.s3,
+                availability,
+                &table,
+                &dead_letter,
+            )?;
+        }
+        let availability_read = match &availability {
+            Some(availability) => crate::availability::follow_topic(
+                &settings.availability,
+                kafka.as_ref().map(|k| &*k.config.brokers),
+                availability,
+                &dead_letter,
+                &stop,
+            )?,
             None => None,
         };
         let backfill = job.backfill();
@@ -131,6 +154,7 @@ impl Service {
             kafka: kafka.map(|kafka| (kafka, settings.runtime.workers)),
             restored: restored_note,
             started,
+            availability: availability_read,
         };
         let progress = start_progress(backfill, &when, &ctx, &metrics)?;
         let workers = start_workers(settings, job, &ctx, &readiness)?;
@@ -442,7 +466,9 @@ fn start_workers(
 
 /// A hash of what must be the same on every process: scoring and sources.
 fn fingerprint(config: &Config) -> u64 {
-    let text = format!("{:?}{:?}", config.scoring, config.sources);
+    // The candidates kept per list (availability's buffer) shape the merged lists too.
+    let buffer = config.availability.is_set().then_some(config.table.buffer);
+    let text = format!("{:?}{:?}{buffer:?}", config.scoring, config.sources);
     xxhash_rust::xxh3::xxh3_64(text.as_bytes())
 }
 

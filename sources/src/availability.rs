@@ -26,13 +26,25 @@ pub struct AvailabilityConfig {
     /// turns ready. Default: none.
     #[serde(default)]
     pub paths: Vec<String>,
+    /// A Kafka topic of availability records (one JSON object per message, the key ignored;
+    /// key it by `item_id` and make it compacted). Every serving process reads all of it from
+    /// the beginning, on every partition, without a consumer group, before it turns ready,
+    /// then follows it. Default: none.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// The topic's brokers; default: the Kafka source's.
+    #[serde(default)]
+    pub brokers: Option<String>,
+    /// librdkafka consumer properties for the topic, applied last.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
 }
 
 impl AvailabilityConfig {
     /// Whether any availability input is configured (then lists keep `table.buffer` extra
     /// candidates).
     pub fn is_set(&self) -> bool {
-        !self.paths.is_empty()
+        !self.paths.is_empty() || self.topic.is_some()
     }
 }
 
@@ -251,6 +263,7 @@ mod tests {
         .unwrap();
         let config = AvailabilityConfig {
             paths: vec![path.display().to_string()],
+            ..AvailabilityConfig::default()
         };
         let mut got = Vec::new();
         let read = read_files(&config, &S3Config::default(), |batch| {
@@ -265,6 +278,7 @@ mod tests {
         std::fs::write(&csv, "item_id,available,ts\n").unwrap();
         let config = AvailabilityConfig {
             paths: vec![csv.display().to_string()],
+            ..AvailabilityConfig::default()
         };
         let error = read_files(&config, &S3Config::default(), |_| {}).unwrap_err();
         assert!(error.to_string().contains("a.csv"), "{error}");

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod availability;
+pub mod availability_topic;
 pub mod bad;
 pub mod dead_letter;
 pub mod error;
