@@ -73,6 +73,7 @@ pub fn load_files(
     })
     .map_err(DriverError::Availability)?;
     dead_letter.record_all(&read.bad);
+    dead_letter.flush();
     table.availability_changed(&changed);
     tracing::info!(
         "availability: {} records from {} files, {} items unavailable, {} bad records",
@@ -131,7 +132,10 @@ pub fn follow_topic(
                         .iter()
                         .map(|r| (r.item_id.as_str(), r.available, r.ts_ms)),
                 );
-                dead_letter.record_all(&bad);
+                if !bad.is_empty() {
+                    dead_letter.record_all(&bad);
+                    dead_letter.flush();
+                }
                 records.clear();
                 bad.clear();
                 if !flag.load(Ordering::Relaxed) && reader.caught_up() {
