@@ -50,6 +50,22 @@ pub fn open(config: &AvailabilityConfig, metrics: &Metrics) -> Option<Arc<Availa
     Some(availability)
 }
 
+/// Reads the availability files, then starts following the topic (see [`load_files`] and
+/// [`follow_topic`]); the flag `/readyz` waits for, if there is a topic.
+pub fn start(
+    settings: &crate::config::Settings,
+    availability: Option<&Arc<Availability>>,
+    default_brokers: Option<&str>,
+    (table, dead_letter, stop): (&ServingTable, &Arc<DeadLetter>, &Stop),
+) -> Result<Option<Arc<AtomicBool>>, DriverError> {
+    let Some(availability) = availability else {
+        return Ok(None);
+    };
+    let config = &settings.availability;
+    load_files(config, &settings.lake.s3, availability, table, dead_letter)?;
+    follow_topic(config, default_brokers, availability, dead_letter, stop)
+}
+
 /// Reads the configured files into `availability` (latest `ts` per item wins), dead-letters
 /// their bad records (counted, logged with their positions) and re-renders the lists `table`
 /// already serves (a restored checkpoint's) that hold a changed item. A file that cannot be

@@ -255,6 +255,15 @@ impl Deref for Settings {
 }
 
 impl Config {
+    /// The candidates kept beyond `top_k`: `table.buffer` with an availability input, else 0.
+    fn buffer(&self) -> Result<usize, String> {
+        match (self.availability.is_set(), self.table.buffer) {
+            (false, _) => Ok(0),
+            (true, buffer @ 0..=100_000) => Ok(buffer),
+            (true, buffer) => Err(format!("{buffer} is out of range 0..=100000")),
+        }
+    }
+
     /// Reads and checks a config file; unknown keys and bad values are errors naming the key
     /// and the file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -353,21 +362,10 @@ impl Config {
                 SourceConfig::Files(_) => {}
             }
         }
-        let buffer = if self.availability.is_set() {
-            self.table.buffer
-        } else {
-            0
-        };
-        if buffer > 100_000 {
-            return Err(invalid(
-                "table.buffer",
-                format!("{buffer} is out of range 0..=100000"),
-            ));
-        }
         let scoring = Scoring {
             profiles,
             k: s.top_k,
-            candidates: s.top_k + buffer,
+            candidates: s.top_k + self.buffer().map_err(|e| invalid("table.buffer", e))?,
             retention_ms: millis(s.retention),
             lateness_ms: millis(s.allowed_lateness),
             max_future: s.max_future,

@@ -80,14 +80,7 @@ impl Service {
         }
         let (dead_letter, changelog) = open_outputs(settings, kafka.as_ref(), &metrics)?;
         register_pruned(&metrics, pruned);
-        let scoring = settings.scoring();
-        let availability = crate::availability::open(&settings.availability, &metrics);
-        let mut table =
-            ServingTable::new(scoring.profiles.clone(), scoring.k, settings.table.clone());
-        if let Some(availability) = &availability {
-            table = table.with_availability(availability.clone());
-        }
-        let table = Arc::new(table);
+        let (table, availability) = serving_table(settings, &metrics);
         let restored_note = match &state {
             Some((_, Some(restored))) => {
                 Some(restore_outputs(restored, &table, &dead_letter, &metrics)?)
@@ -99,26 +92,13 @@ impl Service {
             None => None,
         };
         // After the restore, which cuts the dead-letter file back; before HTTP listens, so
-        // that nothing is served or ready before the files are read.
-        if let Some(availability) = &availability {
-            crate::availability::load_files(
-                &settings.availability,
-                &settings.lake.s3,
-                availability,
-                &table,
-                &dead_letter,
-            )?;
-        }
-        let availability_read = match &availability {
-            Some(availability) => crate::availability::follow_topic(
-                &settings.availability,
-                kafka.as_ref().map(|k| &*k.config.brokers),
-                availability,
-                &dead_letter,
-                &stop,
-            )?,
-            None => None,
-        };
+        // that nothing is served before the files are read.
+        let availability_read = crate::availability::start(
+            settings,
+            availability.as_ref(),
+            kafka.as_ref().map(|k| &*k.config.brokers),
+            (&table, &dead_letter, &stop),
+        )?;
         let backfill = job.backfill();
         let readiness = Arc::new(Readiness::new(match (&restored_note, backfill) {
             (Some(note), _) => note.clone(),
@@ -243,6 +223,24 @@ impl Service {
             None => joined,
         }
     }
+}
+
+/// The serving table, hiding unavailable items when `[availability]` has an input (then with
+/// the map it filters with).
+fn serving_table(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> (
+    Arc<ServingTable>,
+    Option<Arc<topsellers_sinks::Availability>>,
+) {
+    let scoring = settings.scoring();
+    let availability = crate::availability::open(&settings.availability, metrics);
+    let mut table = ServingTable::new(scoring.profiles.clone(), scoring.k, settings.table.clone());
+    if let Some(availability) = &availability {
+        table = table.with_availability(availability.clone());
+    }
+    (Arc::new(table), availability)
 }
 
 /// This process's seat: (process, processes) of its cluster, `(0, 1)` alone.

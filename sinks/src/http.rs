@@ -240,7 +240,8 @@ fn top<B>(state: &AppState, req: &Request<B>, rest: &str) -> Result<Response<Bod
         .ok_or_else(|| ApiError::UnknownCategory(category.to_string()))?;
     let limit = query.limit.unwrap_or_else(|| state.table.k());
     if query.include_unavailable {
-        return Ok(crate::marked::response(state, req, &list, limit));
+        let (body, etag) = crate::marked::document(&state.table, &list, limit);
+        return Ok(cacheable(state, req, etag, || Body::one(body)));
     }
     let etag = list.etag(limit);
     Ok(cacheable(state, req, etag, || list.chunks(limit).into()))
@@ -272,7 +273,7 @@ fn readyz(state: &AppState) -> Response<Body> {
 
 /// A 200 with `body`, or a 304 if the request's `If-None-Match` matches `etag`; both carry
 /// the entity tag and the configured `Cache-Control`.
-pub(crate) fn cacheable<B>(
+fn cacheable<B>(
     state: &AppState,
     req: &Request<B>,
     etag: ETag,

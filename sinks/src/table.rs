@@ -211,7 +211,8 @@ impl ServingTable {
         changed
     }
 
-    /// Notes in the index that `new` (candidates) replaces `old` as the list of `key`.
+    /// Notes in the index that `new` (candidates) replaces `old` as the list of `key` (with
+    /// availability only).
     fn track(
         &self,
         writer: &mut Writer,
@@ -219,9 +220,6 @@ impl ServingTable {
         old: Option<&TopKList>,
         new: &TopKList,
     ) {
-        if self.availability.is_none() {
-            return;
-        }
         for item in old.map(|old| &old.items[..]).unwrap_or_default() {
             if let Some(holders) = writer.holders.get_mut(&item.item_id) {
                 holders.remove(key);
@@ -339,14 +337,15 @@ impl ServingTable {
             };
             categories_changed |= self.make_known(&mut writer, &list.category, now);
             let key = (list.profile, list.category.clone());
-            let old = self.get(list.profile, &list.category);
-            self.track(
-                &mut writer,
-                &key,
-                old.as_deref().map(RenderedList::list),
-                list,
-            );
-            drop(old);
+            if self.availability.is_some() {
+                let old = self.get(list.profile, &list.category);
+                self.track(
+                    &mut writer,
+                    &key,
+                    old.as_deref().map(RenderedList::list),
+                    list,
+                );
+            }
             writer.changed.insert(key);
             let rendered = self.render(list, now);
             self.put(list.profile, &list.category, rendered);
@@ -385,15 +384,16 @@ impl ServingTable {
         for (profile, category) in stale {
             let empty =
                 RenderedList::empty(profile, category.clone(), &self.profiles[profile], now);
-            let key = (profile, category.clone());
-            let old = self.get(profile, &category);
-            self.track(
-                writer,
-                &key,
-                old.as_deref().map(RenderedList::list),
-                empty.list(),
-            );
-            drop(old);
+            if self.availability.is_some() {
+                let key = (profile, category.clone());
+                let old = self.get(profile, &category);
+                self.track(
+                    writer,
+                    &key,
+                    old.as_deref().map(RenderedList::list),
+                    empty.list(),
+                );
+            }
             writer.changed.insert((profile, category.clone()));
             writer.due.push(Reverse((now, profile, category.clone())));
             self.put(profile, &category, empty);

@@ -144,7 +144,9 @@ fn problems(addr: SocketAddr, records: &[Rec], marks: &[Mark]) -> Vec<String> {
     let open = available(marks);
     let mut problems = compare(&got, &shown(&full, &open), K, HALF_LIVES.len());
     if as_of < END {
-        problems.push(format!("served as of {as_of}, before the last purchase {END}"));
+        problems.push(format!(
+            "served as of {as_of}, before the last purchase {END}"
+        ));
     }
     // Hidden items listed, marked: the first k by score.
     for ((profile, cat), entries) in &full.lists {
@@ -296,7 +298,13 @@ fn run_case(broker: &Broker, seed: u64, workers: usize) {
         Some(all.len() as f64),
         "{context}: records applied when ready"
     );
-    check(addr, &records, &all, &service, &format!("{context}, at start"));
+    check(
+        addr,
+        &records,
+        &all,
+        &service,
+        &format!("{context}, at start"),
+    );
 
     // Live flips, in rounds; later rounds reach further in time, and stale records (older
     // than an item's latest) are mixed in.
@@ -307,7 +315,10 @@ fn run_case(broker: &Broker, seed: u64, workers: usize) {
             .map(|m| (rng.random_range(0..PARTITIONS), m.json().into_bytes()))
             .collect();
         if round == 2 {
-            messages.push((1, b"{\"item_id\":\"\",\"available\":true,\"ts\":1}".to_vec()));
+            messages.push((
+                1,
+                b"{\"item_id\":\"\",\"available\":true,\"ts\":1}".to_vec(),
+            ));
         }
         produce(&broker.addr, &topic, &messages);
         all.extend(batch);
@@ -331,7 +342,13 @@ fn run_case(broker: &Broker, seed: u64, workers: usize) {
     produce(&broker.addr, &topic, &messages);
     all.extend(restock);
     wait_records(addr, all.len(), &service, &context);
-    check(addr, &records, &all, &service, &format!("{context}, restocked"));
+    check(
+        addr,
+        &records,
+        &all,
+        &service,
+        &format!("{context}, restocked"),
+    );
 
     // The bad records: counted, dead-lettered with their positions.
     let dead_letters = std::fs::read_to_string(&dead).unwrap_or_default();
