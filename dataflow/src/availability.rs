@@ -16,6 +16,14 @@ use crate::stop::Stop;
 
 use crate::error::DriverError;
 
+/// A metric of the map: name, help, kind, value.
+type Gauge = (
+    &'static str,
+    &'static str,
+    MetricKind,
+    fn(&Availability) -> f64,
+);
+
 /// A map for `config` (`None` when no availability input is configured), its gauges
 /// registered in `metrics`.
 pub fn open(config: &AvailabilityConfig, metrics: &Metrics) -> Option<Arc<Availability>> {
@@ -23,7 +31,7 @@ pub fn open(config: &AvailabilityConfig, metrics: &Metrics) -> Option<Arc<Availa
         return None;
     }
     let availability = Arc::new(Availability::new());
-    let gauges: [(&str, &str, MetricKind, fn(&Availability) -> f64); 3] = [
+    let gauges: [Gauge; 3] = [
         (
             "topsellers_availability_unavailable_items",
             "Items marked unavailable now (hidden from every list).",

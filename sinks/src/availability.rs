@@ -14,6 +14,9 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::RwLock;
 use topsellers_model::RankedItem;
 
+/// The items one [`Availability::apply`] changed.
+type Changed = Vec<Arc<str>>;
+
 /// One item's latest mark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Mark {
@@ -35,7 +38,7 @@ pub struct Availability {
     marks: RwLock<HashMap<Arc<str>, Mark>>,
     unavailable: AtomicU64,
     records: AtomicU64,
-    changes: (Sender<Vec<Arc<str>>>, Receiver<Vec<Arc<str>>>),
+    changes: (Sender<Changed>, Receiver<Changed>),
 }
 
 impl Default for Availability {

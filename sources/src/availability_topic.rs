@@ -29,7 +29,7 @@ pub struct AvailabilityTopicError {
     topic: String,
     brokers: String,
     #[source]
-    source: FollowError,
+    source: Box<FollowError>,
 }
 
 impl AvailabilityTopic {
@@ -45,7 +45,7 @@ impl AvailabilityTopic {
             AvailabilityTopicError {
                 topic: topic.to_owned(),
                 brokers: brokers.to_owned(),
-                source,
+                source: Box::new(source),
             }
         })?;
         Ok(AvailabilityTopic {
