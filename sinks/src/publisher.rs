@@ -215,6 +215,98 @@ mod tests {
         assert!(metrics.last_publish_wall_ms().unwrap() > 1_600_000_000_000);
     }
 
+    /// A writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The changelog's (op, rank, item) lines so far.
+    fn ops(out: &Shared) -> Vec<(String, u64, String)> {
+        String::from_utf8(out.0.lock().clone())
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+                (
+                    doc["op"].as_str().unwrap().to_owned(),
+                    doc["rank"].as_u64().unwrap(),
+                    doc["item_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// A flip re-renders the lists holding the item, and the changelog records what they show
+    /// now (the next candidate moves up; a restock puts the item back).
+    #[test]
+    fn availability_flips_reach_the_table_and_the_changelog() {
+        let availability = Arc::new(crate::Availability::new());
+        let table = Arc::new(
+            ServingTable::new(profiles(), 2, TableConfig::default())
+                .with_availability(availability.clone()),
+        );
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let out = Shared::default();
+        let thread = {
+            let (table, out) = (table.clone(), out.clone());
+            let served = Arc::new(AtomicI64::new(i64::MIN));
+            std::thread::spawn(move || {
+                let log = Some(Changelog::to_writer(out));
+                run_publisher(rx, table, log, Arc::new(Metrics::new()), served)
+            })
+        };
+        let ids = |table: &ServingTable| -> Vec<String> {
+            let items = table.current_items(0, "a").unwrap_or_default();
+            items.into_iter().map(|(id, _)| id.to_string()).collect()
+        };
+        let wait = |table: &ServingTable, want: &[&str]| {
+            for _ in 0..2_000 {
+                if ids(table) == want {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            panic!("{:?}, want {want:?}", ids(table));
+        };
+        tx.send(snapshot(
+            1000,
+            vec![list(0, "a", &[("x", 3), ("y", 2), ("z", 1)])],
+        ))
+        .unwrap();
+        wait(&table, &["x", "y"]);
+        availability.apply([("x", false, 1)]);
+        wait(&table, &["y", "z"]);
+        availability.apply([("x", true, 2)]);
+        wait(&table, &["x", "y"]);
+        drop(tx);
+        thread.join().unwrap();
+        let op = |op: &str, rank, item: &str| (op.to_owned(), rank, item.to_owned());
+        assert_eq!(
+            ops(&out),
+            [
+                op("insert", 1, "x"),
+                op("insert", 2, "y"),
+                op("remove", 1, "x"),
+                op("remove", 2, "y"),
+                op("insert", 1, "y"),
+                op("insert", 2, "z"),
+                op("remove", 1, "y"),
+                op("remove", 2, "z"),
+                op("insert", 1, "x"),
+                op("insert", 2, "y"),
+            ]
+        );
+    }
+
     #[test]
     fn empty_channel() {
         let table = Arc::new(ServingTable::new(profiles(), 10, TableConfig::default()));
