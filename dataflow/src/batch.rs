@@ -156,6 +156,14 @@ impl Running {
     /// Plans the job (the input, `as_of`, the pruning) and starts the workers.
     fn start(settings: &Settings, as_of: Option<i64>) -> Result<Running, DriverError> {
         settings.scoring().apply_max_future();
+        if settings.availability.is_set() {
+            // The batch output is the lists as ranked (top_k each, no buffer): availability is
+            // a serving concern, applied by `run`.
+            tracing::warn!(
+                "[availability] is ignored by batch: its lists are ranked by purchases only \
+                 (every item listed, available or not)"
+            );
+        }
         let BatchPlan {
             job,
             as_of_ms,

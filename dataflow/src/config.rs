@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use topsellers_model::{HalfLife, Profiles};
 use topsellers_sinks::{ChangelogConfig, HttpConfig, TableConfig};
-use topsellers_sources::{LakeConfig, SourceConfig};
+use topsellers_sources::{AvailabilityConfig, LakeConfig, SourceConfig};
 
 use crate::cluster::Seat;
 pub use crate::error::ConfigError;
@@ -45,6 +45,9 @@ pub struct Config {
     /// Durable state: checkpoints, and the start from them (off by default).
     #[serde(default)]
     pub state: crate::state::StateConfig,
+    /// Item availability: unavailable items are hidden from every list (off by default).
+    #[serde(default)]
+    pub availability: AvailabilityConfig,
 }
 
 /// Scores, lists and retention (DESIGN.md, "Score and ranking").
@@ -195,8 +198,11 @@ impl Default for RuntimeConfig {
 pub struct Scoring {
     /// The decay profiles, in configured order.
     pub profiles: Profiles,
-    /// List length.
+    /// List length (what the API serves).
     pub k: usize,
+    /// Candidates the dataflow keeps per list: `k`, plus `table.buffer` when an availability
+    /// input is configured (a hidden item's place is filled from them).
+    pub candidates: usize,
     /// Retention in ms.
     pub retention_ms: i64,
     /// Allowed lateness in ms.
@@ -249,6 +255,15 @@ impl Deref for Settings {
 }
 
 impl Config {
+    /// The candidates kept beyond `top_k`: `table.buffer` with an availability input, else 0.
+    fn buffer(&self) -> Result<usize, String> {
+        match (self.availability.is_set(), self.table.buffer) {
+            (false, _) => Ok(0),
+            (true, buffer @ 0..=100_000) => Ok(buffer),
+            (true, buffer) => Err(format!("{buffer} is out of range 0..=100000")),
+        }
+    }
+
     /// Reads and checks a config file; unknown keys and bad values are errors naming the key
     /// and the file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -350,6 +365,7 @@ impl Config {
         let scoring = Scoring {
             profiles,
             k: s.top_k,
+            candidates: s.top_k + self.buffer().map_err(|e| invalid("table.buffer", e))?,
             retention_ms: millis(s.retention),
             lateness_ms: millis(s.allowed_lateness),
             max_future: s.max_future,

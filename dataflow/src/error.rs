@@ -88,6 +88,12 @@ pub enum DriverError {
     /// The settings cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The availability input (`[availability] paths`) cannot be read.
+    #[error("availability input: {0}")]
+    Availability(#[source] SourceError),
+    /// The availability topic (`[availability] topic`) cannot be followed.
+    #[error("availability topic: {0}")]
+    AvailabilityTopic(String),
     /// An input path could not be listed.
     #[error("cannot list input {paths:?}: {source}")]
     ListInput {

@@ -86,7 +86,12 @@ pub fn build_serving(
     leaders: Vec<usize>,
     sink: impl FnMut(Snapshot) + 'static,
 ) -> Graph<Event> {
-    let topk = TopKConfig::new(&scoring.profiles, scoring.k, Some(scoring.retention_ms));
+    // The operators keep `candidates` (k + the availability buffer); the table shows k.
+    let topk = TopKConfig::new(
+        &scoring.profiles,
+        scoring.candidates,
+        Some(scoring.retention_ms),
+    );
     let id = worker.next_dataflow_index();
     let probe = ProbeHandle::new();
     let (input, seeds, gossip) = worker.dataflow::<Time, _, _>(|scope| {
@@ -96,7 +101,7 @@ pub fn build_serving(
         let seeds = seeds.inner.map(|(seed, _time, _count)| seed);
         purchases
             .decayed_local_topk(seeds, &topk)
-            .merge_topk(scoring.k)
+            .merge_topk(scoring.candidates)
             .probe_with(&probe)
             .snapshots(leaders, sink);
         (input, seed_input, Gossip::build(&scope))

@@ -14,6 +14,7 @@
 //! - [`run`], [`batch`], [`generate`]: the commands.
 #![warn(missing_docs)]
 
+pub mod availability;
 pub mod batch;
 pub mod cli;
 pub mod cluster;

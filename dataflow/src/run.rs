@@ -80,12 +80,7 @@ impl Service {
         }
         let (dead_letter, changelog) = open_outputs(settings, kafka.as_ref(), &metrics)?;
         register_pruned(&metrics, pruned);
-        let scoring = settings.scoring();
-        let table = Arc::new(ServingTable::new(
-            scoring.profiles.clone(),
-            scoring.k,
-            settings.table.clone(),
-        ));
+        let (table, availability) = serving_table(settings, &metrics);
         let restored_note = match &state {
             Some((_, Some(restored))) => {
                 Some(restore_outputs(restored, &table, &dead_letter, &metrics)?)
@@ -96,6 +91,14 @@ impl Service {
             }
             None => None,
         };
+        // After the restore, which cuts the dead-letter file back; before HTTP listens, so
+        // that nothing is served before the files are read.
+        let availability_read = crate::availability::start(
+            settings,
+            availability.as_ref(),
+            kafka.as_ref().map(|k| &*k.config.brokers),
+            (&table, &dead_letter, &stop),
+        )?;
         let backfill = job.backfill();
         let readiness = Arc::new(Readiness::new(match (&restored_note, backfill) {
             (Some(note), _) => note.clone(),
@@ -131,6 +134,7 @@ impl Service {
             kafka: kafka.map(|kafka| (kafka, settings.runtime.workers)),
             restored: restored_note,
             started,
+            availability: availability_read,
         };
         let progress = start_progress(backfill, &when, &ctx, &metrics)?;
         let workers = start_workers(settings, job, &ctx, &readiness)?;
@@ -219,6 +223,24 @@ impl Service {
             None => joined,
         }
     }
+}
+
+/// The serving table, hiding unavailable items when `[availability]` has an input (then with
+/// the map it filters with).
+fn serving_table(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> (
+    Arc<ServingTable>,
+    Option<Arc<topsellers_sinks::Availability>>,
+) {
+    let scoring = settings.scoring();
+    let availability = crate::availability::open(&settings.availability, metrics);
+    let mut table = ServingTable::new(scoring.profiles.clone(), scoring.k, settings.table.clone());
+    if let Some(availability) = &availability {
+        table = table.with_availability(availability.clone());
+    }
+    (Arc::new(table), availability)
 }
 
 /// This process's seat: (process, processes) of its cluster, `(0, 1)` alone.
@@ -442,7 +464,9 @@ fn start_workers(
 
 /// A hash of what must be the same on every process: scoring and sources.
 fn fingerprint(config: &Config) -> u64 {
-    let text = format!("{:?}{:?}", config.scoring, config.sources);
+    // The candidates kept per list (availability's buffer) shape the merged lists too.
+    let buffer = config.availability.is_set().then_some(config.table.buffer);
+    let text = format!("{:?}{:?}{buffer:?}", config.scoring, config.sources);
     xxhash_rust::xxh3::xxh3_64(text.as_bytes())
 }
 

@@ -126,6 +126,8 @@ pub struct ReadyWhen {
     pub restored: Option<String>,
     /// When the process started (the restore's duration is measured from it).
     pub started: Instant,
+    /// Set once the availability topic has been read to its end (`None`: no topic).
+    pub availability: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Keeps `/readyz` (and the backfill gauges) up to date until `stop`.
@@ -203,7 +205,13 @@ fn track_readiness(
             return;
         }
     }
-    if caught_up {
+    let availability_behind = when
+        .availability
+        .as_ref()
+        .is_some_and(|read| !read.load(std::sync::atomic::Ordering::Acquire));
+    if caught_up && availability_behind {
+        readiness.set_progress("reading the availability topic to its end");
+    } else if caught_up {
         readiness.set_ready("backfill done, live");
         tracing::info!("ready: serving on http://{addr}/v1/top");
     } else if let Some(work) = when.workload {

@@ -3,6 +3,7 @@
 //! topic to its end once.
 #![warn(missing_docs)]
 
+mod follow;
 mod read;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
+pub use follow::{FollowError, Follower};
 pub use rdkafka::config::ClientConfig;
 pub use rdkafka::error::KafkaError as Error;
 pub use read::{read_to_end, ReadError};

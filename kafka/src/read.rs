@@ -33,7 +33,7 @@ pub enum ReadError {
 }
 
 /// librdkafka's log lines go through [`log_client`].
-struct Quiet;
+pub(crate) struct Quiet;
 
 impl ClientContext for Quiet {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {

@@ -250,6 +250,10 @@ fn top<B>(state: &AppState, req: &Request<B>, rest: &str) -> Result<Response<Bod
         .get(profile, &category)
         .ok_or_else(|| ApiError::UnknownCategory(category.to_string()))?;
     let limit = query.limit.unwrap_or_else(|| state.table.k());
+    if query.include_unavailable {
+        let (body, etag) = crate::marked::document(&state.table, &list, limit);
+        return Ok(cacheable(state, req, etag, || Body::one(body)));
+    }
     let etag = list.etag(limit);
     Ok(cacheable(state, req, etag, || list.chunks(limit).into()))
 }

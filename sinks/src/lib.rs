@@ -3,6 +3,7 @@
 
 mod api_error;
 mod assets;
+pub mod availability;
 mod body;
 mod categories;
 pub mod changelog;
@@ -13,6 +14,7 @@ mod json;
 pub mod kafka_changelog;
 pub mod list_json;
 mod live_stream;
+mod marked;
 pub mod metrics;
 mod process_metrics;
 pub mod publisher;
@@ -27,6 +29,7 @@ mod test_util;
 mod timed_io;
 
 pub use api_error::ApiError;
+pub use availability::Availability;
 pub use body::Body;
 pub use categories::CategoriesDoc;
 pub use changelog::{Changelog, ChangelogConfig, ChangelogError};

@@ -21,28 +21,29 @@ pub enum SlotOp {
     Insert,
 }
 
-/// Appends the `/v1/top` document of the first `n` items of `list`, scores as of `as_of_ms`:
-/// `{"category":…,"profile":…,"as_of":…,"items":[{"rank":1,"item_id":…,"score":…},…]}`.
-/// Returns where the items start (just after `"items":[`) and where each item ends (just after
-/// its `}`), so that a prefix of the items can be served without rendering again.
-pub fn push_document(
+/// Appends the `/v1/top` document of `category` holding `items` (best first), scores as of
+/// `as_of_ms`: `{"category":…,"profile":…,"as_of":…,"items":[{"rank":1,"item_id":…,"score":…},…]}`.
+/// An item given with `Some(available)` also carries `"available":true|false` (the
+/// `include_unavailable` view). Returns where the items start (just after `"items":[`) and
+/// where each item ends (just after its `}`), so that a prefix of the items can be served
+/// without rendering again.
+pub fn push_document<'a>(
     out: &mut Vec<u8>,
-    list: &TopKList,
-    n: usize,
+    category: &str,
+    items: impl Iterator<Item = (&'a RankedItem, Option<bool>)>,
     profile: &Profile,
     as_of_ms: i64,
 ) -> (usize, Vec<usize>) {
-    let items = &list.items[..n.min(list.items.len())];
     out.extend_from_slice(b"{\"category\":");
-    json::push_str(out, &list.category);
+    json::push_str(out, category);
     out.extend_from_slice(b",\"profile\":");
     json::push_str(out, &profile.name);
     out.extend_from_slice(b",\"as_of\":\"");
     out.extend_from_slice(format_rfc3339_ms(as_of_ms).as_bytes());
     out.extend_from_slice(b"\",\"items\":[");
     let items_start = out.len();
-    let mut item_ends = Vec::with_capacity(items.len());
-    for (at, item) in items.iter().enumerate() {
+    let mut item_ends = Vec::with_capacity(items.size_hint().0);
+    for (at, (item, available)) in items.enumerate() {
         if at > 0 {
             out.push(b',');
         }
@@ -53,6 +54,11 @@ pub fn push_document(
             &item.item_id,
             Some(score(item, profile, as_of_ms)),
         );
+        match available {
+            Some(true) => out.extend_from_slice(b",\"available\":true"),
+            Some(false) => out.extend_from_slice(b",\"available\":false"),
+            None => {}
+        }
         out.push(b'}');
         item_ends.push(out.len());
     }

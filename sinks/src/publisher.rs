@@ -46,7 +46,23 @@ pub fn run_publisher(
     let mut summary = PublishSummary::default();
     let mut interval = table.publish_interval();
     let mut last_publish: Option<Instant> = None;
-    while let Ok(first) = rx.recv() {
+    let flips = table
+        .availability()
+        .map(|availability| availability.changes());
+    loop {
+        let first = match &flips {
+            None => rx.recv(),
+            Some(flips) => crossbeam_channel::select! {
+                recv(rx) -> snapshot => snapshot,
+                recv(flips) -> items => {
+                    if let Ok(items) = items {
+                        apply_flips(&table, items, flips, &mut changelog, &mut summary);
+                    }
+                    continue;
+                }
+            },
+        };
+        let Ok(first) = first else { break };
         let mut batch = vec![first];
         // Gather what arrives until the publish interval is over, so each list is rendered
         // once per interval however many snapshots changed it.
@@ -69,12 +85,9 @@ pub fn run_publisher(
             .max(started.elapsed() * MAX_DUTY_INVERSE);
         last_publish = Some(started);
         for snapshot in &batch {
-            if let Some(log) = changelog.as_mut() {
-                if let Err(error) = log.write_snapshot(snapshot, table.profiles()) {
-                    tracing::error!(%error, "writing the changelog failed; it is closed");
-                    changelog = None;
-                    summary.changelog_failed = true;
-                }
+            if changelog.is_some() {
+                let shown = table.shown_snapshot(snapshot);
+                write_changelog(&mut changelog, &shown, &table, &mut summary);
             }
         }
         let last = batch.last().map_or(i64::MIN, |snapshot| snapshot.time_ms);
@@ -87,6 +100,44 @@ pub fn run_publisher(
         tracing::debug!(time_ms = last, snapshots = batch.len(), "published");
     }
     summary
+}
+
+/// Writes `snapshot` to the changelog, if it is still open; closes it at a write error.
+fn write_changelog(
+    changelog: &mut Option<Changelog>,
+    snapshot: &Snapshot,
+    table: &ServingTable,
+    summary: &mut PublishSummary,
+) {
+    if let Some(log) = changelog.as_mut() {
+        if let Err(error) = log.write_snapshot(snapshot, table.profiles()) {
+            tracing::error!(%error, "writing the changelog failed; it is closed");
+            *changelog = None;
+            summary.changelog_failed = true;
+        }
+    }
+}
+
+/// Re-renders the lists holding items whose availability changed (`items`, and whatever else
+/// is queued on `flips`), and writes the lists whose shown items changed to the changelog, at
+/// the time of the last snapshot served.
+fn apply_flips(
+    table: &ServingTable,
+    mut items: Vec<std::sync::Arc<str>>,
+    flips: &Receiver<Vec<std::sync::Arc<str>>>,
+    changelog: &mut Option<Changelog>,
+    summary: &mut PublishSummary,
+) {
+    items.extend(flips.try_iter().flatten());
+    let lists = table.availability_changed(&items);
+    if let (false, Some(time_ms)) = (lists.is_empty(), table.published_time_ms()) {
+        let snapshot = Snapshot {
+            time_ms,
+            lists,
+            whole: false,
+        };
+        write_changelog(changelog, &snapshot, table, summary);
+    }
 }
 
 /// For tests that must see a snapshot handed on but not yet served: with
@@ -162,6 +213,98 @@ mod tests {
         assert_eq!(metrics.snapshots_total(), 10);
         assert_eq!(metrics.watermark_ms(), Some(9000));
         assert!(metrics.last_publish_wall_ms().unwrap() > 1_600_000_000_000);
+    }
+
+    /// A writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The changelog's (op, rank, item) lines so far.
+    fn ops(out: &Shared) -> Vec<(String, u64, String)> {
+        String::from_utf8(out.0.lock().clone())
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let doc: serde_json::Value = serde_json::from_str(line).unwrap();
+                (
+                    doc["op"].as_str().unwrap().to_owned(),
+                    doc["rank"].as_u64().unwrap(),
+                    doc["item_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// A flip re-renders the lists holding the item, and the changelog records what they show
+    /// now (the next candidate moves up; a restock puts the item back).
+    #[test]
+    fn availability_flips_reach_the_table_and_the_changelog() {
+        let availability = Arc::new(crate::Availability::new());
+        let table = Arc::new(
+            ServingTable::new(profiles(), 2, TableConfig::default())
+                .with_availability(availability.clone()),
+        );
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let out = Shared::default();
+        let thread = {
+            let (table, out) = (table.clone(), out.clone());
+            let served = Arc::new(AtomicI64::new(i64::MIN));
+            std::thread::spawn(move || {
+                let log = Some(Changelog::to_writer(out));
+                run_publisher(rx, table, log, Arc::new(Metrics::new()), served)
+            })
+        };
+        let ids = |table: &ServingTable| -> Vec<String> {
+            let items = table.current_items(0, "a").unwrap_or_default();
+            items.into_iter().map(|(id, _)| id.to_string()).collect()
+        };
+        let wait = |table: &ServingTable, want: &[&str]| {
+            for _ in 0..2_000 {
+                if ids(table) == want {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            panic!("{:?}, want {want:?}", ids(table));
+        };
+        tx.send(snapshot(
+            1000,
+            vec![list(0, "a", &[("x", 3), ("y", 2), ("z", 1)])],
+        ))
+        .unwrap();
+        wait(&table, &["x", "y"]);
+        availability.apply([("x", false, 1)]);
+        wait(&table, &["y", "z"]);
+        availability.apply([("x", true, 2)]);
+        wait(&table, &["x", "y"]);
+        drop(tx);
+        thread.join().unwrap();
+        let op = |op: &str, rank, item: &str| (op.to_owned(), rank, item.to_owned());
+        assert_eq!(
+            ops(&out),
+            [
+                op("insert", 1, "x"),
+                op("insert", 2, "y"),
+                op("remove", 1, "x"),
+                op("remove", 2, "y"),
+                op("insert", 1, "y"),
+                op("insert", 2, "z"),
+                op("remove", 1, "y"),
+                op("remove", 2, "z"),
+                op("insert", 1, "x"),
+                op("insert", 2, "y"),
+            ]
+        );
     }
 
     #[test]

@@ -3,13 +3,16 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use topsellers_model::{Profile, TopKList};
+use topsellers_model::{Profile, RankedItem, TopKList};
 
 use crate::etag::ETag;
 use crate::list_json::{self, DOCUMENT_TAIL as TAIL};
 
 /// A list pre-serialized as the full `/v1/top` response, sliceable to any `limit` without
 /// copying: the first `n` items are `full[..item_end(n)]` followed by `]}`.
+///
+/// It keeps the candidates it was rendered from (the dataflow's list, `k + buffer` long when
+/// availability is on) and which of them it shows (the first `k` available ones).
 #[derive(Debug)]
 pub struct RenderedList {
     full: Bytes,
@@ -19,17 +22,32 @@ pub struct RenderedList {
     item_ends: Box<[usize]>,
     hash: u64,
     as_of_ms: i64,
+    /// The candidates, best first.
     list: TopKList,
+    /// The positions in `list.items` of the items shown, ascending.
+    shown: Box<[u32]>,
 }
 
 impl RenderedList {
     /// Renders `list` (cut to its first `k` items) with scores decayed to `as_of_ms` under
     /// `profile`'s half-life (which must be positive).
     pub fn render(list: &TopKList, profile: &Profile, as_of_ms: i64, k: usize) -> RenderedList {
-        let items = &list.items[..list.items.len().min(k)];
-        let mut out = Vec::with_capacity(96 + list.category.len() + items.len() * 64);
+        let shown = (0..list.items.len().min(k) as u32).collect();
+        RenderedList::render_shown(list, shown, profile, as_of_ms)
+    }
+
+    /// Renders the items of `list` at the positions `shown` (ascending), keeping all of `list`
+    /// as the candidates.
+    pub fn render_shown(
+        list: &TopKList,
+        shown: Vec<u32>,
+        profile: &Profile,
+        as_of_ms: i64,
+    ) -> RenderedList {
+        let mut out = Vec::with_capacity(96 + list.category.len() + shown.len() * 64);
+        let items = shown.iter().map(|&at| (&list.items[at as usize], None));
         let (items_start, item_ends) =
-            list_json::push_document(&mut out, list, items.len(), profile, as_of_ms);
+            list_json::push_document(&mut out, &list.category, items, profile, as_of_ms);
         let hash = xxhash_rust::xxh3::xxh3_64(&out);
         RenderedList {
             full: Bytes::from(out),
@@ -37,12 +55,56 @@ impl RenderedList {
             item_ends: item_ends.into_boxed_slice(),
             hash,
             as_of_ms,
-            list: TopKList {
-                profile: list.profile,
-                category: list.category.clone(),
-                items: items.to_vec(),
-            },
+            list: list.clone(),
+            shown: shown.into_boxed_slice(),
         }
+    }
+
+    /// The document of the first `limit` candidates, hidden ones included, each marked
+    /// `"available":true|false` by `available` (the `include_unavailable` view: rendered per
+    /// request), with its entity tag.
+    pub fn marked(
+        &self,
+        limit: usize,
+        profile: &Profile,
+        available: impl Fn(&str) -> bool,
+    ) -> (Bytes, ETag) {
+        let items = &self.list.items[..limit.min(self.list.items.len())];
+        let mut out = Vec::with_capacity(96 + self.list.category.len() + items.len() * 80);
+        let marked = items
+            .iter()
+            .map(|item| (item, Some(available(&item.item_id))));
+        list_json::push_document(
+            &mut out,
+            &self.list.category,
+            marked,
+            profile,
+            self.as_of_ms,
+        );
+        let etag = ETag::new(xxhash_rust::xxh3::xxh3_64(&out), Some(items.len()));
+        (Bytes::from(out), etag)
+    }
+
+    /// The items shown, as a list (what the changelog records).
+    pub fn shown_list(&self) -> TopKList {
+        TopKList {
+            profile: self.list.profile,
+            category: self.list.category.clone(),
+            items: self.shown_items().cloned().collect(),
+        }
+    }
+
+    /// Whether the items shown are those of `other` (same ids, same order).
+    pub fn shows_same(&self, other: &RenderedList) -> bool {
+        self.shown.len() == other.shown.len()
+            && self
+                .shown_items()
+                .zip(other.shown_items())
+                .all(|(a, b)| a.item_id == b.item_id)
+    }
+
+    fn shown_items(&self) -> impl Iterator<Item = &RankedItem> {
+        self.shown.iter().map(|&at| &self.list.items[at as usize])
     }
 
     /// An empty list for a category known to the table that has no ranked items (yet).
@@ -75,7 +137,7 @@ impl RenderedList {
         self.as_of_ms
     }
 
-    /// The ranked items the document was rendered from.
+    /// The candidates the document was rendered from (all of them, shown or not).
     pub fn list(&self) -> &TopKList {
         &self.list
     }
@@ -85,11 +147,9 @@ impl RenderedList {
         &self.full
     }
 
-    /// The items with the scores as rendered (decayed to [`as_of_ms`](Self::as_of_ms)).
+    /// The items shown with the scores as rendered (decayed to [`as_of_ms`](Self::as_of_ms)).
     pub fn scores(&self, half_life_ms: i64) -> Vec<(Arc<str>, f64)> {
-        self.list
-            .items
-            .iter()
+        self.shown_items()
             .map(|item| {
                 (
                     item.item_id.clone(),
@@ -177,7 +237,8 @@ mod tests {
         };
         let rendered = RenderedList::render(&list(0, "", &[("a", 3), ("b", 2)]), &profile, 0, 1);
         assert_eq!(rendered.len(), 1);
-        assert_eq!(rendered.list().items.len(), 1);
+        assert_eq!(rendered.list().items.len(), 2, "the candidates are kept");
+        assert_eq!(rendered.shown_list().items.len(), 1);
         let empty = RenderedList::empty(0, "x".into(), &profile, 0);
         assert!(empty.is_empty());
         assert_eq!(joined(&empty, 5)["items"], serde_json::json!([]));

@@ -82,6 +82,9 @@ pub(crate) struct TopQuery<'a> {
     pub(crate) limit: Option<usize>,
     /// `profile`: a profile name, percent-decoded.
     pub(crate) profile: Option<Cow<'a, str>>,
+    /// `include_unavailable`: `true` lists unavailable items too, each item marked
+    /// `"available"`; `false` (the default) hides them.
+    pub(crate) include_unavailable: bool,
 }
 
 impl<'a> TopQuery<'a> {
@@ -100,6 +103,17 @@ impl<'a> TopQuery<'a> {
                         ));
                     }
                     parsed.profile = Some(value);
+                }
+                "include_unavailable" => {
+                    parsed.include_unavailable = match &*value {
+                        "true" => true,
+                        "false" => false,
+                        _ => {
+                            return Err(ApiError::BadRequest(format!(
+                                "include_unavailable must be true or false, not {value:?}"
+                            )))
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -164,6 +178,16 @@ mod tests {
                 .as_deref(),
             Some("a b")
         );
+        assert!(
+            TopQuery::parse(Some("include_unavailable=true"))
+                .unwrap()
+                .include_unavailable
+        );
+        assert!(
+            !TopQuery::parse(Some("include_unavailable=true&include_unavailable=false"))
+                .unwrap()
+                .include_unavailable
+        );
         assert_eq!(
             TopQuery::parse(Some("limit=1&limit=3")).unwrap().limit,
             Some(3)
@@ -183,6 +207,9 @@ mod tests {
             "limit=+3",
             "limit=abc",
             "profile=%FF",
+            "include_unavailable=1",
+            "include_unavailable=",
+            "include_unavailable",
         ] {
             assert!(
                 matches!(TopQuery::parse(Some(bad)), Err(ApiError::BadRequest(_))),

@@ -1,7 +1,8 @@
 //! The serving table: every (profile, category) list pre-rendered and swapped in atomically.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,8 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use topsellers_model::{Profiles, Snapshot, TopKList};
+
+use crate::availability::Availability;
 
 use crate::categories::{CategoriesDoc, CategoryTree};
 use crate::rendered::RenderedList;
@@ -34,6 +37,16 @@ pub struct TableConfig {
         with = "topsellers_model::duration::text"
     )]
     pub publish_interval: Duration,
+    /// Candidates kept beyond `scoring.top_k` per list when an `[availability]` input is
+    /// configured, so that a hidden item's place is filled by the next one (a list shows the
+    /// first `top_k` available of its `top_k + buffer` candidates). Without availability input
+    /// lists keep `top_k`. Default: 20.
+    #[serde(default = "default_buffer")]
+    pub buffer: usize,
+}
+
+fn default_buffer() -> usize {
+    20
 }
 
 fn default_publish_interval() -> Duration {
@@ -54,6 +67,7 @@ impl Default for TableConfig {
             refresh: default_refresh(),
             shards: default_shards(),
             publish_interval: default_publish_interval(),
+            buffer: default_buffer(),
         }
     }
 }
@@ -73,6 +87,9 @@ struct Writer {
     /// (rendered at, profile, category), earliest first; an entry is stale when the list has
     /// been rendered again since.
     due: BinaryHeap<Reverse<(i64, usize, Arc<str>)>>,
+    /// With availability: the (profile, category) lists whose candidates hold each item, so
+    /// that a flip re-renders just those.
+    holders: HashMap<Arc<str>, HashSet<(usize, Arc<str>)>>,
 }
 
 /// The lists the HTTP API serves, shared (via `Arc`) between the publisher thread, which
@@ -93,6 +110,7 @@ pub struct ServingTable {
     /// Bumped after each publish, for the live streams (`/v1/stream`) to wake on.
     publishes: tokio::sync::watch::Sender<u64>,
     writer: Mutex<Writer>,
+    availability: Option<Arc<Availability>>,
 }
 
 impl ServingTable {
@@ -113,6 +131,112 @@ impl ServingTable {
             published_ms: AtomicI64::new(i64::MIN),
             publishes: tokio::sync::watch::Sender::new(0),
             writer: Mutex::new(writer),
+            availability: None,
+        }
+    }
+
+    /// The table hiding the items `availability` marks unavailable: each list shows the first
+    /// `k` available items of its candidates. Set before anything is applied.
+    pub fn with_availability(mut self, availability: Arc<Availability>) -> ServingTable {
+        self.availability = Some(availability);
+        self
+    }
+
+    /// The availability map the lists are filtered with, if any.
+    pub fn availability(&self) -> Option<&Arc<Availability>> {
+        self.availability.as_ref()
+    }
+
+    /// Renders the candidates `list` at `now`: the first `k` (available) items.
+    fn render(&self, list: &TopKList, now: i64) -> RenderedList {
+        let profile = &self.profiles[list.profile];
+        match &self.availability {
+            None => RenderedList::render(list, profile, now, self.k),
+            Some(availability) => RenderedList::render_shown(
+                list,
+                availability.shown(&list.items, self.k),
+                profile,
+                now,
+            ),
+        }
+    }
+
+    /// The lists of `snapshot` as shown (the changelog's input): the first `k` available
+    /// candidates of each; the snapshot itself without availability.
+    pub fn shown_snapshot<'a>(&self, snapshot: &'a Snapshot) -> Cow<'a, Snapshot> {
+        let Some(availability) = &self.availability else {
+            return Cow::Borrowed(snapshot);
+        };
+        let lists = snapshot
+            .lists
+            .iter()
+            .map(|list| TopKList {
+                profile: list.profile,
+                category: list.category.clone(),
+                items: availability
+                    .shown(&list.items, self.k)
+                    .into_iter()
+                    .map(|at| list.items[at as usize].clone())
+                    .collect(),
+            })
+            .collect();
+        Cow::Owned(Snapshot {
+            time_ms: snapshot.time_ms,
+            lists,
+            whole: snapshot.whole,
+        })
+    }
+
+    /// After the availability of `items` changed: re-renders the lists whose candidates hold
+    /// any of them (at their own `as_of`), and returns those whose shown items changed, as
+    /// now shown. Called by the publisher thread.
+    pub fn availability_changed(&self, items: &[Arc<str>]) -> Vec<TopKList> {
+        let writer = self.writer.lock();
+        let mut keys: Vec<&(usize, Arc<str>)> = items
+            .iter()
+            .filter_map(|item| writer.holders.get(item))
+            .flatten()
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut changed = Vec::new();
+        for (profile, category) in keys {
+            let Some(current) = self.get(*profile, category) else {
+                continue;
+            };
+            let rendered = self.render(current.list(), current.as_of_ms());
+            if !rendered.shows_same(&current) {
+                changed.push(rendered.shown_list());
+            }
+            drop(current);
+            self.put(*profile, category, rendered);
+        }
+        changed
+    }
+
+    /// Notes in the index that `new` (candidates) replaces `old` as the list of `key` (with
+    /// availability only).
+    fn track(
+        &self,
+        writer: &mut Writer,
+        key: &(usize, Arc<str>),
+        old: Option<&TopKList>,
+        new: &TopKList,
+    ) {
+        for item in old.map(|old| &old.items[..]).unwrap_or_default() {
+            if let Some(holders) = writer.holders.get_mut(&item.item_id) {
+                holders.remove(key);
+                if holders.is_empty() {
+                    writer.holders.remove(&item.item_id);
+                }
+            }
+        }
+        for item in &new.items {
+            writer
+                .holders
+                .entry(item.item_id.clone())
+                .or_default()
+                .insert(key.clone());
         }
     }
 
@@ -206,7 +330,7 @@ impl ServingTable {
         }
         for key in order {
             let list = newest[&key];
-            let Some(profile) = self.profiles.get(list.profile) else {
+            if self.profiles.get(list.profile).is_none() {
                 tracing::warn!(
                     profile = list.profile,
                     category = &*list.category,
@@ -215,8 +339,18 @@ impl ServingTable {
                 continue;
             };
             categories_changed |= self.make_known(&mut writer, &list.category, now);
-            writer.changed.insert((list.profile, list.category.clone()));
-            let rendered = RenderedList::render(list, profile, now, self.k);
+            let key = (list.profile, list.category.clone());
+            if self.availability.is_some() {
+                let old = self.get(list.profile, &list.category);
+                self.track(
+                    &mut writer,
+                    &key,
+                    old.as_deref().map(RenderedList::list),
+                    list,
+                );
+            }
+            writer.changed.insert(key);
+            let rendered = self.render(list, now);
             self.put(list.profile, &list.category, rendered);
             writer
                 .due
@@ -260,6 +394,16 @@ impl ServingTable {
         for (profile, category) in stale {
             let empty =
                 RenderedList::empty(profile, category.clone(), &self.profiles[profile], now);
+            if self.availability.is_some() {
+                let key = (profile, category.clone());
+                let old = self.get(profile, &category);
+                self.track(
+                    writer,
+                    &key,
+                    old.as_deref().map(RenderedList::list),
+                    empty.list(),
+                );
+            }
             writer.changed.insert((profile, category.clone()));
             writer.due.push(Reverse((now, profile, category.clone())));
             self.put(profile, &category, empty);
@@ -302,8 +446,7 @@ impl ServingTable {
             if current.as_of_ms() != at {
                 continue; // rendered again since; that render has its own entry
             }
-            let rendered =
-                RenderedList::render(current.list(), &self.profiles[profile], now, self.k);
+            let rendered = self.render(current.list(), now);
             drop(current);
             self.put(profile, &category, rendered);
             writer.due.push(Reverse((now, profile, category)));
@@ -538,6 +681,101 @@ mod tests {
         table.apply(&snapshot(3 * H, vec![list(1, "c", &[("y", 1)])]));
         table.apply(&snapshot(4 * H, vec![list(0, "a/b", &[("w", 1)])]));
         assert_eq!(ids(&table, 1, "c"), ["y"]);
+    }
+
+    /// Random candidate lists and availability flips against brute force: each list shows the
+    /// first k available candidates, a flip re-renders exactly the lists it changes (returned
+    /// as shown), and the unfiltered candidates stay what was applied.
+    #[test]
+    fn hides_unavailable_items_and_backfills_against_brute_force() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        for _ in 0..30 {
+            let availability = Arc::new(Availability::new());
+            let table = table().with_availability(availability.clone());
+            let mut candidates: HashMap<(usize, String), Vec<String>> = HashMap::new();
+            let mut available: HashMap<String, bool> = HashMap::new();
+            let mut ts = 0;
+            for step in 0..40 {
+                if rng.random_bool(0.5) {
+                    let profile = rng.random_range(0..2);
+                    let category = ["a", "a/b", "c"][rng.random_range(0..3)].to_owned();
+                    let n = rng.random_range(0..6);
+                    let items: Vec<(String, i64)> = (0..n)
+                        .map(|_| {
+                            (
+                                format!("i{}", rng.random_range(0..8)),
+                                rng.random_range(1..50),
+                            )
+                        })
+                        .collect::<HashMap<_, _>>()
+                        .into_iter()
+                        .collect();
+                    let refs: Vec<(&str, i64)> = items.iter().map(|(i, q)| (&**i, *q)).collect();
+                    let list = list(profile, &category, &refs);
+                    let ids = list.items.iter().map(|i| i.item_id.to_string()).collect();
+                    candidates.insert((profile, category), ids);
+                    table.apply(&snapshot(step, vec![list]));
+                } else {
+                    let records: Vec<(String, bool)> = (0..rng.random_range(1..4))
+                        .map(|_| (format!("i{}", rng.random_range(0..8)), rng.random_bool(0.5)))
+                        .collect();
+                    let before: HashMap<(usize, String), Vec<String>> = candidates
+                        .keys()
+                        .map(|key| (key.clone(), ids(&table, key.0, &key.1)))
+                        .collect();
+                    ts += 1;
+                    // One ts for the call: a later record of it replaces the earlier one,
+                    // but `false` wins a tie.
+                    let mut call: HashMap<&str, bool> = HashMap::new();
+                    for (item, flag) in &records {
+                        *call.entry(item).or_insert(true) &= *flag;
+                    }
+                    for (item, flag) in call {
+                        available.insert(item.to_owned(), flag);
+                    }
+                    let changed = availability.apply(
+                        records
+                            .iter()
+                            .map(|(item, flag)| (item.as_str(), *flag, ts)),
+                    );
+                    let lists = table.availability_changed(&changed);
+                    for key in candidates.keys() {
+                        let now = ids(&table, key.0, &key.1);
+                        let reported = lists
+                            .iter()
+                            .find(|l| (l.profile, &*l.category) == (key.0, key.1.as_str()));
+                        match reported {
+                            Some(list) => {
+                                let shown: Vec<String> =
+                                    list.items.iter().map(|i| i.item_id.to_string()).collect();
+                                assert_eq!(shown, now);
+                                assert_ne!(before[key], now);
+                            }
+                            None => assert_eq!(before[key], now, "{key:?} changed unreported"),
+                        }
+                    }
+                }
+                for ((profile, category), ids_in) in &candidates {
+                    let want: Vec<String> = ids_in
+                        .iter()
+                        .filter(|item| available.get(*item).copied().unwrap_or(true))
+                        .take(3)
+                        .cloned()
+                        .collect();
+                    assert_eq!(ids(&table, *profile, category), want);
+                    let kept: Vec<String> = table
+                        .get(*profile, category)
+                        .unwrap()
+                        .list()
+                        .items
+                        .iter()
+                        .map(|i| i.item_id.to_string())
+                        .collect();
+                    assert_eq!(&kept, ids_in, "the candidates are kept");
+                }
+            }
+        }
     }
 
     #[test]

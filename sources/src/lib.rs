@@ -1,6 +1,8 @@
 //! Where purchases come from: files (JSON Lines, CSV, Parquet), Kafka, the synthetic generator, and the dead-letter output for bad records.
 #![warn(missing_docs)]
 
+pub mod availability;
+pub mod availability_topic;
 pub mod bad;
 pub mod dead_letter;
 pub mod error;
@@ -15,6 +17,7 @@ pub mod writer;
 
 use serde::{Deserialize, Serialize};
 
+pub use availability::{AvailabilityConfig, AvailabilityRecord};
 pub use bad::BadRecord;
 pub use dead_letter::DeadLetter;
 pub use error::{SettingError, SourceError};

@@ -404,6 +404,7 @@ mod tests {
             )
             .unwrap(),
             k: 10,
+            candidates: 10,
             retention_ms: i64::MAX,
             lateness_ms: 0,
             max_future: std::time::Duration::ZERO,

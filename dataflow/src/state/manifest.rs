@@ -51,6 +51,10 @@ pub struct ScoringPrint {
     pub half_lives_ms: Vec<i64>,
     /// List length.
     pub top_k: usize,
+    /// Candidates kept per list (`top_k` + `table.buffer` with availability input); absent in
+    /// states written before availability existed, which kept `top_k`.
+    #[serde(default)]
+    pub candidates: Option<usize>,
     /// Retention in ms.
     pub retention_ms: i64,
 }
@@ -62,6 +66,7 @@ impl ScoringPrint {
             profiles: scoring.profiles.iter().map(|p| p.name.clone()).collect(),
             half_lives_ms: scoring.profiles.half_lives_ms(),
             top_k: scoring.k,
+            candidates: Some(scoring.candidates),
             retention_ms: scoring.retention_ms,
         }
     }
@@ -80,6 +85,14 @@ impl ScoringPrint {
                 "scoring.top_k",
                 self.top_k.to_string(),
                 config.top_k.to_string(),
+            ));
+        }
+        let candidates = |print: &ScoringPrint| print.candidates.unwrap_or(print.top_k);
+        if candidates(self) != candidates(config) {
+            return Some((
+                "table.buffer (with [availability]: lists keep top_k + buffer candidates)",
+                format!("{} candidates", candidates(self)),
+                format!("{} candidates", candidates(config)),
             ));
         }
         if self.retention_ms != config.retention_ms {
@@ -290,6 +303,7 @@ mod tests {
                 profiles: vec!["7d".into()],
                 half_lives_ms: vec![7 * 86_400_000],
                 top_k: 10,
+                candidates: None,
                 retention_ms: 86_400_000,
             },
             history: None,
@@ -373,5 +387,22 @@ mod tests {
             ..print.clone()
         };
         assert_eq!(print.difference(&other).unwrap().0, "scoring.retention");
+        // A state of k + buffer candidates (availability) against one of k: refused, naming
+        // table.buffer; a state from before availability existed kept k.
+        let buffered = ScoringPrint {
+            candidates: Some(30),
+            ..print.clone()
+        };
+        let (key, state, config) = buffered.difference(&print).unwrap();
+        assert!(key.starts_with("table.buffer"), "{key}");
+        assert_eq!(
+            (state.as_str(), config.as_str()),
+            ("30 candidates", "10 candidates")
+        );
+        let same = ScoringPrint {
+            candidates: Some(10),
+            ..print.clone()
+        };
+        assert_eq!(same.difference(&print), None);
     }
 }

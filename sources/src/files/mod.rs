@@ -7,7 +7,7 @@ pub(crate) mod fields;
 mod folder;
 mod hive;
 pub(crate) mod jsonl;
-mod lines;
+pub(crate) mod lines;
 mod list;
 mod location;
 mod object;
@@ -207,7 +207,7 @@ pub trait RecordReader {
 }
 
 /// The bytes of a text file, streamed from disk or with ranged GETs.
-fn open_text(unit: &ReadUnit) -> Result<TextInput, SourceError> {
+pub(crate) fn open_text(unit: &ReadUnit) -> Result<TextInput, SourceError> {
     let raw = open_raw(unit)?;
     match compression::Compression::split(&unit.location.file_name()).0 {
         None => Ok(TextInput {
