@@ -211,6 +211,11 @@ impl ServingTable {
             drop(current);
             self.put(*profile, category, rendered);
         }
+        drop(writer);
+        if !changed.is_empty() {
+            // Streams follow the lists shown, which a flip changes without a snapshot.
+            self.publishes.send_modify(|sequence| *sequence += 1);
+        }
         changed
     }
 
@@ -367,8 +372,9 @@ impl ServingTable {
         self.publishes.send_modify(|sequence| *sequence += 1);
     }
 
-    /// Changes (the publish sequence number) after every publish: a receiver's `changed()`
-    /// completes once lists may have changed since it last looked.
+    /// Changes (the publish sequence number) after every publish and every availability flip
+    /// that changed a shown list: a receiver's `changed()` completes once lists may have changed
+    /// since it last looked.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.publishes.subscribe()
     }
