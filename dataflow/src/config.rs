@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use topsellers_model::{HalfLife, Profiles};
-use topsellers_sinks::{ChangelogConfig, HttpConfig, TableConfig};
+use topsellers_sinks::{ChangelogConfig, ExperimentConfig, Experiments, HttpConfig, TableConfig};
 use topsellers_sources::{LakeConfig, SourceConfig};
 
 use crate::cluster::Seat;
@@ -45,6 +45,10 @@ pub struct Config {
     /// Durable state: checkpoints, and the start from them (off by default).
     #[serde(default)]
     pub state: crate::state::StateConfig,
+    /// Decay-rate experiments served by `/v1/top?experiment=NAME&visitor=ID` (none by
+    /// default).
+    #[serde(default)]
+    pub experiments: Vec<ExperimentConfig>,
 }
 
 /// Scores, lists and retention (DESIGN.md, "Score and ranking").
@@ -226,12 +230,18 @@ const MAX_HTTP_CONNECTIONS: usize = 1_000_000;
 pub struct Settings {
     config: Config,
     scoring: Scoring,
+    experiments: Experiments,
 }
 
 impl Settings {
     /// The checked scoring settings.
     pub fn scoring(&self) -> &Scoring {
         &self.scoring
+    }
+
+    /// The checked experiments (with their exposure counters).
+    pub fn experiments(&self) -> &Experiments {
+        &self.experiments
     }
 
     /// The config itself.
@@ -347,6 +357,12 @@ impl Config {
                 SourceConfig::Files(_) => {}
             }
         }
+        let experiments =
+            Experiments::new(&self.experiments, &profiles).map_err(|e| ConfigError::Invalid {
+                origin: origin.into(),
+                key: e.key,
+                message: e.message,
+            })?;
         let scoring = Scoring {
             profiles,
             k: s.top_k,
@@ -357,6 +373,7 @@ impl Config {
         Ok(Settings {
             config: self,
             scoring,
+            experiments,
         })
     }
 }
@@ -578,6 +595,22 @@ mod tests {
             (
                 "[[sources]]\ntype = \"kafka\"\nbrokers = \"b:1\"\ntopic = \"t\"\n[[sources]]\ntype = \"generator\"\n",
                 "at most one live source",
+            ),
+            (
+                "[[experiments]]\nname = \"decay\"\nweights = { \"7d\" = 1, \"1d\" = 1 }\n",
+                "experiments[0].weights",
+            ),
+            (
+                "[[experiments]]\nname = \"decay\"\nweights = {}\n",
+                "experiments[0].weights",
+            ),
+            (
+                "[[experiments]]\nname = \"d\"\nweights = { \"7d\" = 1 }\n[[experiments]]\nname = \"d\"\nweights = { \"7d\" = 2 }\n",
+                "experiments[1].name",
+            ),
+            (
+                "[[experiments]]\nname = \"d\"\nweights = { \"7d\" = -1 }\n",
+                "experiments",
             ),
         ] {
             let file = write(text);

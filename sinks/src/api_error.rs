@@ -28,6 +28,9 @@ pub enum ApiError {
     /// No profile has this name (404).
     #[error("unknown profile {0:?}")]
     UnknownProfile(String),
+    /// No experiment has this name (404).
+    #[error("unknown experiment {0:?}")]
+    UnknownExperiment(String),
     /// The request target (bytes, limit) is longer than the server reads (414).
     #[error("request target of {0} bytes is longer than the {1} allowed")]
     UriTooLong(usize, usize),
@@ -43,7 +46,8 @@ impl ApiError {
             ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NoSuchRoute(_)
             | ApiError::UnknownCategory(_)
-            | ApiError::UnknownProfile(_) => StatusCode::NOT_FOUND,
+            | ApiError::UnknownProfile(_)
+            | ApiError::UnknownExperiment(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UriTooLong(..) => StatusCode::URI_TOO_LONG,
@@ -102,6 +106,11 @@ mod tests {
                 ApiError::UnknownProfile("9d".into()),
                 404,
                 "unknown profile \"9d\"",
+            ),
+            (
+                ApiError::UnknownExperiment("decay".into()),
+                404,
+                "unknown experiment \"decay\"",
             ),
             (
                 ApiError::UriTooLong(9000, 8192),

@@ -15,6 +15,7 @@ use topsellers_model::{format_rfc3339_ms, wall_clock_ms};
 use crate::api_error::ApiError;
 use crate::body::Body;
 use crate::etag::ETag;
+use crate::experiments::Experiments;
 use crate::metrics::{Metrics, Route};
 pub use crate::readiness::Readiness;
 use crate::rejections::Rejections;
@@ -121,6 +122,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Requests and connections turned away before the handler, by reason.
     pub rejections: Arc<Rejections>,
+    /// The decay-rate experiments `?experiment=` picks profiles by (none by default).
+    pub experiments: Experiments,
     cache_control: HeaderValue,
     pub(crate) max_connections: usize,
     pub(crate) timeouts: Timeouts,
@@ -144,6 +147,7 @@ impl AppState {
             metrics,
             readiness,
             rejections,
+            experiments: Experiments::default(),
             cache_control,
             max_connections: config.max_connections,
             timeouts: Timeouts {
@@ -152,6 +156,15 @@ impl AppState {
                 write: config.write_timeout,
             },
         }
+    }
+}
+
+impl AppState {
+    /// Serves `experiments` (`?experiment=`) and registers their exposure counters.
+    pub fn with_experiments(mut self, experiments: Experiments) -> AppState {
+        experiments.register(&self.metrics);
+        self.experiments = experiments;
+        self
     }
 }
 
@@ -227,12 +240,13 @@ fn top<B>(state: &AppState, req: &Request<B>, rest: &str) -> Result<Response<Bod
     }
     let category = decode_category(rest)?;
     let query = TopQuery::parse(req.uri().query())?;
-    let profile = match &query.profile {
-        None => 0,
-        Some(name) => state
+    let profile = match (&query.profile, &query.experiment) {
+        (None, None) => 0,
+        (Some(name), None) => state
             .table
             .profile_index(name)
             .ok_or_else(|| ApiError::UnknownProfile(name.to_string()))?,
+        (_, Some(experiment)) => experiment_profile(state, &query, experiment)?,
     };
     let list = state
         .table
@@ -240,7 +254,43 @@ fn top<B>(state: &AppState, req: &Request<B>, rest: &str) -> Result<Response<Bod
         .ok_or_else(|| ApiError::UnknownCategory(category.to_string()))?;
     let limit = query.limit.unwrap_or_else(|| state.table.k());
     let etag = list.etag(limit);
-    Ok(cacheable(state, req, etag, || list.chunks(limit).into()))
+    let mut response = cacheable(state, req, etag, || list.chunks(limit).into());
+    if let (Some(experiment), Some(visitor)) = (&query.experiment, &query.visitor) {
+        state.experiments.expose(experiment, visitor);
+        let name = &state.table.profiles()[profile].name;
+        if let Ok(value) = HeaderValue::from_str(name) {
+            response.headers_mut().insert(PROFILE_HEADER, value);
+        }
+    }
+    Ok(response)
+}
+
+/// The header naming the profile an experiment picked.
+const PROFILE_HEADER: &str = "x-topsellers-profile";
+
+/// The profile `?experiment=` picks for `?visitor=`: 400 without a visitor or with
+/// `?profile=` too, 404 for an unknown experiment.
+fn experiment_profile(
+    state: &AppState,
+    query: &TopQuery<'_>,
+    experiment: &str,
+) -> Result<usize, ApiError> {
+    if query.profile.is_some() {
+        return Err(ApiError::BadRequest(
+            "profile and experiment exclude each other: the experiment picks the profile"
+                .to_owned(),
+        ));
+    }
+    let visitor = query.visitor.as_deref().unwrap_or_default();
+    if visitor.is_empty() {
+        return Err(ApiError::BadRequest(
+            "experiment needs a non-empty visitor".to_owned(),
+        ));
+    }
+    state
+        .experiments
+        .assign(experiment, visitor)
+        .ok_or_else(|| ApiError::UnknownExperiment(experiment.to_owned()))
 }
 
 /// `/v1/categories`.

@@ -82,6 +82,10 @@ pub(crate) struct TopQuery<'a> {
     pub(crate) limit: Option<usize>,
     /// `profile`: a profile name, percent-decoded.
     pub(crate) profile: Option<Cow<'a, str>>,
+    /// `experiment`: an experiment name, percent-decoded.
+    pub(crate) experiment: Option<Cow<'a, str>>,
+    /// `visitor`: the visitor id an experiment assigns by, percent-decoded.
+    pub(crate) visitor: Option<Cow<'a, str>>,
 }
 
 impl<'a> TopQuery<'a> {
@@ -91,21 +95,25 @@ impl<'a> TopQuery<'a> {
         for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             match &*key {
                 "limit" => parsed.limit = Some(parse_limit(&value)?),
-                "profile" => {
-                    // The decoder replaces bytes that are not UTF-8 with U+FFFD, which no
-                    // profile name holds.
-                    if value.contains(char::REPLACEMENT_CHARACTER) {
-                        return Err(ApiError::BadRequest(
-                            "profile is not UTF-8 once decoded".to_owned(),
-                        ));
-                    }
-                    parsed.profile = Some(value);
-                }
+                "profile" => parsed.profile = Some(utf8("profile", value)?),
+                "experiment" => parsed.experiment = Some(utf8("experiment", value)?),
+                "visitor" => parsed.visitor = Some(utf8("visitor", value)?),
                 _ => {}
             }
         }
         Ok(parsed)
     }
+}
+
+/// A decoded text parameter. The decoder replaces bytes that are not UTF-8 with U+FFFD, which
+/// no profile or experiment name holds (and a visitor id must be text to hash as documented).
+fn utf8<'a>(name: &str, value: Cow<'a, str>) -> Result<Cow<'a, str>, ApiError> {
+    if value.contains(char::REPLACEMENT_CHARACTER) {
+        return Err(ApiError::BadRequest(format!(
+            "{name} is not UTF-8 once decoded"
+        )));
+    }
+    Ok(value)
 }
 
 /// A positive decimal integer; values too large for `usize` saturate (they are clamped
@@ -164,6 +172,9 @@ mod tests {
                 .as_deref(),
             Some("a b")
         );
+        let q = TopQuery::parse(Some("experiment=decay&visitor=a%20b")).unwrap();
+        assert_eq!(q.experiment.as_deref(), Some("decay"));
+        assert_eq!(q.visitor.as_deref(), Some("a b"));
         assert_eq!(
             TopQuery::parse(Some("limit=1&limit=3")).unwrap().limit,
             Some(3)
@@ -183,6 +194,8 @@ mod tests {
             "limit=+3",
             "limit=abc",
             "profile=%FF",
+            "visitor=%FF",
+            "experiment=%C3",
         ] {
             assert!(
                 matches!(TopQuery::parse(Some(bad)), Err(ApiError::BadRequest(_))),
