@@ -86,7 +86,8 @@ pub fn build_serving(
     leaders: Vec<usize>,
     sink: impl FnMut(Snapshot) + 'static,
 ) -> Graph<Event> {
-    let topk = TopKConfig::new(&scoring.profiles, scoring.k, Some(scoring.retention_ms));
+    let mut topk = TopKConfig::new(&scoring.profiles, scoring.k, Some(scoring.retention_ms));
+    topk.carry_scores = scoring.carry_scores;
     let id = worker.next_dataflow_index();
     let probe = ProbeHandle::new();
     let (input, seeds, gossip) = worker.dataflow::<Time, _, _>(|scope| {

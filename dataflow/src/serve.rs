@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use topsellers_model::Snapshot;
 use topsellers_sinks::{
-    run_publisher, serve, AppState, Changelog, Experiments, HttpConfig, Metrics, PublishSummary,
-    Readiness, ServingTable,
+    run_publisher, serve, AppState, Changelog, Experiments, HttpConfig, Metrics, MoversConfig,
+    PublishSummary, Readiness, ServingTable,
 };
 
 use crate::context::Context;
@@ -42,7 +42,7 @@ impl Serving {
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         config: &HttpConfig,
-        experiments: &Experiments,
+        (experiments, movers): (&Experiments, &MoversConfig),
         threads: usize,
         table: &Arc<ServingTable>,
         metrics: &Arc<Metrics>,
@@ -72,7 +72,8 @@ impl Serving {
         })?;
         let state = Arc::new(
             AppState::new(table.clone(), metrics.clone(), readiness.clone(), config)
-                .with_experiments(experiments.clone()),
+                .with_experiments(experiments.clone())
+                .with_movers(movers.clone()),
         );
         let shutdown = {
             let stop = stop.clone();

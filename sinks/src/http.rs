@@ -17,6 +17,7 @@ use crate::body::Body;
 use crate::etag::ETag;
 use crate::experiments::Experiments;
 use crate::metrics::{Metrics, Route};
+use crate::movers::MoversConfig;
 pub use crate::readiness::Readiness;
 use crate::rejections::Rejections;
 use crate::request::{check_head, decode_category, TopQuery};
@@ -124,6 +125,8 @@ pub struct AppState {
     pub rejections: Arc<Rejections>,
     /// The decay-rate experiments `?experiment=` picks profiles by (none by default).
     pub experiments: Experiments,
+    /// `/v1/movers` settings (default: on, `min_score` 3).
+    pub movers: MoversConfig,
     cache_control: HeaderValue,
     pub(crate) max_connections: usize,
     pub(crate) timeouts: Timeouts,
@@ -148,6 +151,7 @@ impl AppState {
             readiness,
             rejections,
             experiments: Experiments::default(),
+            movers: MoversConfig::default(),
             cache_control,
             max_connections: config.max_connections,
             timeouts: Timeouts {
@@ -164,6 +168,12 @@ impl AppState {
     pub fn with_experiments(mut self, experiments: Experiments) -> AppState {
         experiments.register(&self.metrics);
         self.experiments = experiments;
+        self
+    }
+
+    /// Serves `/v1/movers` as `movers` says.
+    pub fn with_movers(mut self, movers: MoversConfig) -> AppState {
+        self.movers = movers;
         self
     }
 }
@@ -193,6 +203,12 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
         {
             Route::Top
         }
+        _ if path
+            .strip_prefix("/v1/movers")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) =>
+        {
+            Route::Movers
+        }
         _ => Route::Other,
     };
     let method = req.method();
@@ -204,6 +220,11 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
     } else {
         match route {
             Route::Top => top(state, req, &path["/v1/top".len()..]),
+            Route::Movers => {
+                let rest = &path["/v1/movers".len()..];
+                crate::movers::answer(&state.table, &state.movers, rest, req.uri().query())
+                    .map(|(etag, body)| cacheable(state, req, etag, || Body::one(body)))
+            }
             Route::Categories => categories(state, req),
             Route::Healthz => Ok(ok(
                 json(),

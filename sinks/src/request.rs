@@ -107,7 +107,7 @@ impl<'a> TopQuery<'a> {
 
 /// A decoded text parameter. The decoder replaces bytes that are not UTF-8 with U+FFFD, which
 /// no profile or experiment name holds (and a visitor id must be text to hash as documented).
-fn utf8<'a>(name: &str, value: Cow<'a, str>) -> Result<Cow<'a, str>, ApiError> {
+pub(crate) fn utf8<'a>(name: &str, value: Cow<'a, str>) -> Result<Cow<'a, str>, ApiError> {
     if value.contains(char::REPLACEMENT_CHARACTER) {
         return Err(ApiError::BadRequest(format!(
             "{name} is not UTF-8 once decoded"
@@ -118,7 +118,7 @@ fn utf8<'a>(name: &str, value: Cow<'a, str>) -> Result<Cow<'a, str>, ApiError> {
 
 /// A positive decimal integer; values too large for `usize` saturate (they are clamped
 /// anyway).
-fn parse_limit(value: &str) -> Result<usize, ApiError> {
+pub(crate) fn parse_limit(value: &str) -> Result<usize, ApiError> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::BadRequest(format!(
             "limit must be a positive integer, not {value:?}"
