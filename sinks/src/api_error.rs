@@ -13,6 +13,9 @@ pub enum ApiError {
     /// No snapshot has been published yet (503).
     #[error("not ready: no snapshot published yet")]
     NotReady,
+    /// The answer cannot be given yet for another reason, said (503).
+    #[error("not available: {0}")]
+    Unavailable(String),
     /// The path matches no route (404).
     #[error("no such route: {0}")]
     NoSuchRoute(String),
@@ -43,7 +46,7 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NoSuchRoute(_)
             | ApiError::UnknownCategory(_)
             | ApiError::UnknownProfile(_)
@@ -87,6 +90,11 @@ mod tests {
                 "not ready: no snapshot published yet",
             ),
             (ApiError::NoSuchRoute("/x".into()), 404, "no such route: /x"),
+            (
+                ApiError::Unavailable("later".into()),
+                503,
+                "not available: later",
+            ),
             (
                 ApiError::MethodNotAllowed("POST".into()),
                 405,

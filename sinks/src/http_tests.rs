@@ -472,3 +472,47 @@ fn experiments_pick_the_profile() {
         "errors are not exposures"
     );
 }
+
+/// `/v1/movers`: 503 before the first snapshot and for lists without carried scores, 404 when
+/// off or for an unknown profile or category; with one profile as both short and long every
+/// momentum is 1 and the order is the list's.
+#[test]
+fn movers_route_answers_and_refuses() {
+    let state = state();
+    assert_eq!(get(&state, "/v1/movers").status(), 503);
+    state.table.apply(&snapshot(
+        H,
+        vec![list(0, "books", &[("a", 8), ("b", 6), ("c", 2)])],
+    ));
+    let response = get(&state, "/v1/movers/books");
+    assert_eq!(response.status(), 503, "the test lists carry no scores");
+    assert!(json_body(&response)["error"]
+        .as_str()
+        .unwrap()
+        .contains("carry"));
+    let response = get(&state, "/v1/movers/books?short=1h&long=1h&limit=2");
+    assert_eq!(response.status(), 200);
+    let doc = json_body(&response);
+    assert_eq!((&doc["short"], &doc["long"]), (&json!("1h"), &json!("1h")));
+    assert_eq!(item_ids(&doc), ["a", "b"], "momentum 1 each: by item_id");
+    assert_eq!(doc["items"][0]["momentum"], 1.0);
+    assert_eq!(
+        doc["items"][0]["score"], 4.0,
+        "min_score 3 keeps a (4) and b (3)"
+    );
+    assert!(!header(&response, "etag").is_empty());
+    for (uri, status) in [
+        ("/v1/movers?short=9d", 404),
+        ("/v1/movers/toys", 404),
+        ("/v1/movers?limit=x", 400),
+    ] {
+        let response = get(&state, uri);
+        assert_eq!(response.status(), status, "{uri}");
+        assert!(json_body(&response)["error"].is_string());
+    }
+    let off = state.with_movers(crate::movers::MoversConfig {
+        enabled: false,
+        ..Default::default()
+    });
+    assert_eq!(get(&off, "/v1/movers/books").status(), 404);
+}

@@ -178,7 +178,13 @@ pub(crate) fn answer(
         (long, &profiles[long]),
         config.min_score,
     )
-    .map_err(|NotCarried| ApiError::NotReady)?;
+    .map_err(|NotCarried| {
+        ApiError::Unavailable(format!(
+            "the list of {category:?} under {:?} does not carry the other profiles' scores yet \
+             (restored from a checkpoint written with movers off: wait for the catch-up)",
+            profiles[short].name
+        ))
+    })?;
     let limit = limit.unwrap_or_else(|| table.k());
     let mut body = Vec::with_capacity(128 + found.len().min(limit) * 96);
     body.extend_from_slice(b"{\"category\":");
