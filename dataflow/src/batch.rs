@@ -357,6 +357,7 @@ mod tests {
                             exp: rng.random_range(2900..3000),
                             mantissa: rng.random_range(1.0..2.0),
                         },
+                        scores: None,
                     })
                     .collect(),
             })

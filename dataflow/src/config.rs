@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use topsellers_model::{HalfLife, Profiles};
-use topsellers_sinks::{ChangelogConfig, HttpConfig, TableConfig};
+use topsellers_sinks::{
+    ChangelogConfig, ExperimentConfig, Experiments, HttpConfig, MoversConfig, TableConfig,
+};
 use topsellers_sources::{AvailabilityConfig, LakeConfig, SourceConfig};
 
 use crate::cluster::Seat;
@@ -48,6 +50,13 @@ pub struct Config {
     /// Item availability: unavailable items are hidden from every list (off by default).
     #[serde(default)]
     pub availability: AvailabilityConfig,
+    /// Decay-rate experiments served by `/v1/top?experiment=NAME&visitor=ID` (none by
+    /// default).
+    #[serde(default)]
+    pub experiments: Vec<ExperimentConfig>,
+    /// `/v1/movers`: on by default; its least short-profile score.
+    #[serde(default)]
+    pub movers: MoversConfig,
 }
 
 /// Scores, lists and retention (DESIGN.md, "Score and ranking").
@@ -209,6 +218,9 @@ pub struct Scoring {
     pub lateness_ms: i64,
     /// How far ahead of the wall clock a `ts` may be (`scoring.max_future`).
     pub max_future: Duration,
+    /// Whether listed items carry their scores under every profile (for `/v1/movers`: on
+    /// with `movers.enabled` and two or more profiles).
+    pub carry_scores: bool,
 }
 
 impl Scoring {
@@ -232,12 +244,18 @@ const MAX_HTTP_CONNECTIONS: usize = 1_000_000;
 pub struct Settings {
     config: Config,
     scoring: Scoring,
+    experiments: Experiments,
 }
 
 impl Settings {
     /// The checked scoring settings.
     pub fn scoring(&self) -> &Scoring {
         &self.scoring
+    }
+
+    /// The checked experiments (with their exposure counters).
+    pub fn experiments(&self) -> &Experiments {
+        &self.experiments
     }
 
     /// The config itself.
@@ -362,6 +380,8 @@ impl Config {
                 SourceConfig::Files(_) => {}
             }
         }
+        let experiments = self.check_api(&profiles, origin)?;
+        let carry_scores = self.movers.enabled && profiles.len() >= 2;
         let scoring = Scoring {
             profiles,
             k: s.top_k,
@@ -369,10 +389,32 @@ impl Config {
             retention_ms: millis(s.retention),
             lateness_ms: millis(s.allowed_lateness),
             max_future: s.max_future,
+            carry_scores,
         };
         Ok(Settings {
             config: self,
             scoring,
+            experiments,
+        })
+    }
+}
+
+impl Config {
+    /// Checks what the API serves besides the lists: `[[experiments]]` (against the
+    /// profiles) and `[movers]`.
+    fn check_api(&self, profiles: &Profiles, origin: &str) -> Result<Experiments, ConfigError> {
+        let min_score = self.movers.min_score;
+        if !(min_score.is_finite() && min_score >= 0.0) {
+            return Err(ConfigError::Invalid {
+                origin: origin.into(),
+                key: "movers.min_score".into(),
+                message: format!("{min_score} must be a finite number >= 0"),
+            });
+        }
+        Experiments::new(&self.experiments, profiles).map_err(|e| ConfigError::Invalid {
+            origin: origin.into(),
+            key: e.key,
+            message: e.message,
         })
     }
 }
@@ -595,6 +637,24 @@ mod tests {
                 "[[sources]]\ntype = \"kafka\"\nbrokers = \"b:1\"\ntopic = \"t\"\n[[sources]]\ntype = \"generator\"\n",
                 "at most one live source",
             ),
+            (
+                "[[experiments]]\nname = \"decay\"\nweights = { \"7d\" = 1, \"1d\" = 1 }\n",
+                "experiments[0].weights",
+            ),
+            (
+                "[[experiments]]\nname = \"decay\"\nweights = {}\n",
+                "experiments[0].weights",
+            ),
+            (
+                "[[experiments]]\nname = \"d\"\nweights = { \"7d\" = 1 }\n[[experiments]]\nname = \"d\"\nweights = { \"7d\" = 2 }\n",
+                "experiments[1].name",
+            ),
+            (
+                "[[experiments]]\nname = \"d\"\nweights = { \"7d\" = -1 }\n",
+                "experiments",
+            ),
+            ("[movers]\nmin_score = -1.0\n", "movers.min_score"),
+            ("[movers]\nmin_scor = 1.0\n", "min_scor"),
         ] {
             let file = write(text);
             let message = Config::load(file.path()).unwrap_err().to_string();

@@ -87,11 +87,12 @@ pub fn build_serving(
     sink: impl FnMut(Snapshot) + 'static,
 ) -> Graph<Event> {
     // The operators keep `candidates` (k + the availability buffer); the table shows k.
-    let topk = TopKConfig::new(
+    let mut topk = TopKConfig::new(
         &scoring.profiles,
         scoring.candidates,
         Some(scoring.retention_ms),
     );
+    topk.carry_scores = scoring.carry_scores;
     let id = worker.next_dataflow_index();
     let probe = ProbeHandle::new();
     let (input, seeds, gossip) = worker.dataflow::<Time, _, _>(|scope| {

@@ -109,6 +109,7 @@ impl Service {
         let mut ctx = Context::new(stop.clone(), metrics.clone(), dead_letter, snapshots);
         let serving = Serving::start(
             &settings.http,
+            (settings.experiments(), &settings.movers),
             settings.runtime.http_threads,
             &table,
             &metrics,

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use topsellers_model::Snapshot;
 use topsellers_sinks::{
-    run_publisher, serve, AppState, Changelog, HttpConfig, Metrics, PublishSummary, Readiness,
-    ServingTable,
+    run_publisher, serve, AppState, Changelog, Experiments, HttpConfig, Metrics, MoversConfig,
+    PublishSummary, Readiness, ServingTable,
 };
 
 use crate::context::Context;
@@ -42,6 +42,7 @@ impl Serving {
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         config: &HttpConfig,
+        (experiments, movers): (&Experiments, &MoversConfig),
         threads: usize,
         table: &Arc<ServingTable>,
         metrics: &Arc<Metrics>,
@@ -69,12 +70,11 @@ impl Serving {
             address: config.listen.clone(),
             source,
         })?;
-        let state = Arc::new(AppState::new(
-            table.clone(),
-            metrics.clone(),
-            readiness.clone(),
-            config,
-        ));
+        let state = Arc::new(
+            AppState::new(table.clone(), metrics.clone(), readiness.clone(), config)
+                .with_experiments(experiments.clone())
+                .with_movers(movers.clone()),
+        );
         let shutdown = {
             let stop = stop.clone();
             async move { stop.stopped().await }

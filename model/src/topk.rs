@@ -15,6 +15,11 @@ pub struct RankedItem {
     pub item_id: Arc<str>,
     /// Its forward score; [`ScoreKey::score_at`] gives the decayed score at a time.
     pub score: ScoreKey,
+    /// The item's forward score in this category under every profile (by profile index;
+    /// `None` where not positive), from the same state as `score`: carried only where the
+    /// service keeps it for `/v1/movers` (`[movers]` on, two or more profiles), else `None`.
+    #[serde(default)]
+    pub scores: Option<Box<[Option<ScoreKey>]>>,
 }
 
 impl RankedItem {
@@ -93,6 +98,7 @@ mod tests {
             items: vec![RankedItem {
                 item_id: item.into(),
                 score,
+                scores: None,
             }],
         }
     }

@@ -325,6 +325,7 @@ impl BulkTopK {
                         entry: Some(RankedItem {
                             item_id: self.items.name(entry.1).clone(),
                             score: entry.0 .0,
+                            scores: None,
                         }),
                         diff,
                     });
@@ -388,6 +389,7 @@ mod tests {
             half_lives_ms: vec![1000, 2000],
             k: 3,
             retention_ms: None,
+            carry_scores: false,
         };
         let leaves = ["a/x", "a/y", "b/z", "a/x/deep", "c"];
         let twins = [("i0".to_owned(), "j0".to_owned())];

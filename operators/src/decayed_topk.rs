@@ -41,6 +41,9 @@ pub struct TopKConfig {
     /// Retention in milliseconds: a purchase stops counting at `ts + retention`. `None` when
     /// the input is already cut to a fixed window and nothing ever expires (batch).
     pub retention_ms: Option<i64>,
+    /// Whether each emitted entry carries the item's keys under every profile
+    /// ([`RankedItem::scores`], for `/v1/movers`); off by default (live only).
+    pub carry_scores: bool,
 }
 
 impl TopKConfig {
@@ -50,6 +53,7 @@ impl TopKConfig {
             half_lives_ms: profiles.half_lives_ms(),
             k,
             retention_ms,
+            carry_scores: false,
         }
     }
 }
@@ -539,10 +543,44 @@ impl LocalTopK {
         slot
     }
 
-    /// Re-ranks what the round touched and emits the changes to every local top-k.
+    /// Re-ranks what the round touched and emits the changes to every local top-k; with
+    /// [`TopKConfig::carry_scores`], each entering entry carries the item's keys under every
+    /// profile as the round leaves them.
+    fn finish_round(&mut self, out: &mut Vec<LocalChange>) {
+        let from = out.len();
+        self.rank_round(out);
+        if self.config.carry_scores {
+            self.fill_scores(&mut out[from..]);
+        }
+    }
+
+    /// Sets [`RankedItem::scores`] of every entering entry of `changes` from the sums.
+    fn fill_scores(&self, changes: &mut [LocalChange]) {
+        for change in changes.iter_mut().filter(|change| change.diff > 0) {
+            let Some(entry) = change.entry.as_mut() else {
+                continue;
+            };
+            let slot = self
+                .categories
+                .get(&change.category)
+                .zip(self.items.get(&entry.item_id))
+                .and_then(|(category, item)| self.slots.get(category, item));
+            if let Some(slot) = slot {
+                let base = slot as usize * self.profiles;
+                entry.scores = Some(
+                    self.sums[base..base + self.profiles]
+                        .iter()
+                        .map(DecayedSum::key)
+                        .collect(),
+                );
+            }
+        }
+    }
+
+    /// [`finish_round`](Self::finish_round) without the carried scores.
     ///
     /// Work is proportional to what changed (times `log k`), not to `k` per category.
-    fn finish_round(&mut self, out: &mut Vec<LocalChange>) {
+    fn rank_round(&mut self, out: &mut Vec<LocalChange>) {
         for category in self.announced.drain(..) {
             for profile in 0..self.profiles {
                 out.push(LocalChange {
@@ -570,10 +608,24 @@ impl LocalTopK {
                     sum.clear();
                 }
             }
+            // With carried scores, an entry whose own key stays but whose keys under other
+            // profiles change (e.g. an old purchase's expiry, below one profile's precision)
+            // is announced again: −1 and +1 of the same key, the +1 with the new scores.
+            let carried_changed = self.config.carry_scores
+                && (0..self.profiles).any(|profile| {
+                    self.old_keys[touched.old_keys_at + profile] != self.sums[base + profile].key()
+                });
             for profile in 0..self.profiles {
                 let old = self.old_keys[touched.old_keys_at + profile];
                 let new = self.sums[base + profile].key();
                 if old == new {
+                    if let Some(key) = new.filter(|_| carried_changed) {
+                        let key = (Reverse(key), item.clone());
+                        if state.shown[profile].contains(&key) {
+                            out.push(change(profile, &category, &key, -1));
+                            out.push(change(profile, &category, &key, 1));
+                        }
+                    }
                     continue;
                 }
                 let old = old.map(|key| (Reverse(key), item.clone()));
@@ -823,6 +875,7 @@ fn change(profile: usize, category: &Arc<str>, key: &RankKey, diff: i64) -> Loca
         entry: Some(RankedItem {
             item_id: key.1.clone(),
             score: key.0 .0,
+            scores: None,
         }),
         diff,
     }
@@ -897,6 +950,7 @@ fn refill(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn event(item: &str, category: &str, ts_ms: i64) -> Event {
         Event {
@@ -911,6 +965,7 @@ pub(crate) mod tests {
             half_lives_ms: vec![1000, 5000],
             k,
             retention_ms: Some(10_000),
+            carry_scores: false,
         }
     }
 
@@ -931,6 +986,38 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    /// What an entry carries besides its own key.
+    type Carried = Option<Box<[Option<ScoreKey>]>>;
+
+    /// Applies the changes to the carried scores of listed entries as the merge stage does:
+    /// (profile, category, rank key) → (count, scores of the newest `+1`).
+    fn replay_carried(
+        merged: &mut BTreeMap<(u32, Arc<str>, RankKey), (i64, Carried)>,
+        changes: &[LocalChange],
+    ) -> crate::oracle::Carried {
+        for change in changes {
+            let Some(entry) = &change.entry else { continue };
+            let key = (change.profile, change.category.clone(), entry.rank_key());
+            let slot = merged.entry(key.clone()).or_insert((0, None));
+            slot.0 += change.diff;
+            if change.diff > 0 {
+                slot.1.clone_from(&entry.scores);
+            }
+            if slot.0 == 0 {
+                merged.remove(&key);
+            }
+        }
+        merged
+            .iter()
+            .map(|((profile, category, (_, item)), (_, scores))| {
+                (
+                    (*profile, category.to_string(), item.to_string()),
+                    scores.clone(),
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -1000,10 +1087,13 @@ pub(crate) mod tests {
             half_lives_ms: half_lives_ms.to_vec(),
             k,
             retention_ms: Some(retention_ms),
+            // Carried scores re-announce entries (−1, +1 of one key): the replay must balance.
+            carry_scores: seed % 2 == 1,
         });
         // A tiny ranking prefix, so that cutting and rebuilding happen all the time.
         state.prefix = 1;
         let (mut lists, mut all) = (FxHashMap::default(), Vec::new());
+        let mut merged = BTreeMap::new();
         // Items i0 and i1 have twins: "j…" gets every purchase of "i…".
         let twin_of = |item: &str| ["i0", "i1"].contains(&item).then(|| item.replace('i', "j"));
         let twins = [("i0".into(), "j0".into()), ("i1".into(), "j1".into())];
@@ -1035,6 +1125,15 @@ pub(crate) mod tests {
             let got = oracle::rendered(&lists, half_lives_ms, now);
             let mut problems = oracle::compare(&got, &want, k);
             problems.extend(oracle::check_twins(&got, &twins));
+            if state.config.carry_scores {
+                let carried = replay_carried(&mut merged, &out);
+                problems.extend(oracle::carried_problems(
+                    &carried,
+                    &want,
+                    half_lives_ms,
+                    now,
+                ));
+            }
             oracle::assert_none(&problems, &format!("seed {seed} round {round} (k {k})"));
         }
     }
@@ -1071,6 +1170,7 @@ pub(crate) mod tests {
                 half_lives_ms: vec![1000, 2000],
                 k: rng.random_range(1..5),
                 retention_ms: Some(5_000),
+                carry_scores: false,
             };
             let (mut one_by_one, mut seeded) = (
                 LocalTopK::new(config.clone()),

@@ -42,6 +42,11 @@ impl DenseIds {
         (id, true)
     }
 
+    /// The id of `name`, if it has one.
+    pub(crate) fn get(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
     /// Makes room for `more` new strings.
     pub(crate) fn reserve(&mut self, more: usize) {
         self.ids.reserve(more);

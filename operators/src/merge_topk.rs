@@ -32,13 +32,17 @@ pub trait MergeTopK<'scope> {
 
 #[derive(Default)]
 struct CategoryState {
-    /// Entry → multiplicity (1 while some worker lists it).
-    entries: BTreeMap<(Reverse<ScoreKey>, Arc<str>), i64>,
+    /// Entry → multiplicity (1 while some worker lists it) and the item's scores under every
+    /// profile as of its latest `+1` (see [`RankedItem::scores`]).
+    entries: BTreeMap<(Reverse<ScoreKey>, Arc<str>), (i64, Scores)>,
     shown: Vec<RankedItem>,
     announced: bool,
     /// Changed in the current round (and so listed in `touched`).
     dirty: bool,
 }
+
+/// What a ranked item carries besides its own score.
+type Scores = Option<Box<[Option<ScoreKey>]>>;
 
 /// The merge's state: per (profile, category).
 type Categories = FxHashMap<(u32, Arc<str>), CategoryState>;
@@ -53,16 +57,27 @@ fn apply(categories: &mut Categories, touched: &mut Vec<(u32, Arc<str>)>, change
         Some(state) => state,
         None => categories.entry(key.clone()).or_default(),
     };
-    if let Some(RankedItem { item_id, score }) = change.entry {
+    if let Some(RankedItem {
+        item_id,
+        score,
+        scores,
+    }) = change.entry
+    {
         match state.entries.entry((Reverse(score), item_id)) {
             Entry::Vacant(vacant) => {
                 if change.diff != 0 {
-                    vacant.insert(change.diff);
+                    vacant.insert((change.diff, scores));
                 }
             }
             Entry::Occupied(mut occupied) => {
-                *occupied.get_mut() += change.diff;
-                if *occupied.get() == 0 {
+                let (count, carried) = occupied.get_mut();
+                *count += change.diff;
+                if change.diff > 0 {
+                    // A re-announced entry (same score, other profiles' scores changed):
+                    // the newest `+1` is the item's state, whichever order its `−1` came in.
+                    *carried = scores;
+                }
+                if *count == 0 {
                     occupied.remove();
                 }
             }
@@ -82,11 +97,12 @@ impl CategoryState {
         let fresh: Vec<RankedItem> = self
             .entries
             .iter()
-            .filter(|(_, &count)| count > 0)
+            .filter(|(_, (count, _))| *count > 0)
             .take(k)
-            .map(|((Reverse(score), item_id), _)| RankedItem {
+            .map(|((Reverse(score), item_id), (_, scores))| RankedItem {
                 item_id: item_id.clone(),
                 score: *score,
+                scores: scores.clone(),
             })
             .collect();
         if fresh == self.shown && self.announced {

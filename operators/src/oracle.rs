@@ -136,6 +136,59 @@ fn close(a: f64, b: f64, mag: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()) + 1e-12 * mag
 }
 
+/// Listed entries with the scores they carry under every profile, as the merge stage keeps
+/// them: (profile, category, item) → carried keys (see `RankedItem::scores`).
+pub(crate) type Carried = BTreeMap<(u32, String, String), Option<Box<[Option<ScoreKey>]>>>;
+
+/// Every listed entry whose carried scores (decayed to `as_of_ms`) differ from the brute
+/// force's score of its (category, item) under each profile: a key where the oracle has a
+/// positive score, none where it has none (an ambiguous score may be either).
+pub(crate) fn carried_problems(
+    carried: &Carried,
+    want: &Expected,
+    half_lives_ms: &[i64],
+    as_of_ms: i64,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for ((profile, category, item), scores) in carried {
+        let at = format!("profile {profile} category {category:?} item {item:?}");
+        let Some(scores) = scores else {
+            problems.push(format!("{at}: carries no scores"));
+            continue;
+        };
+        if scores.len() != half_lives_ms.len() {
+            problems.push(format!("{at}: carries {} scores", scores.len()));
+            continue;
+        }
+        for (p, (key, &h)) in scores.iter().zip(half_lives_ms).enumerate() {
+            let own = want
+                .get(&(p as u32, category.clone()))
+                .and_then(|list| list.iter().find(|e| e.item == *item));
+            match (key, own) {
+                (Some(key), Some(own)) => {
+                    let got = key.score_at(as_of_ms, h);
+                    if !close(got, own.score, own.mag) {
+                        problems.push(format!(
+                            "{at}: carries {got} for profile {p}, the oracle says {}",
+                            own.score
+                        ));
+                    }
+                }
+                (None, Some(own)) if !own.ambiguous() => problems.push(format!(
+                    "{at}: carries nothing for profile {p}, the oracle says {}",
+                    own.score
+                )),
+                (Some(key), None) => problems.push(format!(
+                    "{at}: carries {} for profile {p}, the oracle has no positive score",
+                    key.score_at(as_of_ms, h)
+                )),
+                _ => {}
+            }
+        }
+    }
+    problems
+}
+
 /// Every way `got` differs from `want`'s top `k`: per list, no item twice; as many items as
 /// the oracle has positive scores (up to `k`); position by position the oracle's item with
 /// its score, or an item whose score ties with it within the tolerance (f64 cannot order

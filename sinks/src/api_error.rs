@@ -13,6 +13,9 @@ pub enum ApiError {
     /// No snapshot has been published yet (503).
     #[error("not ready: no snapshot published yet")]
     NotReady,
+    /// The answer cannot be given yet for another reason, said (503).
+    #[error("not available: {0}")]
+    Unavailable(String),
     /// The path matches no route (404).
     #[error("no such route: {0}")]
     NoSuchRoute(String),
@@ -28,6 +31,9 @@ pub enum ApiError {
     /// No profile has this name (404).
     #[error("unknown profile {0:?}")]
     UnknownProfile(String),
+    /// No experiment has this name (404).
+    #[error("unknown experiment {0:?}")]
+    UnknownExperiment(String),
     /// The request target (bytes, limit) is longer than the server reads (414).
     #[error("request target of {0} bytes is longer than the {1} allowed")]
     UriTooLong(usize, usize),
@@ -40,10 +46,11 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NoSuchRoute(_)
             | ApiError::UnknownCategory(_)
-            | ApiError::UnknownProfile(_) => StatusCode::NOT_FOUND,
+            | ApiError::UnknownProfile(_)
+            | ApiError::UnknownExperiment(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UriTooLong(..) => StatusCode::URI_TOO_LONG,
@@ -84,6 +91,11 @@ mod tests {
             ),
             (ApiError::NoSuchRoute("/x".into()), 404, "no such route: /x"),
             (
+                ApiError::Unavailable("later".into()),
+                503,
+                "not available: later",
+            ),
+            (
                 ApiError::MethodNotAllowed("POST".into()),
                 405,
                 "method POST not allowed: use GET or HEAD",
@@ -102,6 +114,11 @@ mod tests {
                 ApiError::UnknownProfile("9d".into()),
                 404,
                 "unknown profile \"9d\"",
+            ),
+            (
+                ApiError::UnknownExperiment("decay".into()),
+                404,
+                "unknown experiment \"decay\"",
             ),
             (
                 ApiError::UriTooLong(9000, 8192),

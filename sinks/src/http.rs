@@ -17,7 +17,9 @@ use crate::assets;
 use crate::body::Body;
 use crate::etag::ETag;
 use crate::live_stream;
+use crate::experiments::Experiments;
 use crate::metrics::{Metrics, Route};
+use crate::movers::MoversConfig;
 pub use crate::readiness::Readiness;
 use crate::rejections::Rejections;
 use crate::request::{check_head, decode_category, TopQuery};
@@ -123,6 +125,10 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Requests and connections turned away before the handler, by reason.
     pub rejections: Arc<Rejections>,
+    /// The decay-rate experiments `?experiment=` picks profiles by (none by default).
+    pub experiments: Experiments,
+    /// `/v1/movers` settings (default: on, `min_score` 3).
+    pub movers: MoversConfig,
     cache_control: HeaderValue,
     pub(crate) max_connections: usize,
     pub(crate) timeouts: Timeouts,
@@ -148,6 +154,8 @@ impl AppState {
             metrics,
             readiness,
             rejections,
+            experiments: Experiments::default(),
+            movers: MoversConfig::default(),
             cache_control,
             max_connections: config.max_connections,
             timeouts: Timeouts {
@@ -157,6 +165,21 @@ impl AppState {
             },
             stopping: tokio::sync::watch::Sender::new(false),
         }
+    }
+}
+
+impl AppState {
+    /// Serves `experiments` (`?experiment=`) and registers their exposure counters.
+    pub fn with_experiments(mut self, experiments: Experiments) -> AppState {
+        experiments.register(&self.metrics);
+        self.experiments = experiments;
+        self
+    }
+
+    /// Serves `/v1/movers` as `movers` says.
+    pub fn with_movers(mut self, movers: MoversConfig) -> AppState {
+        self.movers = movers;
+        self
     }
 }
 
@@ -187,6 +210,12 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
         {
             Route::Top
         }
+        _ if path
+            .strip_prefix("/v1/movers")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) =>
+        {
+            Route::Movers
+        }
         _ => Route::Other,
     };
     let method = req.method();
@@ -198,6 +227,11 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
     } else {
         match route {
             Route::Top => top(state, req, &path["/v1/top".len()..]),
+            Route::Movers => {
+                let rest = &path["/v1/movers".len()..];
+                crate::movers::answer(&state.table, &state.movers, rest, req.uri().query())
+                    .map(|(etag, body)| cacheable(state, req, etag, || Body::one(body)))
+            }
             Route::Categories => categories(state, req),
             Route::Stream => live_stream::open(&state.table, &state.stopping, req),
             Route::Page => assets::serve(&state.table, req, path),
@@ -238,24 +272,61 @@ fn top<B>(state: &AppState, req: &Request<B>, rest: &str) -> Result<Response<Bod
     }
     let category = decode_category(rest)?;
     let query = TopQuery::parse(req.uri().query())?;
-    let profile = match &query.profile {
-        None => 0,
-        Some(name) => state
+    let profile = match (&query.profile, &query.experiment) {
+        (None, None) => 0,
+        (Some(name), None) => state
             .table
             .profile_index(name)
             .ok_or_else(|| ApiError::UnknownProfile(name.to_string()))?,
+        (_, Some(experiment)) => experiment_profile(state, &query, experiment)?,
     };
     let list = state
         .table
         .get(profile, &category)
         .ok_or_else(|| ApiError::UnknownCategory(category.to_string()))?;
     let limit = query.limit.unwrap_or_else(|| state.table.k());
-    if query.include_unavailable {
+    let mut response = if query.include_unavailable {
         let (body, etag) = crate::marked::document(&state.table, &list, limit);
-        return Ok(cacheable(state, req, etag, || Body::one(body)));
+        cacheable(state, req, etag, || Body::one(body))
+    } else {
+        cacheable(state, req, list.etag(limit), || list.chunks(limit).into())
+    };
+    if let (Some(experiment), Some(visitor)) = (&query.experiment, &query.visitor) {
+        state.experiments.expose(experiment, visitor);
+        let name = &state.table.profiles()[profile].name;
+        if let Ok(value) = HeaderValue::from_str(name) {
+            response.headers_mut().insert(PROFILE_HEADER, value);
+        }
     }
-    let etag = list.etag(limit);
-    Ok(cacheable(state, req, etag, || list.chunks(limit).into()))
+    Ok(response)
+}
+
+/// The header naming the profile an experiment picked.
+const PROFILE_HEADER: &str = "x-topsellers-profile";
+
+/// The profile `?experiment=` picks for `?visitor=`: 400 without a visitor or with
+/// `?profile=` too, 404 for an unknown experiment.
+fn experiment_profile(
+    state: &AppState,
+    query: &TopQuery<'_>,
+    experiment: &str,
+) -> Result<usize, ApiError> {
+    if query.profile.is_some() {
+        return Err(ApiError::BadRequest(
+            "profile and experiment exclude each other: the experiment picks the profile"
+                .to_owned(),
+        ));
+    }
+    let visitor = query.visitor.as_deref().unwrap_or_default();
+    if visitor.is_empty() {
+        return Err(ApiError::BadRequest(
+            "experiment needs a non-empty visitor".to_owned(),
+        ));
+    }
+    state
+        .experiments
+        .assign(experiment, visitor)
+        .ok_or_else(|| ApiError::UnknownExperiment(experiment.to_owned()))
 }
 
 /// `/v1/categories`.

@@ -422,3 +422,97 @@ async fn serves_a_real_socket_and_shuts_down_gracefully() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     assert_eq!(state.metrics.requests(Route::Top, 200), 2);
 }
+
+/// `?experiment=&visitor=` serves the profile the documented hash picks, names it in
+/// `X-Topsellers-Profile` and counts the exposure; misuse is a JSON 4xx.
+#[test]
+fn experiments_pick_the_profile() {
+    use crate::experiments::{ExperimentConfig, Experiments};
+    let config = ExperimentConfig {
+        name: "decay".into(),
+        weights: [("1h".to_owned(), 50), ("1d".to_owned(), 50)].into(),
+    };
+    let experiments = Experiments::new(&[config], &profiles()).unwrap();
+    let state = published().with_experiments(experiments.clone());
+    let mut seen = [0u64; 2];
+    for visitor in ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8"] {
+        let uri = format!("/v1/top/books/fiction?experiment=decay&visitor={visitor}");
+        let response = get(&state, &uri);
+        assert_eq!(response.status(), 200, "{uri}");
+        let want = experiments.assign("decay", visitor).unwrap();
+        let name = ["1h", "1d"][want];
+        assert_eq!(header(&response, "x-topsellers-profile"), name);
+        assert_eq!(json_body(&response)["profile"], name);
+        seen[want] += 1;
+    }
+    assert!(seen.iter().all(|&n| n > 0), "both profiles seen: {seen:?}");
+    assert_eq!(experiments.exposures("decay", "1h"), seen[0]);
+    assert_eq!(experiments.exposures("decay", "1d"), seen[1]);
+    let metrics = state.metrics.render_prometheus(0);
+    let series = format!(
+        "topsellers_experiment_exposures_total{{experiment=\"decay\",profile=\"1h\"}} {}",
+        seen[0]
+    );
+    assert!(metrics.contains(&series), "{metrics}");
+    for (uri, status) in [
+        ("/v1/top/books?experiment=nope&visitor=v1", 404),
+        ("/v1/top/books?experiment=decay", 400),
+        ("/v1/top/books?experiment=decay&visitor=", 400),
+        ("/v1/top/books?experiment=decay&visitor=v1&profile=1h", 400),
+        ("/v1/top/nope?experiment=decay&visitor=v1", 404),
+    ] {
+        let response = get(&state, uri);
+        assert_eq!(response.status(), status, "{uri}");
+        assert!(json_body(&response)["error"].is_string(), "{uri}");
+        assert!(response.headers().get("x-topsellers-profile").is_none());
+    }
+    assert_eq!(
+        experiments.exposures("decay", "1h") + experiments.exposures("decay", "1d"),
+        8,
+        "errors are not exposures"
+    );
+}
+
+/// `/v1/movers`: 503 before the first snapshot and for lists without carried scores, 404 when
+/// off or for an unknown profile or category; with one profile as both short and long every
+/// momentum is 1 and the order is the list's.
+#[test]
+fn movers_route_answers_and_refuses() {
+    let state = state();
+    assert_eq!(get(&state, "/v1/movers").status(), 503);
+    state.table.apply(&snapshot(
+        H,
+        vec![list(0, "books", &[("a", 8), ("b", 6), ("c", 2)])],
+    ));
+    let response = get(&state, "/v1/movers/books");
+    assert_eq!(response.status(), 503, "the test lists carry no scores");
+    assert!(json_body(&response)["error"]
+        .as_str()
+        .unwrap()
+        .contains("carry"));
+    let response = get(&state, "/v1/movers/books?short=1h&long=1h&limit=2");
+    assert_eq!(response.status(), 200);
+    let doc = json_body(&response);
+    assert_eq!((&doc["short"], &doc["long"]), (&json!("1h"), &json!("1h")));
+    assert_eq!(item_ids(&doc), ["a", "b"], "momentum 1 each: by item_id");
+    assert_eq!(doc["items"][0]["momentum"], 1.0);
+    assert_eq!(
+        doc["items"][0]["score"], 4.0,
+        "min_score 3 keeps a (4) and b (3)"
+    );
+    assert!(!header(&response, "etag").is_empty());
+    for (uri, status) in [
+        ("/v1/movers?short=9d", 404),
+        ("/v1/movers/toys", 404),
+        ("/v1/movers?limit=x", 400),
+    ] {
+        let response = get(&state, uri);
+        assert_eq!(response.status(), status, "{uri}");
+        assert!(json_body(&response)["error"].is_string());
+    }
+    let off = state.with_movers(crate::movers::MoversConfig {
+        enabled: false,
+        ..Default::default()
+    });
+    assert_eq!(get(&off, "/v1/movers/books").status(), 404);
+}

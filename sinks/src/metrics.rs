@@ -23,6 +23,8 @@ pub enum Route {
     Top,
     /// `/v1/categories`
     Categories,
+    /// `/v1/movers…`
+    Movers,
     /// `/healthz`
     Healthz,
     /// `/readyz`
@@ -39,9 +41,10 @@ pub enum Route {
 
 impl Route {
     /// Every route, in label order.
-    pub const ALL: [Route; 8] = [
+    pub const ALL: [Route; 9] = [
         Route::Top,
         Route::Categories,
+        Route::Movers,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -55,6 +58,7 @@ impl Route {
         match self {
             Route::Top => "top",
             Route::Categories => "categories",
+            Route::Movers => "movers",
             Route::Healthz => "healthz",
             Route::Readyz => "readyz",
             Route::Metrics => "metrics",

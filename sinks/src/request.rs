@@ -85,6 +85,10 @@ pub(crate) struct TopQuery<'a> {
     /// `include_unavailable`: `true` lists unavailable items too, each item marked
     /// `"available"`; `false` (the default) hides them.
     pub(crate) include_unavailable: bool,
+    /// `experiment`: an experiment name, percent-decoded.
+    pub(crate) experiment: Option<Cow<'a, str>>,
+    /// `visitor`: the visitor id an experiment assigns by, percent-decoded.
+    pub(crate) visitor: Option<Cow<'a, str>>,
 }
 
 impl<'a> TopQuery<'a> {
@@ -94,16 +98,9 @@ impl<'a> TopQuery<'a> {
         for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             match &*key {
                 "limit" => parsed.limit = Some(parse_limit(&value)?),
-                "profile" => {
-                    // The decoder replaces bytes that are not UTF-8 with U+FFFD, which no
-                    // profile name holds.
-                    if value.contains(char::REPLACEMENT_CHARACTER) {
-                        return Err(ApiError::BadRequest(
-                            "profile is not UTF-8 once decoded".to_owned(),
-                        ));
-                    }
-                    parsed.profile = Some(value);
-                }
+                "profile" => parsed.profile = Some(utf8("profile", value)?),
+                "experiment" => parsed.experiment = Some(utf8("experiment", value)?),
+                "visitor" => parsed.visitor = Some(utf8("visitor", value)?),
                 "include_unavailable" => {
                     parsed.include_unavailable = match &*value {
                         "true" => true,
@@ -122,9 +119,20 @@ impl<'a> TopQuery<'a> {
     }
 }
 
+/// A decoded text parameter. The decoder replaces bytes that are not UTF-8 with U+FFFD, which
+/// no profile or experiment name holds (and a visitor id must be text to hash as documented).
+pub(crate) fn utf8<'a>(name: &str, value: Cow<'a, str>) -> Result<Cow<'a, str>, ApiError> {
+    if value.contains(char::REPLACEMENT_CHARACTER) {
+        return Err(ApiError::BadRequest(format!(
+            "{name} is not UTF-8 once decoded"
+        )));
+    }
+    Ok(value)
+}
+
 /// A positive decimal integer; values too large for `usize` saturate (they are clamped
 /// anyway).
-fn parse_limit(value: &str) -> Result<usize, ApiError> {
+pub(crate) fn parse_limit(value: &str) -> Result<usize, ApiError> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::BadRequest(format!(
             "limit must be a positive integer, not {value:?}"
@@ -188,6 +196,9 @@ mod tests {
                 .unwrap()
                 .include_unavailable
         );
+        let q = TopQuery::parse(Some("experiment=decay&visitor=a%20b")).unwrap();
+        assert_eq!(q.experiment.as_deref(), Some("decay"));
+        assert_eq!(q.visitor.as_deref(), Some("a b"));
         assert_eq!(
             TopQuery::parse(Some("limit=1&limit=3")).unwrap().limit,
             Some(3)
@@ -210,6 +221,8 @@ mod tests {
             "include_unavailable=1",
             "include_unavailable=",
             "include_unavailable",
+            "visitor=%FF",
+            "experiment=%C3",
         ] {
             assert!(
                 matches!(TopQuery::parse(Some(bad)), Err(ApiError::BadRequest(_))),

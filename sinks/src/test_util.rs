@@ -33,6 +33,7 @@ pub(crate) fn list(profile: usize, category: &str, items: &[(&str, i64)]) -> Top
             RankedItem {
                 item_id: Arc::from(id),
                 score: sum.key().expect("positive quantity"),
+                scores: None,
             }
         })
         .collect();

@@ -408,6 +408,7 @@ mod tests {
             retention_ms: i64::MAX,
             lateness_ms: 0,
             max_future: std::time::Duration::ZERO,
+            carry_scores: false,
         };
         let as_of = 40 * 86_400_000_i64;
         let mut rng = SmallRng::seed_from_u64(11);

@@ -49,6 +49,16 @@ mod tests {
                     exp: -3,
                     mantissa: 1.25,
                 },
+                scores: Some(
+                    vec![
+                        None,
+                        Some(ScoreKey {
+                            exp: 7,
+                            mantissa: 1.5,
+                        }),
+                    ]
+                    .into(),
+                ),
             }],
         }];
         let bytes = encode(42, lists.clone()).unwrap();

@@ -9,8 +9,9 @@ use super::store::Store;
 use super::StateError;
 use crate::config::Scoring;
 
-/// The format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this build writes and reads. 2: a listed item carries its scores under every
+/// profile (`RankedItem::scores`, for `/v1/movers`), which changes the list files' layout.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -345,7 +346,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("format version 2") && error.contains("empty state"),
+            error.contains(&format!("format version {}", FORMAT_VERSION + 1))
+                && error.contains("empty state"),
             "{error}"
         );
     }
