@@ -516,3 +516,31 @@ fn movers_route_answers_and_refuses() {
     });
     assert_eq!(get(&off, "/v1/movers/books").status(), 404);
 }
+
+/// With an availability input, an unavailable item is never a mover; restocked, it is again.
+#[test]
+fn unavailable_items_are_never_movers() {
+    let availability = Arc::new(crate::availability::Availability::new());
+    let table = ServingTable::new(profiles(), 3, TableConfig::default())
+        .with_availability(availability.clone());
+    let state = AppState::new(
+        Arc::new(table),
+        Arc::new(Metrics::new()),
+        Arc::new(Readiness::default()),
+        &HttpConfig::default(),
+    );
+    state.table.apply(&snapshot(
+        H,
+        vec![list(0, "books", &[("a", 8), ("b", 6), ("c", 2)])],
+    ));
+    let movers = |state: &AppState| {
+        let response = get(state, "/v1/movers/books?short=1h&long=1h");
+        assert_eq!(response.status(), 200);
+        item_ids(&json_body(&response))
+    };
+    assert_eq!(movers(&state), ["a", "b"]);
+    availability.apply([("a", false, 1)]);
+    assert_eq!(movers(&state), ["b"]);
+    availability.apply([("a", true, 2)]);
+    assert_eq!(movers(&state), ["a", "b"]);
+}

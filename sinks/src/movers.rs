@@ -171,8 +171,27 @@ pub(crate) fn answer(
         .get(short, &category)
         .ok_or_else(|| ApiError::UnknownCategory(category.to_string()))?;
     let as_of = list.as_of_ms();
+    // Among the candidates the storefront may show: an unavailable item is never a mover.
+    let available;
+    let candidates = match table.availability() {
+        None => list.list(),
+        Some(availability) => {
+            let all = list.list();
+            available = TopKList {
+                profile: all.profile,
+                category: all.category.clone(),
+                items: all
+                    .items
+                    .iter()
+                    .filter(|item| availability.is_available(&item.item_id))
+                    .cloned()
+                    .collect(),
+            };
+            &available
+        }
+    };
     let found = movers(
-        list.list(),
+        candidates,
         as_of,
         (short, &profiles[short]),
         (long, &profiles[long]),
