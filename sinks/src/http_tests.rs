@@ -536,7 +536,11 @@ fn unavailable_items_are_never_movers() {
     let movers = |state: &AppState| {
         let response = get(state, "/v1/movers/books?short=1h&long=1h");
         assert_eq!(response.status(), 200);
-        item_ids(&json_body(&response))
+        let doc = json_body(&response);
+        item_ids(&doc)
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<String>>()
     };
     assert_eq!(movers(&state), ["a", "b"]);
     availability.apply([("a", false, 1)]);
