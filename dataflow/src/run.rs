@@ -81,11 +81,10 @@ impl Service {
         let (dead_letter, changelog) = open_outputs(settings, kafka.as_ref(), &metrics)?;
         register_pruned(&metrics, pruned);
         let scoring = settings.scoring();
-        let table = Arc::new(ServingTable::new(
-            scoring.profiles.clone(),
-            scoring.k,
-            settings.table.clone(),
-        ));
+        let table = Arc::new(
+            ServingTable::new(scoring.profiles.clone(), scoring.k, settings.table.clone())
+                .with_compression(settings.http.compression),
+        );
         let restored_note = match &state {
             Some((_, Some(restored))) => {
                 Some(restore_outputs(restored, &table, &dead_letter, &metrics)?)

@@ -6,14 +6,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::header::{
-    HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
+    HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use topsellers_model::{format_rfc3339_ms, wall_clock_ms};
 
-use crate::api_error::ApiError;
+use crate::api_error::{retry_after, ApiError};
 use crate::body::Body;
+use crate::cors::Cors;
+use crate::encoding::{self, Coding, Encoded};
 use crate::etag::ETag;
 use crate::metrics::{Metrics, Route};
 pub use crate::readiness::Readiness;
@@ -71,6 +73,20 @@ pub struct HttpConfig {
         with = "topsellers_model::duration::text"
     )]
     pub keep_alive_timeout: Duration,
+    /// Whether each list is also kept gzip- and brotli-compressed (compressed once when it is
+    /// rendered, served by `Accept-Encoding`). Costs the publisher time per changed list.
+    /// Default: `true`.
+    #[serde(default = "default_compression")]
+    pub compression: bool,
+    /// Origins whose pages may read the API from a browser (CORS), e.g.
+    /// `["https://shop.example"]`, or `["*"]` for any. Default: empty, no CORS headers and
+    /// `OPTIONS` not allowed.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+}
+
+fn default_compression() -> bool {
+    true
 }
 
 fn default_listen() -> String {
@@ -106,6 +122,8 @@ impl Default for HttpConfig {
             header_read_timeout: default_header_read_timeout(),
             write_timeout: default_write_timeout(),
             keep_alive_timeout: default_keep_alive_timeout(),
+            compression: default_compression(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -122,6 +140,7 @@ pub struct AppState {
     /// Requests and connections turned away before the handler, by reason.
     pub rejections: Arc<Rejections>,
     cache_control: HeaderValue,
+    cors: Cors,
     pub(crate) max_connections: usize,
     pub(crate) timeouts: Timeouts,
 }
@@ -139,12 +158,18 @@ impl AppState {
             HeaderValue::from_str(&format!("public, max-age={}", config.cache_max_age))
                 .unwrap_or_else(|_| HeaderValue::from_static("public, max-age=1"));
         let rejections = Rejections::registered(&metrics);
+        // Checked with the rest of the config before this; a bad list here turns CORS off.
+        let cors = Cors::new(&config.cors_origins).unwrap_or_else(|error| {
+            tracing::error!(%error, "http.cors_origins: CORS is off");
+            Cors::Off
+        });
         AppState {
             table,
             metrics,
             readiness,
             rejections,
             cache_control,
+            cors,
             max_connections: config.max_connections,
             timeouts: Timeouts {
                 header_read: config.header_read_timeout,
@@ -174,6 +199,7 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
         "/healthz" => Route::Healthz,
         "/readyz" => Route::Readyz,
         "/metrics" => Route::Metrics,
+        "/openapi.json" => Route::OpenApi,
         _ if path
             .strip_prefix("/v1/top")
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) =>
@@ -186,6 +212,8 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
     let head = method == Method::HEAD;
     let result = if route == Route::Other {
         Err(ApiError::NoSuchRoute(path.to_owned()))
+    } else if method == Method::OPTIONS && state.cors.is_on() {
+        Ok(state.cors.preflight(req.headers()))
     } else if method != Method::GET && !head {
         Err(ApiError::MethodNotAllowed(method.as_str().to_owned()))
     } else {
@@ -203,10 +231,17 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
                 no_store(),
                 Bytes::from(state.metrics.render_prometheus(wall_clock_ms())),
             )),
+            Route::OpenApi => {
+                let doc = crate::openapi::doc();
+                Ok(negotiated(state, req, doc.etag, Some(&doc.encoded), || {
+                    Body::one(doc.json.clone())
+                }))
+            }
             Route::Other => Err(ApiError::NoSuchRoute(path.to_owned())),
         }
     };
     let mut response = result.unwrap_or_else(|error| error.response());
+    state.cors.decorate(req.headers(), &mut response);
     if head && response.status() != StatusCode::NOT_MODIFIED {
         let len = response.body().len();
         response
@@ -239,8 +274,10 @@ fn top<B>(state: &AppState, req: &Request<B>, rest: &str) -> Result<Response<Bod
         .get(profile, &category)
         .ok_or_else(|| ApiError::UnknownCategory(category.to_string()))?;
     let limit = query.limit.unwrap_or_else(|| state.table.k());
-    let etag = list.etag(limit);
-    Ok(cacheable(state, req, etag, || list.chunks(limit).into()))
+    let encoded = list.encoded(limit);
+    Ok(negotiated(state, req, list.etag(limit), encoded, || {
+        list.chunks(limit).into()
+    }))
 }
 
 /// `/v1/categories`.
@@ -263,7 +300,29 @@ fn readyz(state: &AppState) -> Response<Body> {
     let mut response = ok(json(), no_store(), Bytes::from(doc.to_string()));
     if !ready {
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        response.headers_mut().insert(RETRY_AFTER, retry_after());
     }
+    response
+}
+
+/// [`cacheable`] in the coding the request prefers among `encoded`'s copies (identity when
+/// `None`): the copy as body, the identity tag suffixed per coding, `Content-Encoding` and
+/// `Vary: Accept-Encoding`.
+fn negotiated<B>(
+    state: &AppState,
+    req: &Request<B>,
+    etag: ETag,
+    encoded: Option<&Encoded>,
+    identity: impl FnOnce() -> Body,
+) -> Response<Body> {
+    let coding = encoded.map_or(Coding::Identity, |copies| copies.choose(req.headers()));
+    let copy = encoded.and_then(|copies| copies.get(coding));
+    let etag = etag.with_suffix(coding.etag_suffix());
+    let mut response = cacheable(state, req, etag, || match copy {
+        Some(copy) => Body::one(copy.clone()),
+        None => identity(),
+    });
+    encoding::mark(&mut response, coding, encoded.is_some());
     response
 }
 
@@ -311,3 +370,7 @@ mod tests;
 #[cfg(test)]
 #[path = "http_props.rs"]
 mod props;
+
+#[cfg(test)]
+#[path = "http_browser_tests.rs"]
+mod browser_tests;

@@ -29,18 +29,21 @@ pub enum Route {
     Readyz,
     /// `/metrics`
     Metrics,
+    /// `/openapi.json`
+    OpenApi,
     /// Anything else.
     Other,
 }
 
 impl Route {
     /// Every route, in label order.
-    pub const ALL: [Route; 6] = [
+    pub const ALL: [Route; 7] = [
         Route::Top,
         Route::Categories,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
+        Route::OpenApi,
         Route::Other,
     ];
 
@@ -52,6 +55,7 @@ impl Route {
             Route::Healthz => "healthz",
             Route::Readyz => "readyz",
             Route::Metrics => "metrics",
+            Route::OpenApi => "openapi",
             Route::Other => "other",
         }
     }

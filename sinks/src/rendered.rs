@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use topsellers_model::{Profile, TopKList};
 
+use crate::encoding::Encoded;
 use crate::etag::ETag;
 use crate::list_json::{self, DOCUMENT_TAIL as TAIL};
 
@@ -20,6 +21,8 @@ pub struct RenderedList {
     hash: u64,
     as_of_ms: i64,
     list: TopKList,
+    /// gzip and brotli copies of `full` (none until [`compress`](Self::compress)).
+    encoded: Encoded,
 }
 
 impl RenderedList {
@@ -42,7 +45,21 @@ impl RenderedList {
                 category: list.category.clone(),
                 items: items.to_vec(),
             },
+            encoded: Encoded::default(),
         }
+    }
+
+    /// Adds the gzip and brotli copies of the whole document (see [`Encoded::compress`]):
+    /// done once per rendered list, by the publisher, so requests never compress.
+    pub fn compress(&mut self) {
+        self.encoded = Encoded::compress(&self.full);
+    }
+
+    /// The compressed copies of the document served for `limit`: only the whole document
+    /// (a `limit` of at least its length, e.g. the default) has them; `None` otherwise or
+    /// when there are none.
+    pub fn encoded(&self, limit: usize) -> Option<&Encoded> {
+        (self.served_len(limit) == self.len() && !self.encoded.is_empty()).then_some(&self.encoded)
     }
 
     /// An empty list for a category known to the table that has no ranked items (yet).

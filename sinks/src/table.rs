@@ -89,6 +89,7 @@ pub struct ServingTable {
     publish_interval: Duration,
     shards: Box<[Shard]>,
     categories: RwLock<Arc<CategoriesDoc>>,
+    compression: bool,
     published_ms: AtomicI64,
     writer: Mutex<Writer>,
 }
@@ -108,6 +109,7 @@ impl ServingTable {
                 .map(|_| RwLock::new(HashMap::new()))
                 .collect(),
             categories,
+            compression: true,
             published_ms: AtomicI64::new(i64::MIN),
             writer: Mutex::new(writer),
         }
@@ -320,8 +322,19 @@ impl ServingTable {
         !added.is_empty()
     }
 
-    /// Swaps in one list; the old one is dropped outside the lock.
-    fn put(&self, profile: usize, category: &Arc<str>, rendered: RenderedList) {
+    /// Whether lists get gzip and brotli copies when rendered (`[http] compression`; on by
+    /// default).
+    pub fn with_compression(mut self, on: bool) -> ServingTable {
+        self.compression = on;
+        self
+    }
+
+    /// Swaps in one list (compressed first, outside the shard locks, when compression is on); the
+    /// old one is dropped outside the lock.
+    fn put(&self, profile: usize, category: &Arc<str>, mut rendered: RenderedList) {
+        if self.compression {
+            rendered.compress();
+        }
         let rendered = Arc::new(rendered);
         let old = {
             let mut shard = self.shard(category).write();
