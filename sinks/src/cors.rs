@@ -92,10 +92,15 @@ impl Cors {
 
     /// Adds the CORS headers to an answer to a request with headers `request`: for an allowed
     /// origin `Access-Control-Allow-Origin` and `-Expose-Headers`; with a list of origins,
-    /// `Vary: Origin` on every answer (a cache must not hand one origin's answer to another).
+    /// `Vary: Origin` on every answer (a cache must not hand one origin's answer to another);
+    /// a 405's `Allow` lists OPTIONS when CORS is on.
     pub fn decorate(&self, request: &HeaderMap, response: &mut Response<Body>) {
         let allowed = self.allowed(request);
+        let not_allowed = response.status() == StatusCode::METHOD_NOT_ALLOWED;
         let headers = response.headers_mut();
+        if not_allowed && self.is_on() {
+            headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+        }
         if matches!(self, Cors::Origins(_)) {
             headers.append(VARY, HeaderValue::from_static("Origin"));
         }

@@ -297,7 +297,13 @@ fn cors_allows_configured_origins_only() {
         request(&state, Method::OPTIONS, "/nowhere", &preflight_headers).status(),
         404
     );
-    assert_eq!(request(&state, Method::POST, "/v1/top", &[]).status(), 405);
+    let post = request(&state, Method::POST, "/v1/top", &[]);
+    assert_eq!(post.status(), 405);
+    assert_eq!(header(&post, "allow"), "GET, HEAD, OPTIONS");
+    assert_eq!(
+        header(&request(&off, Method::POST, "/v1/top", &[]), "allow"),
+        "GET, HEAD"
+    );
 
     // "*": every origin, and the answer does not vary by origin.
     config.cors_origins = vec!["*".into()];
