@@ -355,6 +355,8 @@ impl Config {
                 return Err(invalid(key, "must be positive".into()));
             }
         }
+        topsellers_sinks::Cors::new(&h.cors_origins)
+            .map_err(|e| invalid("http.cors_origins", e.to_string()))?;
         if self.state.interval.is_zero() {
             return Err(invalid("state.interval", "must be positive".into()));
         }
@@ -627,6 +629,11 @@ mod tests {
                 "[http]\nheader_read_timeout = \"0s\"\n",
                 "http.header_read_timeout",
             ),
+            (
+                "[http]\ncors_origins = [\"shop.example\"]\n",
+                "http.cors_origins",
+            ),
+            ("[http]\ncompression = \"yes\"\n", "compression"),
             ("[scoring]\nretention = \"1 year\"\n", "scoring.retention"),
             ("[runtime]\nepoch = \"soon\"\n", "runtime.epoch"),
             (

@@ -237,7 +237,8 @@ fn serving_table(
 ) {
     let scoring = settings.scoring();
     let availability = crate::availability::open(&settings.availability, metrics);
-    let mut table = ServingTable::new(scoring.profiles.clone(), scoring.k, settings.table.clone());
+    let mut table = ServingTable::new(scoring.profiles.clone(), scoring.k, settings.table.clone())
+        .with_compression(settings.http.compression);
     if let Some(availability) = &availability {
         table = table.with_availability(availability.clone());
     }

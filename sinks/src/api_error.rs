@@ -1,11 +1,21 @@
 //! Every way an API request can fail, mapped in one place to a status and a JSON body.
 
 use bytes::Bytes;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
 use crate::body::Body;
 use crate::json;
+
+/// Seconds a client is asked to wait (`Retry-After`) after a 503: an answer before the first
+/// snapshot, or `/readyz` while not ready. Short: the first snapshot usually follows within
+/// a second or two, and a retry costs the server next to nothing.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// The `Retry-After` header value of every 503.
+pub(crate) fn retry_after() -> HeaderValue {
+    HeaderValue::from(RETRY_AFTER_SECS)
+}
 
 /// A failed API request; [`ApiError::response`] turns it into `{"error":"…"}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,7 +69,7 @@ impl ApiError {
     }
 
     /// The response: the status, `{"error":"<message>"}`, not cacheable; 405 also says
-    /// `Allow: GET, HEAD`.
+    /// `Allow: GET, HEAD`, 503 `Retry-After`.
     pub fn response(&self) -> Response<Body> {
         let mut body = Vec::with_capacity(64);
         body.extend_from_slice(b"{\"error\":");
@@ -72,6 +82,9 @@ impl ApiError {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if matches!(self, ApiError::MethodNotAllowed(_)) {
             headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(RETRY_AFTER, retry_after());
         }
         response
     }
@@ -138,6 +151,13 @@ mod tests {
                 serde_json::from_slice(&response.body().to_vec()).unwrap();
             assert_eq!(body, serde_json::json!({ "error": message }));
             assert_eq!(response.headers().contains_key(ALLOW), status == 405);
+            assert_eq!(
+                response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .map(|v| v.to_str().unwrap()),
+                (status == 503).then_some("1")
+            );
         }
     }
 }

@@ -2,8 +2,12 @@
 
 use std::fmt;
 
-/// Longest tag: quote, 16 hex digits, dash, 20 decimal digits, quote.
-const CAPACITY: usize = 40;
+/// Longest tag: quote, 16 hex digits, dash, 20 decimal digits, a coding's suffix of up to
+/// [`MAX_SUFFIX`] bytes, quote.
+const CAPACITY: usize = 40 + MAX_SUFFIX;
+
+/// Longest suffix [`ETag::with_suffix`] adds.
+const MAX_SUFFIX: usize = 4;
 
 /// A strong entity tag such as `"9f86d081884c7d65-10"`, quotes included, built without
 /// allocating.
@@ -38,6 +42,17 @@ impl ETag {
             buf,
             len: len as u8,
         }
+    }
+
+    /// This tag with `suffix` (at most 4 bytes, e.g. `-br`) added inside the quotes: the tag
+    /// of the same content in another coding. A longer suffix is cut.
+    pub fn with_suffix(mut self, suffix: &[u8]) -> ETag {
+        let suffix = &suffix[..suffix.len().min(MAX_SUFFIX)];
+        let end = usize::from(self.len) - 1;
+        self.buf[end..end + suffix.len()].copy_from_slice(suffix);
+        self.buf[end + suffix.len()] = b'"';
+        self.len += suffix.len() as u8;
+        self
     }
 
     /// The tag's bytes, quotes included.
@@ -91,6 +106,21 @@ mod tests {
             widest.as_bytes().len(),
             18 + usize::MAX.to_string().len() + 1
         );
+    }
+
+    #[test]
+    fn suffixes() {
+        let tag = ETag::new(0xab, Some(7));
+        assert_eq!(
+            tag.with_suffix(b"-br").as_str(),
+            "\"00000000000000ab-7-br\""
+        );
+        assert_eq!(tag.with_suffix(b""), tag);
+        let widest = ETag::new(u64::MAX, Some(usize::MAX)).with_suffix(b"-gzip!");
+        assert!(widest.as_str().ends_with("-gzi\""), "{widest}");
+        assert!(!tag
+            .with_suffix(b"-gz")
+            .matches_if_none_match(tag.as_bytes()));
     }
 
     #[test]

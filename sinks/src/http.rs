@@ -6,15 +6,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::header::{
-    HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
+    HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use topsellers_model::{format_rfc3339_ms, wall_clock_ms};
 
-use crate::api_error::ApiError;
+use crate::api_error::{retry_after, ApiError};
 use crate::assets;
 use crate::body::Body;
+use crate::cors::Cors;
+use crate::encoding::{self, Coding, Encoded};
 use crate::etag::ETag;
 use crate::live_stream;
 use crate::experiments::Experiments;
@@ -75,6 +77,20 @@ pub struct HttpConfig {
         with = "topsellers_model::duration::text"
     )]
     pub keep_alive_timeout: Duration,
+    /// Whether each list is also kept gzip- and brotli-compressed (compressed once when it is
+    /// rendered, served by `Accept-Encoding`). Costs the publisher time per changed list.
+    /// Default: `true`.
+    #[serde(default = "default_compression")]
+    pub compression: bool,
+    /// Origins whose pages may read the API from a browser (CORS), e.g.
+    /// `["https://shop.example"]`, or `["*"]` for any. Default: empty, no CORS headers and
+    /// `OPTIONS` not allowed.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+}
+
+fn default_compression() -> bool {
+    true
 }
 
 fn default_listen() -> String {
@@ -110,6 +126,8 @@ impl Default for HttpConfig {
             header_read_timeout: default_header_read_timeout(),
             write_timeout: default_write_timeout(),
             keep_alive_timeout: default_keep_alive_timeout(),
+            compression: default_compression(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -130,6 +148,7 @@ pub struct AppState {
     /// `/v1/movers` settings (default: on, `min_score` 3).
     pub movers: MoversConfig,
     cache_control: HeaderValue,
+    cors: Cors,
     pub(crate) max_connections: usize,
     pub(crate) timeouts: Timeouts,
     /// Set when the server stops: live streams (`/v1/stream`) end.
@@ -149,6 +168,11 @@ impl AppState {
             HeaderValue::from_str(&format!("public, max-age={}", config.cache_max_age))
                 .unwrap_or_else(|_| HeaderValue::from_static("public, max-age=1"));
         let rejections = Rejections::registered(&metrics);
+        // Checked with the rest of the config before this; a bad list here turns CORS off.
+        let cors = Cors::new(&config.cors_origins).unwrap_or_else(|error| {
+            tracing::error!(%error, "http.cors_origins: CORS is off");
+            Cors::Off
+        });
         AppState {
             table,
             metrics,
@@ -157,6 +181,7 @@ impl AppState {
             experiments: Experiments::default(),
             movers: MoversConfig::default(),
             cache_control,
+            cors,
             max_connections: config.max_connections,
             timeouts: Timeouts {
                 header_read: config.header_read_timeout,
@@ -204,6 +229,7 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
         "/metrics" => Route::Metrics,
         "/v1/stream" => Route::Stream,
         _ if assets::is_page(path) => Route::Page,
+        "/openapi.json" => Route::OpenApi,
         _ if path
             .strip_prefix("/v1/top")
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) =>
@@ -222,6 +248,8 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
     let head = method == Method::HEAD;
     let result = if route == Route::Other {
         Err(ApiError::NoSuchRoute(path.to_owned()))
+    } else if method == Method::OPTIONS && state.cors.is_on() {
+        Ok(state.cors.preflight(req.headers()))
     } else if method != Method::GET && !head {
         Err(ApiError::MethodNotAllowed(method.as_str().to_owned()))
     } else {
@@ -246,10 +274,17 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
                 no_store(),
                 Bytes::from(state.metrics.render_prometheus(wall_clock_ms())),
             )),
+            Route::OpenApi => {
+                let doc = crate::openapi::doc();
+                Ok(negotiated(state, req, doc.etag, true, || Some(&doc.encoded), || {
+                    Body::one(doc.json.clone())
+                }))
+            }
             Route::Other => Err(ApiError::NoSuchRoute(path.to_owned())),
         }
     };
     let mut response = result.unwrap_or_else(|error| error.response());
+    state.cors.decorate(req.headers(), &mut response);
     if head && response.status() != StatusCode::NOT_MODIFIED {
         if !response.body().is_streamed() {
             let len = response.body().len();
@@ -289,7 +324,15 @@ fn top<B>(state: &AppState, req: &Request<B>, rest: &str) -> Result<Response<Bod
         let (body, etag) = crate::marked::document(&state.table, &list, limit);
         cacheable(state, req, etag, || Body::one(body))
     } else {
-        cacheable(state, req, list.etag(limit), || list.chunks(limit).into())
+        let compressible = list.compressible(limit);
+        negotiated(
+            state,
+            req,
+            list.etag(limit),
+            compressible,
+            || list.encoded(limit),
+            || list.chunks(limit).into(),
+        )
     };
     if let (Some(experiment), Some(visitor)) = (&query.experiment, &query.visitor) {
         state.experiments.expose(experiment, visitor);
@@ -349,7 +392,34 @@ fn readyz(state: &AppState) -> Response<Body> {
     let mut response = ok(json(), no_store(), Bytes::from(doc.to_string()));
     if !ready {
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        response.headers_mut().insert(RETRY_AFTER, retry_after());
     }
+    response
+}
+
+/// [`cacheable`] in the coding the request prefers among `encoded`'s copies (identity when
+/// the document is not `compressible` or `encoded` gives none): the copy as body, the
+/// identity tag suffixed per coding, `Content-Encoding`, and `Vary: Accept-Encoding` for a
+/// compressible document whichever coding was chosen.
+fn negotiated<'a, B>(
+    state: &AppState,
+    req: &Request<B>,
+    etag: ETag,
+    compressible: bool,
+    encoded: impl FnOnce() -> Option<&'a Encoded>,
+    identity: impl FnOnce() -> Body,
+) -> Response<Body> {
+    // The copies are asked for (and made, the first time) only by a request that accepts one.
+    let wants = compressible && encoding::negotiate(req.headers(), true, true) != Coding::Identity;
+    let copies = if wants { encoded() } else { None };
+    let coding = copies.map_or(Coding::Identity, |copies| copies.choose(req.headers()));
+    let copy = copies.and_then(|copies| copies.get(coding));
+    let etag = etag.with_suffix(coding.etag_suffix());
+    let mut response = cacheable(state, req, etag, || match copy {
+        Some(copy) => Body::one(copy.clone()),
+        None => identity(),
+    });
+    encoding::mark(&mut response, coding, compressible);
     response
 }
 
@@ -397,3 +467,7 @@ mod tests;
 #[cfg(test)]
 #[path = "http_props.rs"]
 mod props;
+
+#[cfg(test)]
+#[path = "http_browser_tests.rs"]
+mod browser_tests;

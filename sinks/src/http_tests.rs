@@ -21,7 +21,7 @@ fn state() -> AppState {
     )
 }
 
-fn published() -> AppState {
+pub(super) fn published() -> AppState {
     let state = state();
     state.table.apply(&snapshot(
         H,
@@ -39,11 +39,11 @@ fn published() -> AppState {
     state
 }
 
-fn get(state: &AppState, uri: &str) -> Response<Body> {
+pub(super) fn get(state: &AppState, uri: &str) -> Response<Body> {
     request(state, Method::GET, uri, &[])
 }
 
-fn request(
+pub(super) fn request(
     state: &AppState,
     method: Method,
     uri: &str,
@@ -70,12 +70,12 @@ fn futures_lite_block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
-fn json_body(response: &Response<Body>) -> Value {
+pub(super) fn json_body(response: &Response<Body>) -> Value {
     serde_json::from_slice(&response.body().to_vec())
         .unwrap_or_else(|e| panic!("{e}: {:?}", response.body().to_vec()))
 }
 
-fn header<'a>(response: &'a Response<Body>, name: &str) -> &'a str {
+pub(super) fn header<'a>(response: &'a Response<Body>, name: &str) -> &'a str {
     response
         .headers()
         .get(name)

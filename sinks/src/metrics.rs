@@ -35,13 +35,15 @@ pub enum Route {
     Stream,
     /// `/` and `/assets/…` (the live page)
     Page,
+    /// `/openapi.json`
+    OpenApi,
     /// Anything else.
     Other,
 }
 
 impl Route {
     /// Every route, in label order.
-    pub const ALL: [Route; 9] = [
+    pub const ALL: [Route; 10] = [
         Route::Top,
         Route::Categories,
         Route::Movers,
@@ -50,6 +52,7 @@ impl Route {
         Route::Metrics,
         Route::Stream,
         Route::Page,
+        Route::OpenApi,
         Route::Other,
     ];
 
@@ -64,6 +67,7 @@ impl Route {
             Route::Metrics => "metrics",
             Route::Stream => "stream",
             Route::Page => "page",
+            Route::OpenApi => "openapi",
             Route::Other => "other",
         }
     }

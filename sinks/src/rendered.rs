@@ -1,10 +1,11 @@
 //! One (profile, category) top-k list rendered once into the exact JSON bytes the API serves.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use topsellers_model::{Profile, RankedItem, TopKList};
 
+use crate::encoding::Encoded;
 use crate::etag::ETag;
 use crate::list_json::{self, DOCUMENT_TAIL as TAIL};
 
@@ -26,6 +27,10 @@ pub struct RenderedList {
     list: TopKList,
     /// The positions in `list.items` of the items shown, ascending.
     shown: Box<[u32]>,
+    /// Whether `full` may be served compressed (see [`allow_compression`](Self::allow_compression)).
+    compressible: bool,
+    /// gzip and brotli copies of `full`, made by the first request that accepts one.
+    encoded: OnceLock<Encoded>,
 }
 
 impl RenderedList {
@@ -57,6 +62,8 @@ impl RenderedList {
             as_of_ms,
             list: list.clone(),
             shown: shown.into_boxed_slice(),
+            compressible: false,
+            encoded: OnceLock::new(),
         }
     }
 
@@ -105,6 +112,32 @@ impl RenderedList {
 
     fn shown_items(&self) -> impl Iterator<Item = &RankedItem> {
         self.shown.iter().map(|&at| &self.list.items[at as usize])
+    }
+
+    /// Lets the whole document be served compressed (`[http] compression`). The copies are
+    /// made once per rendered list, by the first request that accepts gzip or brotli, not by
+    /// the publisher: compressing every changed list when it is rendered measured about
+    /// 0.9 ms per top-100 list (gzip and brotli), 20× its rendering, which at 100k
+    /// purchases/s (about 11k lists changed per publish) would put seconds between a
+    /// purchase and its list; most lists change again before anyone asks for them.
+    pub fn allow_compression(&mut self) {
+        self.compressible = self.full.len() >= crate::encoding::MIN_BYTES;
+    }
+
+    /// Whether the document served for `limit` may be compressed: only the whole document
+    /// (a `limit` of at least its length, e.g. the default) is.
+    pub fn compressible(&self, limit: usize) -> bool {
+        self.compressible && self.served_len(limit) == self.len()
+    }
+
+    /// The compressed copies of the document served for `limit`, made on first use; `None`
+    /// when it is not [`compressible`](Self::compressible) or compressing saved nothing.
+    pub fn encoded(&self, limit: usize) -> Option<&Encoded> {
+        if !self.compressible(limit) {
+            return None;
+        }
+        let encoded = self.encoded.get_or_init(|| Encoded::compress(&self.full));
+        (!encoded.is_empty()).then_some(encoded)
     }
 
     /// An empty list for a category known to the table that has no ranked items (yet).

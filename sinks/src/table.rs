@@ -106,6 +106,7 @@ pub struct ServingTable {
     publish_interval: Duration,
     shards: Box<[Shard]>,
     categories: RwLock<Arc<CategoriesDoc>>,
+    compression: bool,
     published_ms: AtomicI64,
     /// Bumped after each publish, for the live streams (`/v1/stream`) to wake on.
     publishes: tokio::sync::watch::Sender<u64>,
@@ -128,6 +129,7 @@ impl ServingTable {
                 .map(|_| RwLock::new(HashMap::new()))
                 .collect(),
             categories,
+            compression: true,
             published_ms: AtomicI64::new(i64::MIN),
             publishes: tokio::sync::watch::Sender::new(0),
             writer: Mutex::new(writer),
@@ -479,8 +481,19 @@ impl ServingTable {
         !added.is_empty()
     }
 
-    /// Swaps in one list; the old one is dropped outside the lock.
-    fn put(&self, profile: usize, category: &Arc<str>, rendered: RenderedList) {
+    /// Whether lists may be served gzip- or brotli-compressed (`[http] compression`; on by
+    /// default): each rendered list is compressed once, by the first request that accepts it.
+    pub fn with_compression(mut self, on: bool) -> ServingTable {
+        self.compression = on;
+        self
+    }
+
+    /// Swaps in one list (allowed to be served compressed when compression is on); the old one
+    /// is dropped outside the lock.
+    fn put(&self, profile: usize, category: &Arc<str>, mut rendered: RenderedList) {
+        if self.compression {
+            rendered.allow_compression();
+        }
         let rendered = Arc::new(rendered);
         let old = {
             let mut shard = self.shard(category).write();
