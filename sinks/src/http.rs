@@ -18,8 +18,8 @@ use crate::body::Body;
 use crate::cors::Cors;
 use crate::encoding::{self, Coding, Encoded};
 use crate::etag::ETag;
-use crate::live_stream;
 use crate::experiments::Experiments;
+use crate::live_stream;
 use crate::metrics::{Metrics, Route};
 use crate::movers::MoversConfig;
 pub use crate::readiness::Readiness;
@@ -276,9 +276,14 @@ fn respond<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
             )),
             Route::OpenApi => {
                 let doc = crate::openapi::doc();
-                Ok(negotiated(state, req, doc.etag, true, || Some(&doc.encoded), || {
-                    Body::one(doc.json.clone())
-                }))
+                Ok(negotiated(
+                    state,
+                    req,
+                    doc.etag,
+                    true,
+                    || Some(&doc.encoded),
+                    || Body::one(doc.json.clone()),
+                ))
             }
             Route::Other => Err(ApiError::NoSuchRoute(path.to_owned())),
         }
