@@ -125,6 +125,8 @@ fn skipped_files_are_named_and_compressed_ones_read() {
             .find(|v| v["item_id"] == item)
             .and_then(|v| v["score"].as_f64())
     };
-    assert_eq!(score("i"), Some(2.0), "{out}");
-    assert_eq!(score("j"), Some(1.0), "{out}");
+    // Within rounding: the two purchases of i may be summed on different workers.
+    let near = |got: Option<f64>, want: f64| got.is_some_and(|got| (got - want).abs() < 1e-12);
+    assert!(near(score("i"), 2.0), "{out}");
+    assert!(near(score("j"), 1.0), "{out}");
 }
