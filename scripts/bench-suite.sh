@@ -87,6 +87,7 @@ bench() {
 
 bench live1 scripts/bench-live.sh bench/live.toml "$live_s"
 bench live3 scripts/bench-live.sh bench/live3.toml "$live_s"
+bench live3-nomovers scripts/bench-live.sh bench/live3-nomovers.toml "$live_s"
 bench freshness scripts/bench-freshness.sh 100000 "$fresh_s"
 bench serving scripts/bench-serving.sh "$serve_s"
 for events in "${batch_events[@]}"; do
