@@ -50,16 +50,7 @@ impl Follower {
         topic: &str,
         timeout: Duration,
     ) -> Result<Follower, FollowError> {
-        let mut config = client.clone();
-        config
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
-            .set("allow.auto.create.topics", "false");
-        if config.get("group.id").is_none() {
-            config.set("group.id", "topsellers-topic-follower");
-        }
+        let config = crate::reader_config(client, "topsellers-topic-follower");
         let consumer: BaseConsumer<Quiet> = config.create_with_context(Quiet)?;
         let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
         let found = metadata

@@ -40,6 +40,23 @@ pub fn client_config<'a>(
     client
 }
 
+/// `client` as a consumer that reads partitions it assigns itself from their beginning: no
+/// auto commit or offset store, end-of-partition events, no topic auto-creation, and (unless
+/// the properties name one) `group` as `group.id`, never joined and never committed to.
+pub(crate) fn reader_config(client: &ClientConfig, group: &str) -> ClientConfig {
+    let mut config = client.clone();
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("allow.auto.create.topics", "false");
+    if config.get("group.id").is_none() {
+        config.set("group.id", group);
+    }
+    config
+}
+
 /// librdkafka's own log lines, at debug level: connection failures are retried by the client
 /// and reported by the callers in one clear line instead.
 pub fn log_client(level: RDKafkaLogLevel, fac: &str, message: &str) {

@@ -63,17 +63,7 @@ pub fn read_to_end(
     mut visit: impl FnMut(&[u8], &[u8]),
 ) -> Result<u64, ReadError> {
     let deadline = Instant::now() + timeout;
-    let mut config = client.clone();
-    config
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .set("allow.auto.create.topics", "false");
-    if config.get("group.id").is_none() {
-        // Never joined (the partitions are assigned by hand) and never committed to.
-        config.set("group.id", "topsellers-topic-reader");
-    }
+    let config = crate::reader_config(client, "topsellers-topic-reader");
     let consumer: BaseConsumer<Quiet> = config.create_with_context(Quiet)?;
     let metadata = consumer.fetch_metadata(Some(topic), left(deadline))?;
     let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {

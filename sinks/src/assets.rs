@@ -7,11 +7,12 @@
 use std::sync::LazyLock;
 
 use bytes::Bytes;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use hyper::{Request, Response, StatusCode};
+use hyper::header::HeaderValue;
+use hyper::{Request, Response};
 
 use crate::api_error::ApiError;
 use crate::body::Body;
+use crate::conditional::conditional;
 use crate::etag::ETag;
 use crate::json;
 use crate::table::ServingTable;
@@ -102,35 +103,21 @@ fn profiles_json(table: &ServingTable) -> Vec<u8> {
     out
 }
 
-/// A 200 with `body`, or a 304 if `If-None-Match` matches `etag`.
+/// A 200 with `body`, or a 304 if `If-None-Match` matches `etag`; revalidated on every use
+/// (`no-cache`): the files change with the binary.
 fn answer<B>(
     req: &Request<B>,
     content_type: &'static str,
     etag: ETag,
     body: Bytes,
 ) -> Response<Body> {
-    let not_modified = req
-        .headers()
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .any(|value| etag.matches_if_none_match(value.as_bytes()));
-    let mut response = if not_modified {
-        let mut response = Response::new(Body::empty());
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-        response
-    } else {
-        let mut response = Response::new(Body::one(body));
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        response
-    };
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_bytes(etag.as_bytes()) {
-        headers.insert(ETAG, value);
-    }
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    conditional(
+        req,
+        etag,
+        HeaderValue::from_static(content_type),
+        HeaderValue::from_static("no-cache"),
+        || Body::one(body),
+    )
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use topsellers_model::{format_rfc3339_ms, wall_clock_ms};
 use crate::api_error::{retry_after, ApiError};
 use crate::assets;
 use crate::body::Body;
+use crate::conditional::conditional;
 use crate::cors::Cors;
 use crate::encoding::{self, Coding, Encoded};
 use crate::etag::ETag;
@@ -436,26 +437,7 @@ fn cacheable<B>(
     etag: ETag,
     body: impl FnOnce() -> Body,
 ) -> Response<Body> {
-    let not_modified = req
-        .headers()
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .any(|value| etag.matches_if_none_match(value.as_bytes()));
-    let mut response = if not_modified {
-        let mut response = Response::new(Body::empty());
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-        response
-    } else {
-        let mut response = Response::new(body());
-        response.headers_mut().insert(CONTENT_TYPE, json());
-        response
-    };
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_bytes(etag.as_bytes()) {
-        headers.insert(ETAG, value);
-    }
-    headers.insert(CACHE_CONTROL, state.cache_control.clone());
-    response
+    conditional(req, etag, json(), state.cache_control.clone(), body)
 }
 
 fn ok(content_type: HeaderValue, cache_control: HeaderValue, body: Bytes) -> Response<Body> {

@@ -7,6 +7,7 @@ pub mod availability;
 mod body;
 mod categories;
 pub mod changelog;
+mod conditional;
 mod cors;
 mod encoding;
 mod etag;
