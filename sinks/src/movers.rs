@@ -18,7 +18,7 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use topsellers_model::{format_rfc3339_ms, Profile, TopKList};
+use topsellers_model::{format_rfc3339_ms, Profile, RankedItem};
 
 use crate::api_error::ApiError;
 use crate::etag::ETag;
@@ -72,19 +72,20 @@ pub struct Mover<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotCarried;
 
-/// The movers of `list` (the short profile's, rendered as of `as_of_ms`), best first: items
-/// with `S_short ≥ min_score` and a positive `S_long`, by momentum descending, then `item_id`.
+/// The movers among `candidates` (items of the short profile's list, as of `as_of_ms`), best
+/// first: items with `S_short ≥ min_score` and a positive `S_long`, by momentum descending,
+/// then `item_id`.
 /// `NotCarried` when an item lacks the long profile's score (a list from a service with
 /// movers off).
 pub fn movers<'a>(
-    list: &'a TopKList,
+    candidates: impl IntoIterator<Item = &'a RankedItem>,
     as_of_ms: i64,
     (short_index, short): (usize, &Profile),
     (long_index, long): (usize, &Profile),
     min_score: f64,
 ) -> Result<Vec<Mover<'a>>, NotCarried> {
     let mut movers = Vec::new();
-    for item in &list.items {
+    for item in candidates {
         let s_short = item.score.score_at(as_of_ms, short.half_life_ms);
         let long_key = if long_index == short_index {
             Some(item.score)
@@ -172,24 +173,10 @@ pub(crate) fn answer(
         .ok_or_else(|| ApiError::UnknownCategory(category.to_string()))?;
     let as_of = list.as_of_ms();
     // Among the candidates the storefront may show: an unavailable item is never a mover.
-    let available;
-    let candidates = match table.availability() {
-        None => list.list(),
-        Some(availability) => {
-            let all = list.list();
-            available = TopKList {
-                profile: all.profile,
-                category: all.category.clone(),
-                items: all
-                    .items
-                    .iter()
-                    .filter(|item| availability.is_available(&item.item_id))
-                    .cloned()
-                    .collect(),
-            };
-            &available
-        }
-    };
+    let availability = table.availability();
+    let candidates = list.list().items.iter().filter(|item| {
+        availability.is_none_or(|availability| availability.is_available(&item.item_id))
+    });
     let found = movers(
         candidates,
         as_of,
