@@ -155,6 +155,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// State for unit tests: `table` with fresh metrics, the default readiness and `config`.
+    #[cfg(test)]
+    pub(crate) fn for_test(table: Arc<ServingTable>, config: &HttpConfig) -> AppState {
+        AppState::new(
+            table,
+            Arc::new(Metrics::new()),
+            Arc::new(Readiness::default()),
+            config,
+        )
+    }
+
     /// State for serving `table` with the settings of `config`; registers the rejection
     /// counters in `metrics` (build one per `Metrics`).
     pub fn new(

@@ -20,12 +20,7 @@ fn big(config: &HttpConfig) -> AppState {
         .map(|(i, name)| (name.as_str(), 1000 - i as i64))
         .collect();
     table.apply(&snapshot(H, vec![list(0, "big", &items)]));
-    AppState::new(
-        Arc::new(table),
-        Arc::new(Metrics::new()),
-        Arc::new(Readiness::default()),
-        config,
-    )
+    AppState::for_test(Arc::new(table), config)
 }
 
 fn with_suffix(etag: &str, suffix: &str) -> String {
@@ -207,12 +202,7 @@ fn cors_allows_configured_origins_only() {
         ],
         ..HttpConfig::default()
     };
-    let state = AppState::new(
-        off.table.clone(),
-        Arc::new(Metrics::new()),
-        Arc::new(Readiness::default()),
-        &config,
-    );
+    let state = AppState::for_test(off.table.clone(), &config);
     let preflight_headers = [
         ("origin", "https://shop.example"),
         ("access-control-request-method", "GET"),
@@ -307,12 +297,7 @@ fn cors_allows_configured_origins_only() {
 
     // "*": every origin, and the answer does not vary by origin.
     config.cors_origins = vec!["*".into()];
-    let any = AppState::new(
-        off.table.clone(),
-        Arc::new(Metrics::new()),
-        Arc::new(Readiness::default()),
-        &config,
-    );
+    let any = AppState::for_test(off.table.clone(), &config);
     let response = request(
         &any,
         Method::GET,
@@ -326,12 +311,7 @@ fn cors_allows_configured_origins_only() {
 #[test]
 fn every_503_says_when_to_retry() {
     let table = Arc::new(ServingTable::new(profiles(), 3, TableConfig::default()));
-    let state = AppState::new(
-        table,
-        Arc::new(Metrics::new()),
-        Arc::new(Readiness::default()),
-        &HttpConfig::default(),
-    );
+    let state = AppState::for_test(table, &HttpConfig::default());
     for uri in ["/v1/top", "/v1/top/books", "/v1/categories", "/readyz"] {
         let response = get(&state, uri);
         assert_eq!(response.status(), 503, "{uri}");

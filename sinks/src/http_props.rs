@@ -13,12 +13,7 @@ use crate::test_util::{list, profiles, snapshot, H};
 
 fn published() -> AppState {
     let table = ServingTable::new(profiles(), 3, TableConfig::default());
-    let state = AppState::new(
-        Arc::new(table),
-        Arc::new(Metrics::new()),
-        Arc::new(Readiness::default()),
-        &HttpConfig::default(),
-    );
+    let state = AppState::for_test(Arc::new(table), &HttpConfig::default());
     state.table.apply(&snapshot(
         H,
         vec![

@@ -1,24 +1,17 @@
 //! Tests of the HTTP API: [`handle`] called directly, and one real socket.
 
 use super::*;
-use crate::server::serve_with_drain;
+use crate::server::{connect_for_test, serve_on_loopback};
 use crate::table::TableConfig;
 use crate::test_util::{list, profiles, snapshot, H};
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::pin::pin;
-use tokio::net::TcpListener;
 
 fn state() -> AppState {
     let table = ServingTable::new(profiles(), 3, TableConfig::default());
-    AppState::new(
-        Arc::new(table),
-        Arc::new(Metrics::new()),
-        Arc::new(Readiness::default()),
-        &HttpConfig::default(),
-    )
+    AppState::for_test(Arc::new(table), &HttpConfig::default())
 }
 
 pub(super) fn published() -> AppState {
@@ -366,12 +359,7 @@ fn cache_max_age_is_configurable() {
     let config: HttpConfig = serde_json::from_str("{\"cache_max_age\": 30}").unwrap();
     assert_eq!(config.listen, "127.0.0.1:8080");
     assert!(serde_json::from_str::<HttpConfig>("{\"port\": 1}").is_err());
-    let state = AppState::new(
-        table,
-        Arc::new(Metrics::new()),
-        Arc::new(Readiness::default()),
-        &config,
-    );
+    let state = AppState::for_test(table, &config);
     let response = get(&state, "/v1/top");
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "cache-control"), "public, max-age=30");
@@ -380,23 +368,17 @@ fn cache_max_age_is_configurable() {
 #[tokio::test]
 async fn serves_a_real_socket_and_shuts_down_gracefully() {
     let state = Arc::new(published());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_with_drain(
-        listener,
+    let (addr, server) = serve_on_loopback(
         state.clone(),
         async {
             let _ = stopped.await;
         },
         Duration::from_secs(2),
-    ));
+    )
+    .await;
 
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    let client = tokio::spawn(connection);
+    let (mut sender, client) = connect_for_test(addr).await;
     for limit in [1, 2] {
         let req = Request::get(format!("/v1/top/books/fiction?limit={limit}"))
             .header("host", addr.to_string())
@@ -523,12 +505,7 @@ fn unavailable_items_are_never_movers() {
     let availability = Arc::new(crate::availability::Availability::new());
     let table = ServingTable::new(profiles(), 3, TableConfig::default())
         .with_availability(availability.clone());
-    let state = AppState::new(
-        Arc::new(table),
-        Arc::new(Metrics::new()),
-        Arc::new(Readiness::default()),
-        &HttpConfig::default(),
-    );
+    let state = AppState::for_test(Arc::new(table), &HttpConfig::default());
     state.table.apply(&snapshot(
         H,
         vec![list(0, "books", &[("a", 8), ("b", 6), ("c", 2)])],

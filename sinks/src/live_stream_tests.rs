@@ -9,16 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 use crate::body::Body;
 use crate::http::{handle, AppState, HttpConfig};
-use crate::metrics::Metrics;
-use crate::readiness::Readiness;
 use crate::rejections::Reason;
-use crate::server::serve_with_drain;
+use crate::server::{connect_for_test, serve_on_loopback};
 use crate::table::{ServingTable, TableConfig};
 use crate::test_util::{list, profiles, snapshot, H};
 
@@ -32,12 +28,7 @@ fn published() -> AppState {
             list(0, "toys", &[("t", 1)]),
         ],
     ));
-    AppState::new(
-        Arc::new(table),
-        Arc::new(Metrics::new()),
-        Arc::new(Readiness::default()),
-        &HttpConfig::default(),
-    )
+    AppState::for_test(Arc::new(table), &HttpConfig::default())
 }
 
 /// `handle` never awaits anything, so one poll finishes it.
@@ -93,10 +84,8 @@ fn list_events(chunk: &[u8]) -> Vec<Vec<u8>> {
 
 #[test]
 fn refuses_like_top_before_the_stream_starts() {
-    let unpublished = AppState::new(
+    let unpublished = AppState::for_test(
         Arc::new(ServingTable::new(profiles(), 3, TableConfig::default())),
-        Arc::new(Metrics::new()),
-        Arc::new(Readiness::default()),
         &HttpConfig::default(),
     );
     let state = published();
@@ -169,23 +158,17 @@ fn head_of_a_stream_has_no_body_and_no_length() {
 #[tokio::test]
 async fn shutdown_with_an_open_stream_ends_it_and_returns() {
     let state = Arc::new(published());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // A drain time far beyond the test's patience: the stream must end on its own.
-    let server = tokio::spawn(serve_with_drain(
-        listener,
+    let (addr, server) = serve_on_loopback(
         state.clone(),
         async {
             let _ = stopped.await;
         },
         Duration::from_secs(3600),
-    ));
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    let client = tokio::spawn(connection);
+    )
+    .await;
+    let (mut sender, client) = connect_for_test(addr).await;
     let req = Request::get("/v1/stream?category=toys")
         .header("host", addr.to_string())
         .body(Empty::<Bytes>::new())
@@ -220,25 +203,14 @@ async fn a_stream_outlives_the_keep_alive_timeout() {
         keep_alive_timeout: Duration::from_millis(300),
         ..HttpConfig::default()
     };
-    let state = Arc::new(AppState::new(
-        table,
-        Arc::new(Metrics::new()),
-        Arc::new(Readiness::default()),
-        &config,
-    ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(serve_with_drain(
-        listener,
+    let state = Arc::new(AppState::for_test(table, &config));
+    let (addr, server) = serve_on_loopback(
         state.clone(),
         std::future::pending(),
         Duration::from_secs(1),
-    ));
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    let client = tokio::spawn(connection);
+    )
+    .await;
+    let (mut sender, client) = connect_for_test(addr).await;
     let req = Request::get("/v1/stream?category=toys")
         .header("host", addr.to_string())
         .body(Empty::<Bytes>::new())
@@ -281,20 +253,13 @@ async fn a_stream_whose_client_stops_reading_is_closed_by_the_write_timeout() {
         write_timeout: Duration::from_millis(300),
         ..HttpConfig::default()
     };
-    let state = Arc::new(AppState::new(
-        Arc::new(table),
-        Arc::new(Metrics::new()),
-        Arc::new(Readiness::default()),
-        &config,
-    ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(serve_with_drain(
-        listener,
+    let state = Arc::new(AppState::for_test(Arc::new(table), &config));
+    let (addr, server) = serve_on_loopback(
         state.clone(),
         std::future::pending(),
         Duration::from_secs(1),
-    ));
+    )
+    .await;
     // A client that asks for the stream and never reads.
     let mut socket = std::net::TcpStream::connect(addr).unwrap();
     std::io::Write::write_all(

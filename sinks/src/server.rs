@@ -32,6 +32,35 @@ pub async fn serve(
     serve_with_drain(listener, state, shutdown, DEFAULT_DRAIN).await;
 }
 
+/// For unit tests: serves `state` on an ephemeral loopback port (see [`serve_with_drain`]) in a
+/// task; its address and the task.
+#[cfg(test)]
+pub(crate) async fn serve_on_loopback(
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(serve_with_drain(listener, state, shutdown, drain));
+    (addr, server)
+}
+
+/// For unit tests: an HTTP/1 client connection to `addr`, and the task driving it.
+#[cfg(test)]
+pub(crate) async fn connect_for_test(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    (sender, tokio::spawn(connection))
+}
+
 /// [`serve`] with a chosen drain time; connections still open after it are dropped.
 pub async fn serve_with_drain(
     listener: TcpListener,
