@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Structure checks that rustc and clippy do not make.
 
-- No module circle in any crate: module A uses B (through `crate::`, `super::` or a sibling
-  path) while B, directly or not, uses A. A module's own submodules and ancestors do not count
+- No module circle in any crate: module A uses B (through `crate::`, `super::` or `self::`
+  paths, grouped `use crate::{a::X, b}` trees included, and through `pub use` re-exports to
+  the module an item comes from) while B, directly or not, uses A. A module's own submodules and ancestors do not count
   (a parent declares its children; a child may use its parent's items).
 - No function in the driver (`dataflow/src`) longer than the limit (default 100 lines),
   tests excepted.
@@ -50,26 +51,96 @@ def test_free(text):
     return "".join(out)
 
 
-def references(text, here, modules):
-    """Modules `text` (of module `here`) refers to."""
-    found = set()
-    for m in re.finditer(r"\b(crate|super|self)((?:::\w+)+)", text):
-        head, rest = m.group(1), m.group(2).split("::")[1:]
-        if head == "crate":
-            base = ()
-        elif head == "super":
-            base = here[:-1]
-            while rest and rest[0] == "super":
-                base, rest = base[:-1], rest[1:]
+def split_tree(tree):
+    """The top-level comma-separated parts of a use tree's braces."""
+    parts, depth, cur = [], 0, ""
+    for ch in tree:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
         else:
-            base = here
-        path = base
-        target = None
-        for segment in rest:
-            path = path + (segment,)
-            if path in modules:
-                target = path
-        if target is not None:
+            cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def expand_tree(prefix, tree):
+    """Flat paths of a grouped use tree: `a::{b::C, d}` under `crate` gives crate::a::b::C, crate::a::d."""
+    out = []
+    for part in split_tree(tree):
+        m = re.match(r"^((?:\w+::)*)\{(.*)\}$", part, re.S)
+        if m:
+            out += expand_tree(prefix + "::" + m.group(1).rstrip(":") if m.group(1) else prefix, m.group(2))
+        else:
+            out.append(prefix + "::" + re.sub(r"\s+as\s+\w+$", "", part))
+    return [re.sub(r"::+", "::", re.sub(r"\s+", "", path)) for path in out]
+
+
+def paths_in(text):
+    """Every `crate::…`, `super::…` and `self::…` path in `text`, grouped use trees expanded."""
+    found = [m.group(0) for m in re.finditer(r"\b(?:crate|super|self)(?:::\w+)+", text)]
+    for m in re.finditer(r"\b((?:crate|super|self)(?:::\w+)*)::\{", text):
+        depth, j = 1, m.end()
+        while depth and j < len(text):
+            depth += {"{": 1, "}": -1}.get(text[j], 0)
+            j += 1
+        found += expand_tree(m.group(1), text[m.end() : j - 1])
+    return found
+
+
+def resolve(path, here, modules):
+    """(deepest module named by `path`, the rest of its segments), from module `here`."""
+    head, *rest = path.split("::")
+    if head == "crate":
+        base = ()
+    elif head == "super":
+        base = here[:-1]
+        while rest and rest[0] == "super":
+            base, rest = base[:-1], rest[1:]
+    else:
+        base = here
+    target, at = None, base
+    while rest and at + (rest[0],) in modules:
+        at, rest = at + (rest[0],), rest[1:]
+        target = at
+    return (target if target is not None else base), rest
+
+
+def reexports(texts, modules):
+    """(module, item) -> the module an item re-exported by `pub use` comes from."""
+    found = {}
+    for here, text in texts.items():
+        for m in re.finditer(r"\bpub(?:\([^)]*\))?\s+use\s+([^;]+);", text):
+            body = re.sub(r"\s+", " ", m.group(1)).strip()
+            if "{" in body:
+                head = body[: body.index("{")].rstrip(": ")
+                paths = expand_tree(head, body[body.index("{") + 1 : body.rindex("}")])
+            else:
+                paths = [re.sub(r"\s+as\s+\w+$", "", body).replace(" ", "")]
+            for path in paths:
+                if not path.split("::")[0] in ("crate", "super", "self"):
+                    path = "self::" + path  # a child module's item
+                source, rest = resolve(path, here, modules)
+                if len(rest) == 1 and source != here:
+                    found[(here, rest[0])] = source
+    return found
+
+
+def references(text, here, modules, exported=None):
+    """Modules `text` (of module `here`) refers to: through `crate::`, `super::` and `self::`
+    paths (grouped use trees expanded), and to where an item re-exported by `pub use` is
+    defined."""
+    exported = exported or {}
+    found = set()
+    for path in paths_in(text):
+        target, rest = resolve(path, here, modules)
+        if target != here or path.startswith("self::") and not rest:
+            found.add(target)
+        seen = set()
+        while rest and (target, rest[0]) in exported and (target, rest[0]) not in seen:
+            seen.add((target, rest[0]))
+            target = exported[(target, rest[0])]
             found.add(target)
     # A child module's items by its bare name (`mod x; … x::f()`, `pub use x::Y`) are its own
     # submodules: containment, not an edge. Other modules are reached only through paths above.
@@ -148,13 +219,14 @@ def main():
                 if name.endswith(".rs"):
                     path = os.path.join(root, name)
                     files[module_of(src, path)] = path
+        texts = {module: test_free(strip_comments(open(path).read())) for module, path in files.items()}
+        exported = reexports(texts, files)
         graph = {}
         for module, path in files.items():
             raw = open(path).read()
-            text = test_free(strip_comments(raw))
             graph[module] = {
                 target
-                for target in references(text, module, files)
+                for target in references(texts[module], module, files, exported)
                 if not related(module, target)
             }
             if crate == "dataflow":

@@ -13,7 +13,8 @@ use topsellers_sinks::{
 use topsellers_sources::{AvailabilityConfig, LakeConfig, SourceConfig};
 
 use crate::cluster::Seat;
-pub use crate::error::ConfigError;
+use crate::config_file::from_toml;
+pub use crate::config_file::ConfigError;
 
 /// The whole configuration of a `topsellers` process.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -431,27 +432,6 @@ impl RuntimeConfig {
 /// Whole milliseconds of a configured duration (saturating).
 pub(crate) fn millis(duration: Duration) -> i64 {
     duration.as_millis().min(i64::MAX as u128) as i64
-}
-
-/// Parses `text` (the contents of `path`) as `T`; an error names the key's path and the line.
-pub(crate) fn from_toml<T: serde::de::DeserializeOwned>(
-    text: &str,
-    path: &Path,
-) -> Result<T, ConfigError> {
-    let parse_error = |message: String| ConfigError::Parse {
-        path: path.into(),
-        message: message.trim_end().replace('\n', " "),
-    };
-    let deserializer = toml::Deserializer::new(text);
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let key = e.path().to_string();
-        let inner = e.into_inner();
-        if key.is_empty() || key == "." {
-            parse_error(inner.to_string())
-        } else {
-            parse_error(format!("key `{key}`: {inner}"))
-        }
-    })
 }
 
 #[cfg(test)]

@@ -1,41 +1,11 @@
-//! The driver's errors: a config that cannot be used, and what stops a run. Both name what they
-//! are about (the file and key; the worker and the unit or source).
+//! The driver's errors: what stops a run, naming what it is about (the worker and the unit or
+//! source); a config that cannot be used ([`ConfigError`], from `config_file`) names the file and key.
 
 use std::path::PathBuf;
 
+pub use crate::config_file::ConfigError;
 use topsellers_sources::kafka::KafkaSourceError;
 use topsellers_sources::{SettingError, SourceError};
-
-/// A config that could not be used: always names the file (or flag) and the key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this schema (unknown key, wrong type, bad duration, …).
-    #[error("config file {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The key's path and the parser's message (which names the line).
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("{origin}: key `{key}`: {message}")]
-    Invalid {
-        /// The file, or "command line".
-        origin: String,
-        /// The key, e.g. `scoring.top_k`.
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-}
 
 /// What stops a run: the first failure of a worker or of the threads around them.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! `generate` / `cluster` commands.
 //!
 //! How a start proceeds, module by module:
-//! - [`cli`], [`config`]: flags and the config file, read into types and checked once
+//! - [`cli`], [`config`] ([`config_file`]): flags and the config file, read into types and checked once
 //!   ([`config::Settings`]);
 //! - [`job`]: what the workers do, decided once ([`job::Mode`]: batch or serve), from the
 //!   history's listing ([`lake`]) and the hand-over to Kafka ([`handover`]);
@@ -19,6 +19,7 @@ pub mod batch;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod config_file;
 pub mod context;
 pub mod error;
 pub mod generate;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::ConfigError;
+use crate::config_file::{from_toml, ConfigError};
 
 /// The environment variable that says which process of `workers.toml` this is (as `--process`).
 pub const PROCESS_ENV: &str = "TOPSELLERS_PROCESS";
@@ -64,7 +64,7 @@ impl Layout {
             path: path.into(),
             source,
         })?;
-        let workers: Layout = crate::config::from_toml(&text, path)?;
+        let workers: Layout = from_toml(&text, path)?;
         workers.check(path)?;
         Ok(workers)
     }
