@@ -11,8 +11,8 @@ use crossbeam_channel::RecvTimeoutError;
 
 use topsellers_model::{format_rfc3339_ms, LatestLists, Profile, Profiles, Snapshot, TopKList};
 use topsellers_sinks::{list_json, Metrics};
-use topsellers_sources::files::{FilesConfig, Pruned};
-use topsellers_sources::{DeadLetter, SourceConfig};
+use topsellers_sources::files::Pruned;
+use topsellers_sources::DeadLetter;
 
 use crate::cli::BatchArgs;
 use crate::config::{Config, Settings};
@@ -43,10 +43,7 @@ pub struct BatchSummary {
 
 /// Runs `topsellers batch` from its command-line arguments.
 pub fn batch(args: &BatchArgs) -> Result<BatchSummary, DriverError> {
-    let settings = args.config()?;
-    let mut config = settings.into_config();
-    config.sources = vec![SourceConfig::Files(FilesConfig::new(args.inputs.clone()))];
-    batch_to_file(&config, args.as_of, &args.output)
+    write_batch(&args.config()?, args.as_of, &args.output)
 }
 
 /// Computes the lists of `config`'s files as of `as_of` (default: the largest event time in
@@ -60,9 +57,17 @@ pub fn batch_to_file(
     as_of: Option<i64>,
     output: &Path,
 ) -> Result<BatchSummary, DriverError> {
+    write_batch(&config.clone().check("config")?, as_of, output)
+}
+
+/// [`batch_to_file`] with settings already checked.
+fn write_batch(
+    settings: &Settings,
+    as_of: Option<i64>,
+    output: &Path,
+) -> Result<BatchSummary, DriverError> {
     let started = Instant::now();
-    let settings = config.clone().check("config")?;
-    let mut running = Running::start(&settings, as_of)?;
+    let mut running = Running::start(settings, as_of)?;
     let (summary, lists) = match running.lists() {
         Ok(done) => done,
         Err(e) => {

@@ -362,13 +362,14 @@ impl RunArgs {
 }
 
 impl BatchArgs {
-    /// The effective settings of `batch` (one process: a cluster layout is refused), checked
-    /// once.
+    /// The effective settings of `batch`: the config's scoring and runtime with the inputs as
+    /// its only source (one process: a cluster layout is refused), checked once.
     pub fn config(&self) -> Result<Settings, ConfigError> {
-        let config = self.scoring.config(Some(0))?;
+        let mut config = self.scoring.config(Some(0))?;
         if let Some(seat) = config.runtime.cluster.as_ref().filter(|s| s.is_cluster()) {
             return Err(cluster_refused(seat, "batch"));
         }
+        config.sources = vec![SourceConfig::Files(FilesConfig::new(self.inputs.clone()))];
         config.check(&self.scoring.origin())
     }
 }
