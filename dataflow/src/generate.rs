@@ -3,19 +3,33 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use topsellers_model::wall_clock_ms;
 use topsellers_sources::files::Format;
 use topsellers_sources::generator::{history, Catalog, GeneratorConfig};
 use topsellers_sources::writer::PurchaseWriter;
+use topsellers_sources::{SettingError, SourceError};
 
 use crate::cli::GenerateArgs;
 use crate::config::millis;
 
+/// Why `topsellers generate` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// The generator's flags (`--items`, `--depth`, `--fanout`) are out of range.
+    #[error("generator settings: {0}")]
+    Settings(#[from] SettingError),
+    /// `--format` names no format.
+    #[error("--format {0:?}: use jsonl, csv or parquet")]
+    Format(String),
+    /// The output could not be written.
+    #[error(transparent)]
+    Write(#[from] SourceError),
+}
+
 /// Runs `topsellers generate`.
-pub fn generate(args: &GenerateArgs) -> Result<()> {
+pub fn generate(args: &GenerateArgs) -> Result<(), GenerateError> {
     let mut config = GeneratorConfig {
         seed: args.seed,
         ..GeneratorConfig::default()
@@ -29,17 +43,17 @@ pub fn generate(args: &GenerateArgs) -> Result<()> {
     if let Some(fanout) = args.fanout {
         config.fanout = fanout;
     }
-    config.validate().context("generator settings")?;
+    config.validate()?;
     let format = match args.format.as_deref() {
         Some("jsonl") => Format::Jsonl,
         Some("csv") => Format::Csv,
         Some("parquet") => Format::Parquet,
-        Some(other) => bail!("--format {other:?}: use jsonl, csv or parquet"),
+        Some(other) => return Err(GenerateError::Format(other.into())),
         None => Format::from_path(&args.output).unwrap_or(Format::Jsonl),
     };
     let end_ms = args.end.unwrap_or_else(wall_clock_ms);
     let span_ms = millis(args.span);
-    let catalog = Arc::new(Catalog::new(&config).context("generator settings")?);
+    let catalog = Arc::new(Catalog::new(&config)?);
 
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(args.events).with_style(

@@ -7,9 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-
 use super::layout::Layout;
+use crate::config_file::ConfigError;
 use crate::signals::stop_on_signals;
 use crate::stop::Stop;
 
@@ -20,25 +19,56 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// stop when the launcher is gone, even if it was killed without a chance to stop them.
 pub const LAUNCHER_ENV: &str = "TOPSELLERS_LAUNCHER_PID";
 
+/// Why `topsellers cluster` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The layout file cannot be used.
+    #[error(transparent)]
+    Layout(#[from] ConfigError),
+    /// No process of the layout is on this host.
+    #[error(
+        "none of the processes in {file} has a timely address on this host: start each process \
+         on its own host with `topsellers run --workers {file} --process I`"
+    )]
+    NoneHere {
+        /// The layout file.
+        file: String,
+    },
+    /// The launcher could not watch signals, find its executable, or start or watch a process.
+    #[error("{what}: {source}")]
+    Io {
+        /// What failed.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A process exited (first) or failed to stop.
+    #[error("{0}")]
+    Stopped(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LaunchError {
+    let what = what.into();
+    move |source| LaunchError::Io { what, source }
+}
+
 /// Runs the processes of `workers_file` that are on this host with `run_args` (the `run` flags
 /// as given, `--workers` included) until a signal or until one of them exits; returns an error
 /// (exit status 1) if any of them failed.
-pub fn launch(workers_file: &Path, run_args: &[String]) -> Result<()> {
+pub fn launch(workers_file: &Path, run_args: &[String]) -> Result<(), LaunchError> {
     let workers = Layout::load(workers_file)?;
     let local: Vec<usize> = (0..workers.process.len())
         .filter(|&p| is_local(&workers.process[p].timely))
         .collect();
     if local.is_empty() {
-        bail!(
-            "none of the processes in {} has a timely address on this host: start each process on \
-             its own host with `topsellers run --workers {} --process I`",
-            workers_file.display(),
-            workers_file.display()
-        );
+        return Err(LaunchError::NoneHere {
+            file: workers_file.display().to_string(),
+        });
     }
     let stop = Stop::new();
-    stop_on_signals(&stop)?;
-    let program = std::env::current_exe().context("cannot find the topsellers executable")?;
+    stop_on_signals(&stop).map_err(io("cannot watch signals"))?;
+    let program = std::env::current_exe().map_err(io("cannot find the topsellers executable"))?;
     let mut children: Vec<(usize, Child)> = Vec::new();
     for &process in &local {
         let spawned = Command::new(&program)
@@ -55,7 +85,7 @@ pub fn launch(workers_file: &Path, run_args: &[String]) -> Result<()> {
             Ok(child) => child,
             Err(e) => {
                 terminate(&mut children);
-                return Err(e).context(format!("cannot start process {process}"));
+                return Err(io(format!("cannot start process {process}"))(e));
             }
         };
         let prefix = format!("[p{process}] ");
@@ -77,7 +107,9 @@ pub fn launch(workers_file: &Path, run_args: &[String]) -> Result<()> {
             tracing::info!("stopping every process");
             break;
         }
-        if let Some((process, status)) = first_exit(&mut children)? {
+        if let Some((process, status)) =
+            first_exit(&mut children).map_err(io("cannot watch the processes"))?
+        {
             let message = format!("process {process} exited ({status}); stopping the others");
             if status.success() {
                 tracing::warn!("{message}");
@@ -97,8 +129,11 @@ pub fn launch(workers_file: &Path, run_args: &[String]) -> Result<()> {
         .map(|(process, status)| format!("process {process}: {status}"))
         .collect();
     match failed {
-        Some(first) => bail!("{first}; the cluster stopped ({})", summary(&statuses)),
-        None if !failures.is_empty() => bail!("{}", failures.join(", ")),
+        Some(first) => Err(LaunchError::Stopped(format!(
+            "{first}; the cluster stopped ({})",
+            summary(&statuses)
+        ))),
+        None if !failures.is_empty() => Err(LaunchError::Stopped(failures.join(", "))),
         None => Ok(()),
     }
 }
@@ -142,7 +177,7 @@ fn forward(stream: impl Read + Send + 'static, prefix: String, to_stderr: bool) 
 }
 
 /// The first child that has exited, if any (it is removed from `children`).
-fn first_exit(children: &mut Vec<(usize, Child)>) -> Result<Option<(usize, ExitStatus)>> {
+fn first_exit(children: &mut Vec<(usize, Child)>) -> std::io::Result<Option<(usize, ExitStatus)>> {
     for at in 0..children.len() {
         if let Some(status) = children[at].1.try_wait()? {
             let (process, _) = children.remove(at);
