@@ -9,6 +9,7 @@ mod categories;
 pub mod changelog;
 mod conditional;
 mod cors;
+mod duty;
 mod encoding;
 mod etag;
 pub mod experiments;

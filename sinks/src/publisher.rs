@@ -8,6 +8,7 @@ use crossbeam_channel::Receiver;
 use topsellers_model::{wall_clock_ms, Snapshot};
 
 use crate::changelog::Changelog;
+use crate::duty::Duty;
 use crate::metrics::Metrics;
 use crate::table::ServingTable;
 
@@ -21,9 +22,6 @@ pub struct PublishSummary {
     /// Whether the changelog failed (it is closed at the first write error).
     pub changelog_failed: bool,
 }
-
-/// The publisher waits at least this many times its last rendering time between publishes.
-const MAX_DUTY_INVERSE: u32 = 5;
 
 /// Most queued snapshots applied to the table in one go.
 const MAX_BATCH: usize = 256;
@@ -46,6 +44,7 @@ pub fn run_publisher(
     let mut summary = PublishSummary::default();
     let mut interval = table.publish_interval();
     let mut last_publish: Option<Instant> = None;
+    let mut duty = Duty::default();
     let flips = table
         .availability()
         .map(|availability| availability.changes());
@@ -77,12 +76,10 @@ pub fn run_publisher(
         batch.extend(rx.try_iter().take(MAX_BATCH.saturating_sub(batch.len())));
         failpoint_hold();
         let started = Instant::now();
+        duty.publishing();
         table.apply_many(&batch);
-        // Rendering never takes more than a fifth of a core: on a busy store the interval
-        // grows with the rendering time, so the publisher cannot starve the workers.
-        interval = table
-            .publish_interval()
-            .max(started.elapsed() * MAX_DUTY_INVERSE);
+        // Rendering never takes more than a sixth of a core from busy workers (see `duty`).
+        interval = duty.interval(table.publish_interval());
         last_publish = Some(started);
         for snapshot in &batch {
             if changelog.is_some() {
