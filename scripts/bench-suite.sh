@@ -11,7 +11,7 @@
 #                                    its figures are not the real ones
 #
 # Sets up what it needs: the release build and the kafka_bench example, DuckDB in .venv-bench,
-# wrk and redis from apt (scripts/bench-serving.sh), a tansu broker (scripts/kafka-broker), the
+# nginx and redis from apt (scripts/bench-serving.sh), a tansu broker (scripts/kafka-broker), the
 # generated histories (scripts/bench-history.sh, cached in target/bench-history/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +22,9 @@ case "${1:-}" in
     *) sed -n '2,15p' "$0" >&2; exit 2 ;;
 esac
 if [ "$mode" = quick ]; then
-    live_s=10 fresh_s=10 serve_s=10 batch_events=(1000000) batch_runs=1 memory_events=2000000
+    live_s=10 fresh_s=10 serve_s=5 serve_rounds=1 batch_events=(1000000) batch_runs=1 memory_events=2000000
 else
-    live_s=30 fresh_s=30 serve_s=30 batch_events=(10000000 50000000) batch_runs=3
+    live_s=30 fresh_s=30 serve_s=20 serve_rounds=3 batch_events=(10000000 50000000) batch_runs=3
     memory_events=50000000
 fi
 memory_span=365d
@@ -46,16 +46,16 @@ git diff --quiet HEAD -- . 2>/dev/null || commit="$commit-dirty"
     echo "# nproc=$(nproc)"
     echo "# memory=$(awk '/^MemTotal/ {printf "%.1f GB", $2 / 1048576}' /proc/meminfo)"
     echo "# kernel=$(uname -r)"
-    echo "# parameters=live ${live_s} s each; freshness 100,000/s over ${fresh_s} s; serving ${serve_s} s at 64 connections; batch ${batch_events[*]} purchases, ${batch_runs} alternating runs each; memory ${memory_events} purchases over ${memory_span}"
+    echo "# parameters=live ${live_s} s each; freshness 100,000/s over ${fresh_s} s; serving ${serve_rounds} rounds of ${serve_s} s per server and mode (saturation at 64 connections, fixed 20,000 req/s); batch ${batch_events[*]} purchases, ${batch_runs} alternating runs each; memory ${memory_events} purchases over ${memory_span}"
 } >"$results"
 
-log "setup: release build, kafka_bench, DuckDB venv, wrk/redis, tansu, histories"
+log "setup: release build, kafka_bench and serve_load, DuckDB venv, nginx/redis, tansu, histories"
 cargo build --release -q -p topsellers
-cargo build --release -q -p topsellers-examples --example kafka_bench
+cargo build --release -q -p topsellers-examples --example kafka_bench --example serve_load
 [ -x .venv-bench/bin/python ] || { python3 -m venv .venv-bench && .venv-bench/bin/pip install -q duckdb; }
-if ! command -v wrk >/dev/null || ! command -v redis-benchmark >/dev/null; then
-    apt-get install -y wrk redis-server redis-tools >/dev/null 2>&1 ||
-        { apt-get update >/dev/null && apt-get install -y wrk redis-server redis-tools >/dev/null; }
+if ! command -v nginx >/dev/null || ! command -v redis-server >/dev/null; then
+    apt-get install -y nginx-light redis-server redis-tools >/dev/null 2>&1 ||
+        { apt-get update >/dev/null && apt-get install -y nginx-light redis-server redis-tools >/dev/null; }
 fi
 scripts/kafka-broker path >/dev/null
 for events in "${batch_events[@]}"; do scripts/bench-history.sh "$events" >/dev/null; done
@@ -89,7 +89,8 @@ bench live1 scripts/bench-live.sh bench/live.toml "$live_s"
 bench live3 scripts/bench-live.sh bench/live3.toml "$live_s"
 bench live3-nomovers scripts/bench-live.sh bench/live3-nomovers.toml "$live_s"
 bench freshness scripts/bench-freshness.sh 100000 "$fresh_s"
-bench serving scripts/bench-serving.sh "$serve_s"
+bench freshness-generator scripts/bench-freshness-generator.sh 100000 "$fresh_s"
+bench serving scripts/bench-serving.sh "$serve_s" "$serve_rounds"
 for events in "${batch_events[@]}"; do
     bench "batch-$events" scripts/bench-batch.sh "$events" "$batch_runs"
 done
