@@ -227,7 +227,7 @@ impl GeneratorConfig {
             return Err(SettingError::new(
                 "generator.zipf_exponent",
                 format!(
-                    "{} is not a number in [0, {MAX_ZIPF_EXPONENT}]",
+                    "{:?} is not a number in [0, {MAX_ZIPF_EXPONENT:?}]",
                     self.zipf_exponent
                 ),
             ));
