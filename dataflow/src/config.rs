@@ -360,47 +360,9 @@ impl Config {
         let s = &self.scoring;
         let profiles = Profiles::from_half_lives(&s.half_lives)
             .map_err(|e| invalid("scoring.half_lives", e.to_string()))?;
-        count(s.top_k, 1..=MAX_TOP_K).map_err(|e| invalid("scoring.top_k", e))?;
-        let r = &self.runtime;
+        self.check_ranges()
+            .map_err(|(key, message)| invalid(key, message))?;
         let h = &self.http;
-        let t = &self.table;
-        let mut durations = vec![
-            ("scoring.retention", s.retention, MS..=LONGEST),
-            ("scoring.allowed_lateness", s.allowed_lateness, ZERO..=LONGEST),
-            ("scoring.max_future", s.max_future, ZERO..=LONGEST),
-            ("runtime.epoch", r.epoch, MS..=HOUR),
-            ("http.header_read_timeout", h.header_read_timeout, MS..=DAY),
-            ("http.write_timeout", h.write_timeout, MS..=DAY),
-            ("http.keep_alive_timeout", h.keep_alive_timeout, MS..=DAY),
-            ("table.refresh", t.refresh, ZERO..=DAY),
-            ("table.publish_interval", t.publish_interval, ZERO..=HOUR),
-            ("state.interval", self.state.interval, MS..=DAY),
-        ];
-        durations.extend(
-            s.half_lives
-                .iter()
-                .map(|h| ("scoring.half_lives", h.duration, MS..=LONGEST)),
-        );
-        for (key, value, range) in durations {
-            duration(value, range).map_err(|e| invalid(key, e))?;
-        }
-        for (key, value, range) in [
-            ("runtime.workers", r.workers, 1..=MAX_THREADS),
-            ("runtime.http_threads", r.http_threads, 1..=MAX_THREADS),
-            ("runtime.batch_size", r.batch_size, 1..=MAX_BATCH),
-            ("runtime.snapshot_queue", r.snapshot_queue, 1..=MAX_SNAPSHOT_QUEUE),
-            (
-                "http.max_connections",
-                h.max_connections,
-                1..=MAX_HTTP_CONNECTIONS,
-            ),
-            ("table.shards", t.shards, 1..=MAX_SHARDS),
-            ("table.buffer", t.buffer, 0..=MAX_BUFFER),
-        ] {
-            count(value, range).map_err(|e| invalid(key, e))?;
-        }
-        count(h.cache_max_age, 0..=MAX_CACHE_AGE)
-            .map_err(|e| invalid("http.cache_max_age", e))?;
         topsellers_sinks::Cors::new(&h.cors_origins)
             .map_err(|e| invalid("http.cors_origins", e.to_string()))?;
         let live = self
@@ -454,6 +416,58 @@ impl Config {
 }
 
 impl Config {
+    /// Checks the range of every numeric key outside `[[sources]]`: the key and the message of
+    /// the first value out of range.
+    fn check_ranges(&self) -> Result<(), (&'static str, String)> {
+        let (s, r, h, t) = (&self.scoring, &self.runtime, &self.http, &self.table);
+        count(s.top_k, 1..=MAX_TOP_K).map_err(|e| ("scoring.top_k", e))?;
+        let mut durations = vec![
+            ("scoring.retention", s.retention, MS..=LONGEST),
+            (
+                "scoring.allowed_lateness",
+                s.allowed_lateness,
+                ZERO..=LONGEST,
+            ),
+            ("scoring.max_future", s.max_future, ZERO..=LONGEST),
+            ("runtime.epoch", r.epoch, MS..=HOUR),
+            ("http.header_read_timeout", h.header_read_timeout, MS..=DAY),
+            ("http.write_timeout", h.write_timeout, MS..=DAY),
+            ("http.keep_alive_timeout", h.keep_alive_timeout, MS..=DAY),
+            ("table.refresh", t.refresh, ZERO..=DAY),
+            ("table.publish_interval", t.publish_interval, ZERO..=HOUR),
+            ("state.interval", self.state.interval, MS..=DAY),
+        ];
+        durations.extend(
+            s.half_lives
+                .iter()
+                .map(|h| ("scoring.half_lives", h.duration, MS..=LONGEST)),
+        );
+        for (key, value, range) in durations {
+            duration(value, range).map_err(|e| (key, e))?;
+        }
+        for (key, value, range) in [
+            ("runtime.workers", r.workers, 1..=MAX_THREADS),
+            ("runtime.http_threads", r.http_threads, 1..=MAX_THREADS),
+            ("runtime.batch_size", r.batch_size, 1..=MAX_BATCH),
+            (
+                "runtime.snapshot_queue",
+                r.snapshot_queue,
+                1..=MAX_SNAPSHOT_QUEUE,
+            ),
+            (
+                "http.max_connections",
+                h.max_connections,
+                1..=MAX_HTTP_CONNECTIONS,
+            ),
+            ("table.shards", t.shards, 1..=MAX_SHARDS),
+            ("table.buffer", t.buffer, 0..=MAX_BUFFER),
+        ] {
+            count(value, range).map_err(|e| (key, e))?;
+        }
+        count(h.cache_max_age, 0..=MAX_CACHE_AGE).map_err(|e| ("http.cache_max_age", e))?;
+        Ok(())
+    }
+
     /// Checks what the API serves besides the lists: `[[experiments]]` (against the
     /// profiles) and `[movers]`.
     fn check_api(&self, profiles: &Profiles, origin: &str) -> Result<Experiments, ConfigError> {

@@ -667,7 +667,8 @@ fn run_counts_bad_records_it_cannot_dead_letter_and_keeps_serving() {
     let (service, _stop) = topsellers_tests::start_service(&config);
     let addr = service.addr;
     assert!(
-        wait_until(Duration::from_secs(120), || get(addr, "/readyz").status == 200),
+        wait_until(Duration::from_secs(120), || get(addr, "/readyz").status
+            == 200),
         "not ready"
     );
     let scrape = || get(addr, "/metrics").text();
