@@ -8,7 +8,7 @@
 use proptest::prelude::*;
 use topsellers_model::Purchase;
 
-use crate::files::{list_units_with, open_unit, Format, RecordReader, S3Config};
+use crate::files::{list_units_with, open_unit, Format, S3Config};
 use crate::kafka::{PayloadFormat, PayloadParser};
 use crate::SourceError;
 
