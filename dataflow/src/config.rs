@@ -235,6 +235,57 @@ impl Scoring {
 /// Most worker threads a process may run, and most HTTP threads.
 const MAX_THREADS: usize = 1024;
 
+/// The range of every numeric key: an absurd value is a config error naming the key, never an
+/// allocation or a thread count that aborts the process at start (README, "Configuration").
+const MAX_TOP_K: usize = 100_000;
+/// `runtime.batch_size`: records a worker buffers at once (allocated up front).
+const MAX_BATCH: usize = 1_000_000;
+/// `runtime.snapshot_queue`: the queue's slots are allocated up front.
+const MAX_SNAPSHOT_QUEUE: usize = 1024;
+/// `table.shards`.
+const MAX_SHARDS: usize = 4096;
+/// `table.buffer`.
+const MAX_BUFFER: usize = 100_000;
+/// `http.cache_max_age`: one year, in seconds.
+const MAX_CACHE_AGE: u64 = 365 * 86_400;
+const ZERO: Duration = Duration::ZERO;
+const MS: Duration = Duration::from_millis(1);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+/// Retention, half-lives, lateness and the future bound: 100 years (36500d).
+const LONGEST: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// `value` if in `range`, else the message of a config error.
+fn count<T: PartialOrd + std::fmt::Display>(
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, String> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{value} is out of range {}..={}",
+            range.start(),
+            range.end()
+        ))
+    }
+}
+
+/// Ok if `value` is in `range`, else the message of a config error (durations in the config's
+/// own syntax).
+fn duration(value: Duration, range: std::ops::RangeInclusive<Duration>) -> Result<(), String> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    let text = |d: &Duration| topsellers_model::duration::format_duration(millis(*d));
+    Err(format!(
+        "{} is out of range {}..={}",
+        text(&value),
+        text(range.start()),
+        text(range.end())
+    ))
+}
+
 /// The largest `http.max_connections` accepted (it is lowered further to stay below the
 /// open-file limit at start).
 const MAX_HTTP_CONNECTIONS: usize = 1_000_000;
@@ -275,11 +326,11 @@ impl Deref for Settings {
 
 impl Config {
     /// The candidates kept beyond `top_k`: `table.buffer` with an availability input, else 0.
-    fn buffer(&self) -> Result<usize, String> {
-        match (self.availability.is_set(), self.table.buffer) {
-            (false, _) => Ok(0),
-            (true, buffer @ 0..=100_000) => Ok(buffer),
-            (true, buffer) => Err(format!("{buffer} is out of range 0..=100000")),
+    fn buffer(&self) -> usize {
+        if self.availability.is_set() {
+            self.table.buffer
+        } else {
+            0
         }
     }
 
@@ -310,57 +361,11 @@ impl Config {
         let s = &self.scoring;
         let profiles = Profiles::from_half_lives(&s.half_lives)
             .map_err(|e| invalid("scoring.half_lives", e.to_string()))?;
-        if s.top_k == 0 || s.top_k > 100_000 {
-            return Err(invalid(
-                "scoring.top_k",
-                format!("{} is out of range 1..=100000", s.top_k),
-            ));
-        }
-        if s.retention.is_zero() {
-            return Err(invalid("scoring.retention", "must be positive".into()));
-        }
-        let r = &self.runtime;
-        for (key, value) in [
-            ("runtime.workers", r.workers),
-            ("runtime.http_threads", r.http_threads),
-        ] {
-            if value == 0 || value > MAX_THREADS {
-                return Err(invalid(
-                    key,
-                    format!("{value} is out of range 1..={MAX_THREADS}"),
-                ));
-            }
-        }
-        if r.batch_size == 0 {
-            return Err(invalid("runtime.batch_size", "must be positive".into()));
-        }
-        if r.snapshot_queue == 0 {
-            return Err(invalid("runtime.snapshot_queue", "must be positive".into()));
-        }
+        self.check_ranges()
+            .map_err(|(key, message)| invalid(key, message))?;
         let h = &self.http;
-        if h.max_connections == 0 || h.max_connections > MAX_HTTP_CONNECTIONS {
-            return Err(invalid(
-                "http.max_connections",
-                format!(
-                    "{} is out of range 1..={MAX_HTTP_CONNECTIONS}",
-                    h.max_connections
-                ),
-            ));
-        }
-        for (key, value) in [
-            ("http.header_read_timeout", h.header_read_timeout),
-            ("http.write_timeout", h.write_timeout),
-            ("http.keep_alive_timeout", h.keep_alive_timeout),
-        ] {
-            if value.is_zero() {
-                return Err(invalid(key, "must be positive".into()));
-            }
-        }
         topsellers_sinks::Cors::new(&h.cors_origins)
             .map_err(|e| invalid("http.cors_origins", e.to_string()))?;
-        if self.state.interval.is_zero() {
-            return Err(invalid("state.interval", "must be positive".into()));
-        }
         let live = self
             .sources
             .iter()
@@ -377,9 +382,18 @@ impl Config {
                 SourceConfig::Generator(generator) => generator
                     .validate()
                     .map_err(|e| invalid("sources.generator", e.to_string()))?,
-                SourceConfig::Kafka(kafka) => kafka
-                    .validate()
-                    .map_err(|e| invalid("sources.kafka", e.to_string()))?,
+                SourceConfig::Kafka(kafka) => {
+                    kafka
+                        .validate()
+                        .map_err(|e| invalid("sources.kafka", e.to_string()))?;
+                    for (key, value) in [
+                        ("kafka.idle_timeout", kafka.idle_timeout),
+                        ("kafka.commit_interval", kafka.commit_interval),
+                    ] {
+                        duration(value, MS..=DAY)
+                            .map_err(|e| invalid(&format!("sources.{key}"), e))?;
+                    }
+                }
                 SourceConfig::Files(_) => {}
             }
         }
@@ -388,7 +402,7 @@ impl Config {
         let scoring = Scoring {
             profiles,
             k: s.top_k,
-            candidates: s.top_k + self.buffer().map_err(|e| invalid("table.buffer", e))?,
+            candidates: s.top_k + self.buffer(),
             retention_ms: millis(s.retention),
             lateness_ms: millis(s.allowed_lateness),
             max_future: s.max_future,
@@ -403,6 +417,58 @@ impl Config {
 }
 
 impl Config {
+    /// Checks the range of every numeric key outside `[[sources]]`: the key and the message of
+    /// the first value out of range.
+    fn check_ranges(&self) -> Result<(), (&'static str, String)> {
+        let (s, r, h, t) = (&self.scoring, &self.runtime, &self.http, &self.table);
+        count(s.top_k, 1..=MAX_TOP_K).map_err(|e| ("scoring.top_k", e))?;
+        let mut durations = vec![
+            ("scoring.retention", s.retention, MS..=LONGEST),
+            (
+                "scoring.allowed_lateness",
+                s.allowed_lateness,
+                ZERO..=LONGEST,
+            ),
+            ("scoring.max_future", s.max_future, ZERO..=LONGEST),
+            ("runtime.epoch", r.epoch, MS..=HOUR),
+            ("http.header_read_timeout", h.header_read_timeout, MS..=DAY),
+            ("http.write_timeout", h.write_timeout, MS..=DAY),
+            ("http.keep_alive_timeout", h.keep_alive_timeout, MS..=DAY),
+            ("table.refresh", t.refresh, ZERO..=DAY),
+            ("table.publish_interval", t.publish_interval, ZERO..=HOUR),
+            ("state.interval", self.state.interval, MS..=DAY),
+        ];
+        durations.extend(
+            s.half_lives
+                .iter()
+                .map(|h| ("scoring.half_lives", h.duration, MS..=LONGEST)),
+        );
+        for (key, value, range) in durations {
+            duration(value, range).map_err(|e| (key, e))?;
+        }
+        for (key, value, range) in [
+            ("runtime.workers", r.workers, 1..=MAX_THREADS),
+            ("runtime.http_threads", r.http_threads, 1..=MAX_THREADS),
+            ("runtime.batch_size", r.batch_size, 1..=MAX_BATCH),
+            (
+                "runtime.snapshot_queue",
+                r.snapshot_queue,
+                1..=MAX_SNAPSHOT_QUEUE,
+            ),
+            (
+                "http.max_connections",
+                h.max_connections,
+                1..=MAX_HTTP_CONNECTIONS,
+            ),
+            ("table.shards", t.shards, 1..=MAX_SHARDS),
+            ("table.buffer", t.buffer, 0..=MAX_BUFFER),
+        ] {
+            count(value, range).map_err(|e| (key, e))?;
+        }
+        count(h.cache_max_age, 0..=MAX_CACHE_AGE).map_err(|e| ("http.cache_max_age", e))?;
+        Ok(())
+    }
+
     /// Checks what the API serves besides the lists: `[[experiments]]` (against the
     /// profiles) and `[movers]`.
     fn check_api(&self, profiles: &Profiles, origin: &str) -> Result<Experiments, ConfigError> {
@@ -641,6 +707,132 @@ mod tests {
                 "experiments",
             ),
             ("[movers]\nmin_score = -1.0\n", "movers.min_score"),
+            // Every numeric key has a range: absurd values name the key instead of aborting
+            // at start (a huge allocation, an overflowing timer) or doing nothing useful.
+            ("[scoring]\ntop_k = 100000000\n", "scoring.top_k"),
+            ("[scoring]\nhalf_lives = [\"100000d\"]\n", "scoring.half_lives"),
+            ("[scoring]\nretention = \"100000d\"\n", "scoring.retention"),
+            (
+                "[scoring]\nallowed_lateness = \"100000d\"\n",
+                "scoring.allowed_lateness",
+            ),
+            ("[scoring]\nmax_future = \"100000d\"\n", "scoring.max_future"),
+            ("[runtime]\nepoch = \"0s\"\n", "runtime.epoch"),
+            ("[runtime]\nepoch = \"2h\"\n", "runtime.epoch"),
+            ("[runtime]\nbatch_size = 0\n", "runtime.batch_size"),
+            (
+                "[runtime]\nbatch_size = 1000000000000\n",
+                "runtime.batch_size",
+            ),
+            ("[runtime]\nsnapshot_queue = 0\n", "runtime.snapshot_queue"),
+            (
+                "[runtime]\nsnapshot_queue = 1000000000000\n",
+                "runtime.snapshot_queue",
+            ),
+            ("[runtime]\nhttp_threads = 0\n", "runtime.http_threads"),
+            (
+                "[http]\ncache_max_age = 100000000000\n",
+                "http.cache_max_age",
+            ),
+            (
+                "[http]\nheader_read_timeout = \"100000000d\"\n",
+                "http.header_read_timeout",
+            ),
+            ("[http]\nwrite_timeout = \"100000000d\"\n", "http.write_timeout"),
+            (
+                "[http]\nkeep_alive_timeout = \"100000000d\"\n",
+                "http.keep_alive_timeout",
+            ),
+            ("[table]\nshards = 0\n", "table.shards"),
+            ("[table]\nshards = 1000000000000\n", "table.shards"),
+            ("[table]\nbuffer = 1000000000000\n", "table.buffer"),
+            ("[table]\nrefresh = \"100000000d\"\n", "table.refresh"),
+            (
+                "[table]\npublish_interval = \"100000000d\"\n",
+                "table.publish_interval",
+            ),
+            ("[state]\ninterval = \"0s\"\n", "state.interval"),
+            ("[state]\ninterval = \"100000000d\"\n", "state.interval"),
+            (
+                "[[sources]]\ntype = \"kafka\"\nbrokers = \"b:1\"\ntopic = \"t\"\nidle_timeout = \"100000000d\"\n",
+                "kafka.idle_timeout",
+            ),
+            (
+                "[[sources]]\ntype = \"kafka\"\nbrokers = \"b:1\"\ntopic = \"t\"\ncommit_interval = \"100000000d\"\n",
+                "kafka.commit_interval",
+            ),
+            (
+                "[[experiments]]\nname = \"d\"\nweights = { \"7d\" = 9223372036854775807, \"1d\" = 9223372036854775807, \"1h\" = 9223372036854775807 }\n[scoring]\nhalf_lives = [\"7d\", \"1d\", \"1h\"]\n",
+                "experiments[0].weights",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\nrate = 0\n",
+                "generator.rate",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\nrate = 100000000000000\n",
+                "generator.rate",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\nitems = 0\n",
+                "generator.items",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\nitems = 100000000000\n",
+                "generator.items",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\ndepth = 0\n",
+                "generator.depth",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\ndepth = 100\n",
+                "generator.depth",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\nfanout = 0\n",
+                "generator.fanout",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\nfanout = 100000\n",
+                "generator.fanout",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\nzipf_exponent = 1e300\n",
+                "generator.zipf_exponent",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\nzipf_exponent = -1.0\n",
+                "generator.zipf_exponent",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\ntrending_items = 4000000000\n",
+                "generator.trending_items",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\ntrending_share = 2.0\n",
+                "generator.trending_share",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\ntrend_period = \"0s\"\n",
+                "generator.trend_period",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\ntrend_period = \"100000000d\"\n",
+                "generator.trend_period",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\nreturns_fraction = -0.5\n",
+                "generator.returns_fraction",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\nlate_fraction = 1.5\n",
+                "generator.late_fraction",
+            ),
+            (
+                "[[sources]]\ntype = \"generator\"\nmax_lateness = \"100000000d\"\n",
+                "generator.max_lateness",
+            ),
             ("[movers]\nmin_scor = 1.0\n", "min_scor"),
         ] {
             let file = write(text);

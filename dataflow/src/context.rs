@@ -123,11 +123,17 @@ impl Context {
     }
 
     /// Counts, logs and writes out bad records.
+    /// They reach the file now (not when a buffer fills or the run ends), so that the file is
+    /// current and a failed write shows in `/metrics` while the service runs.
     pub fn bad(&self, bad: &mut Vec<BadRecord>) {
+        if bad.is_empty() {
+            return;
+        }
         for record in bad.drain(..) {
             self.dead_letter.record(&record);
             self.metrics.add_bad_records(1);
         }
+        self.dead_letter.flush();
     }
 
     /// Counts and logs bad records, leaving them in `bad` to be written later (with a

@@ -416,7 +416,7 @@ fn open_outputs(
     })?;
     metrics.register_counter(
         "topsellers_dead_letter_write_failures_total",
-        "Writes to the dead-letter file that failed (e.g. a full disk): bad records it misses.",
+        "Bad records that could not be written to the dead-letter file (e.g. a full disk).",
         dead_letter.write_failures(),
     );
     let changelog =

@@ -54,8 +54,17 @@ fn uri_text() -> impl Strategy<Value = String> {
     prop::collection::vec(piece, 0..12).prop_map(|parts| parts.concat())
 }
 
+/// Cases per property: 512, or `PROPTEST_CASES` (proptest's own variable, which an explicit
+/// `with_cases` would override).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(512)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn any_path_and_query_gets_an_answer(rest in uri_text(), prefix in prop::sample::select(

@@ -1,7 +1,7 @@
 //! The dead-letter output: bad records counted, logged (sparingly) and written as JSON Lines.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,16 +17,49 @@ const LOG_FIRST: u64 = 100;
 /// After the first [`LOG_FIRST`], one bad record in this many is logged.
 const LOG_EVERY: u64 = 1000;
 
+/// Bytes of lines kept before they are written out.
+const BUFFER: usize = 64 * 1024;
+
 /// Where bad records go. Shared by all worker threads (`Arc<DeadLetter>`); every method takes
 /// `&self`.
 #[derive(Debug)]
 pub struct DeadLetter {
     path: Option<PathBuf>,
-    file: Mutex<Option<BufWriter<File>>>,
+    file: Mutex<Option<Out>>,
     count: AtomicU64,
     write_failed: AtomicBool,
-    /// Writes that failed (a record not written, or a flush of buffered ones).
+    /// Bad records that could not be written (the file misses them).
     write_failures: Arc<AtomicU64>,
+}
+
+/// The file and the lines not yet written to it.
+#[derive(Debug)]
+struct Out {
+    file: File,
+    buffer: Vec<u8>,
+    /// The records whose lines are in `buffer`.
+    records: u64,
+}
+
+impl Out {
+    /// Writes the buffer out. On failure the buffered records are dropped (they are not tried
+    /// again, so that each is counted lost once) and their number is returned with the error.
+    fn write_out(&mut self) -> Result<(), (u64, std::io::Error)> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let written = self.file.write_all(&self.buffer);
+        let records = std::mem::take(&mut self.records);
+        self.buffer.clear();
+        written.map_err(|error| (records, error))
+    }
+
+    /// Buffers one record's line (with its newline).
+    fn push(&mut self, line: &[u8]) {
+        self.buffer.extend_from_slice(line);
+        self.buffer.push(b'\n');
+        self.records += 1;
+    }
 }
 
 #[derive(Serialize)]
@@ -51,7 +84,11 @@ impl DeadLetter {
                     .append(true)
                     .open(path)
                     .map_err(|e| SourceError::io(path, e))?;
-                Some(BufWriter::with_capacity(64 * 1024, file))
+                Some(Out {
+                    file,
+                    buffer: Vec::with_capacity(BUFFER),
+                    records: 0,
+                })
             }
         };
         Ok(DeadLetter {
@@ -63,17 +100,18 @@ impl DeadLetter {
         })
     }
 
-    /// Counts, logs and writes one bad record. Never fails: a write error is logged once and
-    /// counted in [`DeadLetter::write_failures`] every time.
+    /// Counts, logs and writes one bad record (buffered: see [`DeadLetter::flush`]). Never
+    /// fails: a write error is logged once, and every record it loses is counted in
+    /// [`DeadLetter::write_failures`].
     pub fn record(&self, bad: &BadRecord) {
         self.note(bad);
         let mut guard = self.file.lock();
         if let Some(out) = guard.as_mut() {
-            let mut line = json_line(bad);
-            line.push(b'\n');
-            let written = out.write_all(&line);
-            if let Err(error) = written {
-                self.report_write_error(&error);
+            out.push(&json_line(bad));
+            if out.buffer.len() >= BUFFER {
+                if let Err((lost, error)) = out.write_out() {
+                    self.report_write_error(lost, &error);
+                }
             }
         }
     }
@@ -101,14 +139,16 @@ impl DeadLetter {
         let Some(out) = guard.as_mut() else {
             return Ok(None);
         };
-        for record in bad {
-            let mut line = json_line(record);
-            line.push(b'\n');
-            out.write_all(&line)?;
+        if let Err((lost, error)) = out.write_out() {
+            self.report_write_error(lost, &error);
         }
-        out.flush()?;
-        out.get_ref().sync_data()?;
-        Ok(Some(out.get_ref().metadata()?.len()))
+        for record in bad {
+            out.push(&json_line(record));
+        }
+        // The caller learns of this failure (and writes these records again, or fails).
+        out.write_out().map_err(|(_, error)| error)?;
+        out.file.sync_data()?;
+        Ok(Some(out.file.metadata()?.len()))
     }
 
     /// Cuts the file back to `len` bytes (what a checkpoint recorded; what was written after
@@ -118,8 +158,10 @@ impl DeadLetter {
         let Some(out) = guard.as_mut() else {
             return Ok(());
         };
-        out.flush()?;
-        let file = out.get_ref();
+        if let Err((lost, error)) = out.write_out() {
+            self.report_write_error(lost, &error);
+        }
+        let file = &out.file;
         if file.metadata()?.len() > len {
             file.set_len(len)?;
             file.sync_data()?;
@@ -142,14 +184,15 @@ impl DeadLetter {
     /// Writes buffered lines to the file.
     pub fn flush(&self) {
         if let Some(out) = self.file.lock().as_mut() {
-            if let Err(error) = out.flush() {
-                self.report_write_error(&error);
+            if let Err((lost, error)) = out.write_out() {
+                self.report_write_error(lost, &error);
             }
         }
     }
 
-    /// Writes to the file that failed so far (records not written, or flushes that lost
-    /// buffered ones): shared, for a metric. Non-zero means the file misses bad records.
+    /// Bad records that could not be written to the file so far (a failed write loses the
+    /// records it carried; each is counted once): shared, for a metric. Non-zero means the file
+    /// misses bad records.
     pub fn write_failures(&self) -> Arc<AtomicU64> {
         self.write_failures.clone()
     }
@@ -166,13 +209,13 @@ impl DeadLetter {
         Err(SourceError::io(
             path,
             std::io::Error::other(format!(
-                "{failures} write(s) of bad records failed: the dead-letter file misses records"
+                "{failures} bad record(s) could not be written: the dead-letter file misses records"
             )),
         ))
     }
 
-    fn report_write_error(&self, error: &std::io::Error) {
-        self.write_failures.fetch_add(1, Ordering::Relaxed);
+    fn report_write_error(&self, lost: u64, error: &std::io::Error) {
+        self.write_failures.fetch_add(lost, Ordering::Relaxed);
         if !self.write_failed.swap(true, Ordering::Relaxed) {
             let path = self.path.as_deref().map(Path::display);
             tracing::error!(path = ?path, %error, "cannot write the dead-letter output");
@@ -283,6 +326,11 @@ mod tests {
             error.contains("/dev/full") && error.contains("misses records"),
             "{error}"
         );
+        // Every record is counted lost exactly once (none written, none counted twice).
+        assert_eq!(failures.load(Ordering::Relaxed), 2000);
+        assert!(error.contains("2000 bad record(s)"), "{error}");
+        dl.flush();
+        assert_eq!(failures.load(Ordering::Relaxed), 2000);
         assert_eq!(dl.count(), 2000);
         // A file that takes every record finishes fine.
         let dir = tempfile::tempdir().unwrap();

@@ -11,8 +11,9 @@ use rand::SeedableRng;
 use topsellers_sources::kafka::KafkaConfig;
 use topsellers_sources::SourceConfig;
 use topsellers_tests::{
-    assert_no_problems, batch_lists, check_twins, compare, default_as_of, generate, jsonl_line,
-    served_lists_at, wait_until, within, Fmt, Params, Rec, Spec, DAY, HOUR,
+    assert_no_problems, batch_lists, check_twins, compare, default_as_of, generate, get,
+    jsonl_line, metric, oracle_problems, served_lists_at, top_path, wait_until, within, Fmt,
+    Params, Rec, Spec, DAY, HOUR,
 };
 
 const R: i64 = 2 * DAY;
@@ -627,4 +628,74 @@ fn batch_fails_when_a_bad_record_cannot_be_dead_lettered() {
         topsellers::batch::batch_to_file(&ok, None, &out).expect("batch");
         std::fs::remove_file(&out).unwrap();
     }
+}
+
+/// A full disk under the dead-letter file while `run` serves: every bad record the file could
+/// not take is counted in `topsellers_dead_letter_write_failures_total` (each once, as soon as
+/// its batch is read, not when the run ends), the lists are those of the valid records, and
+/// the service keeps serving.
+#[test]
+fn run_counts_bad_records_it_cannot_dead_letter_and_keeps_serving() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    let history = generate(&Spec::new(13, 800, R, false));
+    let valid = history.records.clone();
+    let until = valid.iter().map(|r| r.ts).max().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.jsonl");
+    let mut rng = SmallRng::seed_from_u64(5);
+    let mut jsonl = Builder::new();
+    let mut bad = bad_jsonl_lines(history.anchor_ms + 10 * DAY).into_iter();
+    for (i, rec) in valid.iter().enumerate() {
+        jsonl.push(jsonl_line(&mut rng, rec).as_bytes());
+        if i % 23 == 7 {
+            if let Some(line) = bad.next() {
+                jsonl.bad(line);
+            }
+        }
+    }
+    for line in bad {
+        jsonl.bad(line);
+    }
+    jsonl.write(&path);
+    let bad_total = jsonl.bad.len() as f64;
+    assert!(bad_total >= 30.0);
+
+    let params = Params::new(5, 2, 64);
+    let config = params.config(std::slice::from_ref(&path), "/dev/full");
+    let (service, _stop) = topsellers_tests::start_service(&config);
+    let addr = service.addr;
+    assert!(
+        wait_until(Duration::from_secs(120), || get(addr, "/readyz").status
+            == 200),
+        "not ready"
+    );
+    let scrape = || get(addr, "/metrics").text();
+    let counted = |name: &str| metric(&scrape(), name).unwrap_or(-1.0);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            counted("topsellers_dead_letter_write_failures_total") >= bad_total
+        }),
+        "dead-letter write failures {} of {bad_total} bad records",
+        counted("topsellers_dead_letter_write_failures_total")
+    );
+    assert_eq!(
+        counted("topsellers_dead_letter_write_failures_total"),
+        bad_total,
+        "each lost record counted once"
+    );
+    assert_eq!(counted("topsellers_bad_records_total"), bad_total);
+    assert_no_problems(
+        &oracle_problems(addr, &params, &valid, &history.twins, until),
+        "run with a full dead-letter disk",
+    );
+    // Still serving, and still counting exactly.
+    assert_eq!(get(addr, "/healthz").status, 200);
+    assert_eq!(get(addr, "/readyz").status, 200);
+    assert_eq!(get(addr, &top_path("")).status, 200);
+    assert_eq!(
+        counted("topsellers_dead_letter_write_failures_total"),
+        bad_total
+    );
 }

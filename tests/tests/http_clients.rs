@@ -26,12 +26,17 @@ const STUCK: usize = 300;
 /// `topsellers run` (the generator) in `dir` under `ulimit -n NOFILE`, with `config` as its
 /// config file if given; waits until it serves lists.
 fn start(dir: &Path, config: Option<&str>) -> (Proc, SocketAddr) {
+    start_under(&format!("ulimit -n {NOFILE}"), dir, config)
+}
+
+/// [`start`] with `limits` (shell `ulimit` commands) instead.
+fn start_under(limits: &str, dir: &Path, config: Option<&str>) -> (Proc, SocketAddr) {
     let http = free_loopback_addresses(1).remove(0);
     let addr: SocketAddr = http.parse().unwrap();
     let mut command = Command::new("sh");
     command
         .arg("-c")
-        .arg(format!("ulimit -n {NOFILE} && exec \"$0\" \"$@\""))
+        .arg(format!("{limits} && exec \"$0\" \"$@\""))
         .arg(topsellers_exe())
         .args(["run", "--http", &http])
         .current_dir(dir);
@@ -260,4 +265,47 @@ fn requests_refused_before_the_handler_are_counted_and_json() {
         }
         assert_eq!(rejected(addr, reason), before + 1.0, "{what}: not counted");
     }
+}
+
+/// The soft and hard open-file limits of a running process (`/proc/PID/limits`).
+fn open_file_limits(service: &Proc) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", service.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("no open-file limit in\n{limits}"));
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+/// A soft open-file limit below the hard one (a common service default: 1024 soft under a
+/// far larger hard limit) is raised to the hard one at start, and the connection cap follows
+/// the raised limit.
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1000 connections fit below 4096 descriptors, not below 256.
+    let config = "[http]\nmax_connections = 1000\n";
+    let (service, addr) = start_under(
+        "ulimit -Sn 256 && ulimit -Hn 4096",
+        dir.path(),
+        Some(config),
+    );
+    assert_eq!(
+        open_file_limits(&service),
+        (4096, 4096),
+        "log:\n{}",
+        service.log()
+    );
+    assert_eq!(status_of(addr, "/healthz"), Some(200));
+    assert!(
+        !service
+            .log()
+            .contains("http.max_connections lowered to stay below the open-file limit"),
+        "the cap followed the soft limit before the raise; log:\n{}",
+        service.log()
+    );
 }

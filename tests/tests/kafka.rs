@@ -1126,3 +1126,116 @@ fn start_latest_reads_only_what_is_produced_after_the_start() {
     service.stop();
     service.shutdown().expect("shutdown");
 }
+
+/// A purchase dated 9999-12-31T23:59:59Z among normal ones (issue 14, point 1): it is a bad
+/// record (dead-lettered with the reason, counted), the lists are the oracle's over the normal
+/// purchases, its offset is committed like any other, and a process restarted with the same
+/// group turns ready (instead of waiting forever behind a watermark at year 9999).
+#[test]
+fn a_far_future_purchase_is_dead_lettered_and_a_restart_turns_ready() {
+    let context = "far future";
+    let broker = Broker::start();
+    let topic = topic("far-future");
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let history = generate(&Spec::new(97, 1500, R, false));
+    let category = history.records[0].category.clone();
+    let json = format!(
+        r#"{{"item_id":"from-the-future","category":{},"ts":"9999-12-31T23:59:59Z","quantity":1000}}"#,
+        serde_json::Value::from(category.clone())
+    );
+    let future: [&[u8]; 2] = [
+        json.as_bytes(),
+        b"from-the-future-csv,books,9999-12-31T23:59:59Z,1000",
+    ];
+    let data = encode(97, history.records, history.twins, &future);
+    produce(&broker.addr, &topic, &data.messages);
+
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead.jsonl");
+    let params = Params::new(K, 2, 500);
+    let kafka = kafka_config(&broker.addr, &topic);
+    let group = kafka.group.clone();
+    let config = service_config(&params, kafka.clone(), &dead.display().to_string());
+    let (service, stop) = start(&config);
+    let until = default_as_of(&data.records).unwrap();
+    wait_caught_up(&service, until, data.messages.len(), context);
+    check_oracle(&service, &params, &data.records, &data.twins, context);
+    let text = http(service.addr, "GET", "/metrics", &[]).text();
+    for series in [
+        "topsellers_bad_records_total",
+        "topsellers_kafka_bad_messages_total",
+    ] {
+        assert_eq!(
+            metric(&text, series),
+            Some(future.len() as f64),
+            "{context}: {series}\n{text}"
+        );
+    }
+    // The snapshot served is of the normal purchases' time, not of year 9999.
+    assert!(
+        service
+            .table
+            .published_time_ms()
+            .is_some_and(|t| t < until + DAY),
+        "{context}: published as of {:?}",
+        service.table.published_time_ms()
+    );
+    assert!(
+        wait_until(PATIENCE, || committed(&broker.addr, &topic, &group)
+            == counts(&data.messages)),
+        "{context}: committed {:?}, produced {:?}",
+        committed(&broker.addr, &topic, &group),
+        counts(&data.messages)
+    );
+    service.stop();
+    service.shutdown().expect("shutdown");
+    drop(stop);
+    let file = std::fs::read(&dead).expect("dead-letter file");
+    let lines: Vec<&[u8]> = file
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        dead_multiset(&topic, lines.iter().copied()),
+        bad_multiset(&data.bad),
+        "{context}: dead-letter file"
+    );
+    for line in &lines {
+        let doc: serde_json::Value = serde_json::from_slice(line).unwrap();
+        let error = doc["error"].as_str().unwrap();
+        assert!(
+            error.contains("ahead of the wall clock") && error.contains("max_future"),
+            "{context}: the reason: {error}"
+        );
+    }
+
+    // Restarted with the same group, one purchase later: it reads only that one (the far
+    // future one's offset was committed), turns ready and serves it.
+    let later = until + 1_000;
+    let rec = Rec::new("after-restart", "restart/check", later, 2);
+    let mut rng = SmallRng::seed_from_u64(3);
+    produce(
+        &broker.addr,
+        &topic,
+        &[(0, jsonl_line(&mut rng, &rec).into_bytes())],
+    );
+    let (service, _stop) = start(&service_config(&params, kafka, ""));
+    assert!(
+        wait_until(PATIENCE, || service.is_ready()),
+        "{context}: the restart is not ready: {}",
+        service.readiness.reason()
+    );
+    wait_published(&service, later, context);
+    wait_read(&service, 1, context);
+    let list = http(service.addr, "GET", &top_path("restart/check"), &[]).json();
+    assert_eq!(
+        top_items(&list)
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        ["after-restart"],
+        "{list}"
+    );
+    service.stop();
+    service.shutdown().expect("shutdown");
+}

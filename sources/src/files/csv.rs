@@ -1,7 +1,10 @@
 //! CSV reader: a header row names the columns (any order, extra columns ignored).
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use csv::{ByteRecord, ReaderBuilder};
 use topsellers_model::{Purchase, RecordError};
@@ -39,11 +42,58 @@ impl Columns {
 /// refused, naming where the record started, instead.
 pub(crate) const MAX_RECORD_LINES: u64 = 16;
 
+/// The line breaks (`\r`, `\n`) of the input with their byte offsets, noted as the CSV
+/// reader reads, until the record after them is read. The CSV reader gives a record the
+/// position where it began looking for it, before the empty lines it skips; these tell how
+/// many lines that was.
+type Breaks = Arc<Mutex<VecDeque<(u64, u8)>>>;
+
+/// The input, noting its line breaks in [`Breaks`].
+struct NoteBreaks {
+    inner: Box<dyn Read + Send>,
+    /// Bytes handed on so far.
+    offset: u64,
+    breaks: Breaks,
+}
+
+impl Read for NoteBreaks {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut breaks = self.breaks.lock();
+        for at in memchr::memchr2_iter(b'\n', b'\r', &buf[..n]) {
+            breaks.push_back((self.offset + at as u64, buf[at]));
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// The line a record starts on, given the position the CSV reader gave it (`byte`, `line`):
+/// past the line breaks of the empty lines it skipped there. Forgets the breaks before it.
+fn record_line(breaks: &Breaks, byte: u64, line: u64) -> u64 {
+    let mut breaks = breaks.lock();
+    while breaks.front().is_some_and(|(at, _)| *at < byte) {
+        breaks.pop_front();
+    }
+    let (mut at, mut line) = (byte, line);
+    while let Some(&(offset, b)) = breaks.front() {
+        if offset != at {
+            break;
+        }
+        line += u64::from(b == b'\n');
+        at += 1;
+        breaks.pop_front();
+    }
+    line
+}
+
 /// Reads one CSV file.
 pub(crate) struct CsvReader {
     /// The file's path or URL (positions and errors).
     label: String,
-    reader: csv::Reader<Box<dyn Read + Send>>,
+    reader: csv::Reader<NoteBreaks>,
+    /// The line breaks not yet passed.
+    breaks: Breaks,
     /// The raw bytes read (a compressed file's are counted under its decoder).
     consumed: RawBytes,
     /// The category of rows without one (a `category=` partition).
@@ -76,11 +126,16 @@ impl CsvReader {
             consumed,
         } = input;
         let path = label.as_str();
+        let breaks = Breaks::default();
         let mut reader = ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
             .buffer_capacity(1 << 20)
-            .from_reader(input);
+            .from_reader(NoteBreaks {
+                inner: input,
+                offset: 0,
+                breaks: breaks.clone(),
+            });
         let header = reader
             .byte_headers()
             .map_err(|e| csv_error(path, e))?
@@ -109,6 +164,7 @@ impl CsvReader {
         Ok(CsvReader {
             label,
             reader,
+            breaks,
             consumed,
             category,
             record: ByteRecord::new(),
@@ -229,7 +285,9 @@ impl RecordReader for CsvReader {
             }
             examined += 1;
             let record = &self.record;
-            let line = record.position().map_or(0, |p| p.line());
+            let line = record
+                .position()
+                .map_or(0, |p| record_line(&self.breaks, p.byte(), p.line()));
             let lines = self.reader.position().line().saturating_sub(line);
             if lines > MAX_RECORD_LINES {
                 self.done = true;
@@ -278,6 +336,21 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap();
         ReadUnit::new(path, Format::Csv, None)
+    }
+
+    /// Empty lines (the CSV reader skips them) before a record do not shift its position.
+    #[test]
+    fn positions_count_the_empty_lines_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = b"item_id,category,ts\n\n\r\n,a,1\n\nx,,2\r\n\n\ny,b,3\n\n\nz,b/,4";
+        let unit = write(dir.path(), "blank.csv", text);
+        let (out, bad) = read_unit_all(&unit).unwrap();
+        assert_eq!(out.len(), 1);
+        let lines: Vec<&str> = bad
+            .iter()
+            .map(|b| b.position.rsplit(':').next().unwrap())
+            .collect();
+        assert_eq!(lines, ["4", "6", "12"]);
     }
 
     #[test]

@@ -14,6 +14,18 @@ pub const MAX_LEAVES: u64 = 10_000_000;
 /// Most items the generator builds (each has a prebuilt id).
 pub const MAX_ITEMS: u64 = 50_000_000;
 
+/// Largest `rate` (purchases per second; `"max"` has no bound).
+pub const MAX_RATE: u64 = 1_000_000_000;
+
+/// Largest `zipf_exponent`.
+pub const MAX_ZIPF_EXPONENT: f64 = 10.0;
+
+/// Largest `trending_items` (and never more than `items`).
+pub const MAX_TRENDING_ITEMS: u64 = 1_000_000;
+
+/// Longest `trend_period` and `max_lateness` (365 days, in ms).
+const MAX_PERIOD_MS: i64 = 365 * 86_400_000;
+
 /// Purchases per second: a number, or `max` (as fast as they are taken).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rate {
@@ -197,11 +209,13 @@ impl GeneratorConfig {
     /// Checks every field; the error names the field.
     pub fn validate(&self) -> Result<(), SettingError> {
         self.leaves()?;
-        if self.rate == Rate::PerSecond(0) {
-            return Err(SettingError::new(
-                "generator.rate",
-                "must be at least 1 per second (or \"max\")",
-            ));
+        if let Rate::PerSecond(rate) = self.rate {
+            if !(1..=MAX_RATE).contains(&rate) {
+                return Err(SettingError::new(
+                    "generator.rate",
+                    format!("{rate} is not in 1..={MAX_RATE} per second (or \"max\")"),
+                ));
+            }
         }
         if !(1..=MAX_ITEMS).contains(&self.items) {
             return Err(SettingError::new(
@@ -209,16 +223,39 @@ impl GeneratorConfig {
                 format!("{} is not in 1..={MAX_ITEMS}", self.items),
             ));
         }
-        if !(self.zipf_exponent.is_finite() && self.zipf_exponent >= 0.0) {
+        if !(0.0..=MAX_ZIPF_EXPONENT).contains(&self.zipf_exponent) {
             return Err(SettingError::new(
                 "generator.zipf_exponent",
-                format!("{} must be a finite number >= 0", self.zipf_exponent),
+                format!(
+                    "{:?} is not a number in [0, {MAX_ZIPF_EXPONENT:?}]",
+                    self.zipf_exponent
+                ),
+            ));
+        }
+        if u64::from(self.trending_items) > self.items.min(MAX_TRENDING_ITEMS) {
+            return Err(SettingError::new(
+                "generator.trending_items",
+                format!(
+                    "{} is more than generator.items ({}) or {MAX_TRENDING_ITEMS}",
+                    self.trending_items, self.items
+                ),
             ));
         }
         fraction("generator.trending_share", self.trending_share)?;
         fraction("generator.returns_fraction", self.returns_fraction)?;
         fraction("generator.late_fraction", self.late_fraction)?;
-        self.trend_period_ms()?;
+        if self.trend_period_ms()? > MAX_PERIOD_MS {
+            return Err(SettingError::new(
+                "generator.trend_period",
+                "is longer than 365d",
+            ));
+        }
+        if self.max_lateness_ms() > MAX_PERIOD_MS {
+            return Err(SettingError::new(
+                "generator.max_lateness",
+                "is longer than 365d",
+            ));
+        }
         Ok(())
     }
 
