@@ -133,18 +133,41 @@ impl Setup {
         Proc::start(&mut command, self.dir.path().join("topsellers.log"))
     }
 
+    /// Process `process` of the cluster `workers` describes (its HTTP address is there), with
+    /// environment variables, logging to `p<process>.log` in the temp dir.
+    fn start_process(&self, workers: &Path, process: usize, env: &[(&str, &str)]) -> Proc {
+        let mut command = Command::new(topsellers_exe());
+        command
+            .envs(env.iter().copied())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--workers")
+            .arg(workers)
+            .args(["--process", &process.to_string()])
+            .env("RUST_LOG", "info,topsellers::state=debug");
+        Proc::start(&mut command, self.dir.path().join(format!("p{process}.log")))
+    }
+
     /// The dead-letter file's lines by position.
     fn dead_letters(&self) -> BTreeMap<String, usize> {
-        let text = std::fs::read_to_string(&self.dead_letter).unwrap_or_default();
-        let mut out = BTreeMap::new();
+        dead_letters_in(&[self.dead_letter.clone()])
+    }
+}
+
+/// The lines of the dead-letter files `paths`, together, by position.
+fn dead_letters_in(paths: &[PathBuf]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
         for line in text.lines() {
             let value: serde_json::Value = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("a dead letter that is not JSON: {line:?}: {e}"));
             let position = value["position"].as_str().expect("position").to_owned();
             *out.entry(position).or_insert(0) += 1;
         }
-        out
     }
+    out
 }
 
 /// Each record as a JSON message on a random partition, with `BAD` mixed in `copies` times
@@ -550,4 +573,104 @@ fn a_restart_serves_the_checkpoints_lists_before_it_is_ready() {
     );
     let problems = oracle_problems(http, &setup.params, &below, &history.twins, t0 - 1);
     assert_no_problems(&problems, "after the restart");
+}
+
+/// `topsellers_checkpoints_total` of the service at `http` (0 while it does not answer).
+fn checkpoints_written(http: SocketAddr) -> f64 {
+    if std::net::TcpStream::connect(http).is_err() {
+        return 0.0;
+    }
+    metric(&get(http, "/metrics").text(), "topsellers_checkpoints_total").unwrap_or(0.0)
+}
+
+/// In a cluster every process checkpoints its own workers' part of the cut into its own
+/// directory (`--state DIR` → `DIR.pI`), on its own schedule. A 2-process × 2-thread cluster
+/// reading a history and then a topic with returns, late events and bad messages is SIGKILLed
+/// twice mid-stream (each process at its own moment, after at least one checkpoint each, often
+/// during one), more purchases produced while it is down, and restarted with the same state:
+/// at the end every process serves the oracle's lists over everything produced, and the
+/// processes' dead-letter files together hold each bad record once.
+#[test]
+fn a_cluster_killed_mid_stream_restores_every_process_part() {
+    let seed = 96;
+    let history = generate(&Spec::new(seed, 2000, R, false));
+    let mut sorted = history.records.clone();
+    sorted.sort_by_key(|r| r.ts);
+    let n = sorted.len();
+    let lake = sorted[..n * 2 / 5].to_vec();
+    let mut on_topic = sorted[n / 3..].to_vec();
+    let mut rng = SmallRng::seed_from_u64(seed);
+    on_topic.shuffle(&mut rng);
+    let mut bad = 0;
+    let parts: Vec<Vec<(i32, Vec<u8>)>> = on_topic
+        .chunks(on_topic.len() / 4 + 1)
+        .enumerate()
+        .map(|(at, part)| {
+            let (messages, part_bad) = messages(seed + at as u64, part, 2);
+            bad += part_bad;
+            messages
+        })
+        .collect();
+    let broker = Broker::start();
+    let topic = format!("state-cluster-{}", std::process::id());
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let setup = Setup::new(&broker.addr, &topic, Some(&lake), "200ms", seed);
+    let (workers, http) = topsellers_tests::cluster_layout(setup.dir.path(), 2, 2);
+    let addrs: Vec<SocketAddr> = http.iter().map(|a| a.parse().unwrap()).collect();
+    // Checkpoints every 200 ms, each pausing 100 ms after it appended its bad records.
+    let pause = [("TOPSELLERS_FAILPOINT_CHECKPOINT_PAUSE_MS", "100")];
+    let start = || -> Vec<Proc> {
+        (0..2)
+            .map(|p| setup.start_process(&workers, p, &pause))
+            .collect()
+    };
+    let mut parts = parts.iter();
+    produce(&broker.addr, &topic, parts.next().unwrap());
+    for round in 0..2 {
+        let mut procs = start();
+        for (p, &addr) in addrs.iter().enumerate() {
+            assert!(
+                wait_until(PATIENCE, || checkpoints_written(addr) >= 1.0),
+                "round {round}: process {p} wrote no checkpoint:\n{}",
+                procs[p].log()
+            );
+        }
+        produce(&broker.addr, &topic, parts.next().unwrap());
+        // Each process at its own moment while the part is read.
+        for proc in &mut procs {
+            std::thread::sleep(Duration::from_millis(rng.random_range(50..1200)));
+            proc.child.kill().expect("SIGKILL");
+            proc.child.wait().expect("reaped");
+        }
+    }
+    for part in parts {
+        produce(&broker.addr, &topic, part);
+    }
+    let procs = start();
+    for (p, &addr) in addrs.iter().enumerate() {
+        wait_for_oracle(
+            addr,
+            &procs[p],
+            &setup.params,
+            &history.records,
+            &history.twins,
+            &format!("process {p} after two SIGKILLs of the cluster"),
+        );
+        let log = procs[p].log();
+        assert!(
+            log.matches("restoring checkpoint").count() >= 2,
+            "process {p} restored its checkpoints:\n{log}"
+        );
+    }
+    let files: Vec<PathBuf> = (0..2)
+        .map(|p| setup.dir.path().join(format!("dead-letter.p{p}.jsonl")))
+        .collect();
+    let dead = dead_letters_in(&files);
+    let repeated: Vec<_> = dead.iter().filter(|(_, &n)| n != 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "dead letters written more than once: {repeated:?}"
+    );
+    let lake_bad = LAKE_BAD.lines().count();
+    assert_eq!(dead.len(), bad + lake_bad, "each bad record once: {dead:?}");
 }
