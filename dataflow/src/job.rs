@@ -222,7 +222,9 @@ fn plan_restore(settings: &Settings, restored: &Restored) -> Result<ServePlan, D
             .as_ref()
             .is_some_and(crate::cluster::Seat::is_cluster);
         let prune_ms = if in_cluster {
-            history.until_ms.saturating_sub(settings.scoring().retention_ms)
+            history
+                .until_ms
+                .saturating_sub(settings.scoring().retention_ms)
         } else {
             after_ms
         };

@@ -62,25 +62,26 @@ pub fn start(
     };
     let worker_ctx = Arc::clone(ctx);
     let work = move |worker: &mut timely::worker::Worker| run_worker(worker, &job, &worker_ctx);
-    let started = match connected {
-        None => timely::execute(
-            timely::Config {
-                communication: timely::CommunicationConfig::Process(threads),
-                worker: WorkerConfig::default(),
-            },
-            work,
-        )
-        .map(|guards| (guards, None)),
-        Some((seat, sockets, loss)) => {
-            let (builders, comms) = cluster::allocators(sockets, seat.process, threads)
-                .map_err(|source| DriverError::Start {
-                    what: "the cluster's network threads",
-                    source,
-                })?;
-            timely::execute::execute_from(builders, Box::new(()), WorkerConfig::default(), work)
-                .map(|guards| (guards, Some((comms, loss))))
-        }
-    };
+    let started =
+        match connected {
+            None => timely::execute(
+                timely::Config {
+                    communication: timely::CommunicationConfig::Process(threads),
+                    worker: WorkerConfig::default(),
+                },
+                work,
+            )
+            .map(|guards| (guards, None)),
+            Some((seat, sockets, loss)) => {
+                let (builders, comms) = cluster::allocators(sockets, seat.process, threads)
+                    .map_err(|source| DriverError::Start {
+                        what: "the cluster's network threads",
+                        source,
+                    })?;
+                timely::execute::execute_from(builders, Box::new(()), WorkerConfig::default(), work)
+                    .map(|guards| (guards, Some((comms, loss))))
+            }
+        };
     let (guards, comms) = started.map_err(DriverError::Workers)?;
     Ok(Workers { guards, comms })
 }

@@ -186,11 +186,7 @@ impl Hello {
 /// this process's own index), and returns the cut-off the cluster's backfill completes at (see
 /// [`Hello::restored`]). Gives up after the layout's `connect_timeout` with an error that
 /// names the address that could not be reached.
-pub fn connect(
-    seat: &Seat,
-    me: Hello,
-    loss: PeerLoss,
-) -> Result<(Vec<Option<PeerStream>>, i64)> {
+pub fn connect(seat: &Seat, me: Hello, loss: PeerLoss) -> Result<(Vec<Option<PeerStream>>, i64)> {
     let deadline = Instant::now() + seat.layout.connect_timeout();
     let addresses: Vec<&str> = seat
         .layout
@@ -213,8 +209,12 @@ pub fn connect(
         let later = accepting.join().map_err(|_| ConnectError::Panicked)??;
         Ok((streams, later))
     })?;
-    let (earlier, later): (Vec<(TcpStream, Hello)>, Vec<(TcpStream, Hello)>) = accepted;
-    let peers: Vec<Hello> = earlier.iter().chain(&later).map(|(_, hello)| *hello).collect();
+    let (earlier, later) = accepted;
+    let peers: Vec<Hello> = earlier
+        .iter()
+        .chain(&later)
+        .map(|(_, hello)| *hello)
+        .collect();
     let until_ms = me.agreed_until(&peers);
     let mut sockets = Vec::with_capacity(addresses.len());
     for (process, (stream, _)) in earlier.into_iter().enumerate() {
@@ -523,7 +523,10 @@ mod tests {
             units,
             ..hello(1, 7)
         };
-        assert!(me.mismatch(&other(1200, 0, 4), "p").is_some(), "fresh: same cut-off");
+        assert!(
+            me.mismatch(&other(1200, 0, 4), "p").is_some(),
+            "fresh: same cut-off"
+        );
         assert!(me.mismatch(&other(1200, 1, 4), "p").is_none());
         let shared = me.mismatch(&other(1000, 1, 5), "p").unwrap();
         assert!(shared.contains("other input"), "{shared}");

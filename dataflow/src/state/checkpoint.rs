@@ -876,7 +876,13 @@ mod tests {
         assert!(!f.data_files().contains(&first_segment), "removed with 1");
         // Every list file written whole again after MAX_LIST_FILES: the old ones go too.
         for sequence in 4..4 + MAX_LIST_FILES as u64 {
-            f.checkpoint(sequence, Vec::new(), lists(sequence as usize, 1), t2 + 2, 40);
+            f.checkpoint(
+                sequence,
+                Vec::new(),
+                lists(sequence as usize, 1),
+                t2 + 2,
+                40,
+            );
         }
         let last = 3 + MAX_LIST_FILES as u64;
         assert_eq!(Manifest::names(&f.store).unwrap().len(), 2);
@@ -913,7 +919,10 @@ mod tests {
         let name = manifest::file_name(2);
         let text = String::from_utf8(f.store.get(&name).unwrap().unwrap()).unwrap();
         f.store
-            .put(&name, text.replacen("\"sequence\":2", "\"sequence\":7", 1).into())
+            .put(
+                &name,
+                text.replacen("\"sequence\":2", "\"sequence\":7", 1).into(),
+            )
             .unwrap();
         assert_eq!(f.restore().unwrap().unwrap().manifest.sequence, 1);
         // Cut short (a torn write on a store that is not atomic): likewise.
@@ -926,7 +935,10 @@ mod tests {
         let shared = f.manifest(1).segments[0].name.clone();
         f.store.put(&shared, b"not parquet".to_vec()).unwrap();
         let error = f.restore().expect_err("no intact checkpoint").to_string();
-        assert!(error.contains(&name), "names the newest damaged file: {error}");
+        assert!(
+            error.contains(&name),
+            "names the newest damaged file: {error}"
+        );
     }
 
     /// A checkpoint writes what changed since the one before: after a first one of many
@@ -940,7 +952,12 @@ mod tests {
         let second = f.checkpoint(2, purchases(20_000, 20, t + 1), lists(7, 1), t + 1, 20_020);
         let state: u64 = {
             let manifest = f.manifest(2);
-            manifest.segments.iter().chain(&manifest.lists).map(|file| file.bytes).sum()
+            manifest
+                .segments
+                .iter()
+                .chain(&manifest.lists)
+                .map(|file| file.bytes)
+                .sum()
         };
         assert!(
             second * 20 < first && second * 20 < state,
