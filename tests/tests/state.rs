@@ -146,12 +146,15 @@ impl Setup {
             .arg(workers)
             .args(["--process", &process.to_string()])
             .env("RUST_LOG", "info,topsellers::state=debug");
-        Proc::start(&mut command, self.dir.path().join(format!("p{process}.log")))
+        Proc::start(
+            &mut command,
+            self.dir.path().join(format!("p{process}.log")),
+        )
     }
 
     /// The dead-letter file's lines by position.
     fn dead_letters(&self) -> BTreeMap<String, usize> {
-        dead_letters_in(&[self.dead_letter.clone()])
+        dead_letters_in(std::slice::from_ref(&self.dead_letter))
     }
 }
 
@@ -330,6 +333,7 @@ fn sigterm_checkpoints_and_the_next_start_reads_nothing_twice() {
     assert_eq!(setup.dead_letters().len(), bad, "bad messages written once");
 
     // The restart: lists at once, nothing read again, ready on the quiet topic.
+    let restarted = std::time::Instant::now();
     let proc = setup.start(4, &http.to_string(), &[]);
     let serving = wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(http).is_ok() && get(http, "/v1/top").status == 200
@@ -340,6 +344,12 @@ fn sigterm_checkpoints_and_the_next_start_reads_nothing_twice() {
         "a quiet topic after a restart turns ready: {}\n{}",
         get(http, "/readyz").text(),
         proc.log()
+    );
+    let readyz = get(http, "/readyz");
+    assert!(
+        readyz.status == 200 && readyz.json()["reason"] == "backfill done, live",
+        "live: {}",
+        readyz.text()
     );
     let problems = oracle_problems(
         http,
@@ -354,6 +364,27 @@ fn sigterm_checkpoints_and_the_next_start_reads_nothing_twice() {
         metric(&text, "topsellers_kafka_messages_total"),
         Some(0.0),
         "nothing read twice\n{text}"
+    );
+    // The first run read every message produced, and checkpointed on SIGTERM: each partition
+    // resumed after its last message (the topic's offsets count from 0).
+    let mut on_partition = BTreeMap::new();
+    for (partition, _) in &early {
+        *on_partition.entry(*partition).or_insert(0) += 1;
+    }
+    for (partition, count) in on_partition {
+        let series = format!(
+            "topsellers_kafka_restored_offset{{topic=\"{topic}\",partition=\"{partition}\"}}"
+        );
+        assert_eq!(
+            metric(&text, &series),
+            Some(count as f64),
+            "{series}\n{text}"
+        );
+    }
+    let restore = metric(&text, "topsellers_restore_duration_seconds");
+    assert!(
+        restore.is_some_and(|s| s > 0.0 && s < restarted.elapsed().as_secs_f64()),
+        "restore duration {restore:?}\n{text}"
     );
     // What comes next counts, once.
     let (late, _) = messages(seed + 1, second, 1);
@@ -533,10 +564,21 @@ fn a_restart_serves_the_checkpoints_lists_before_it_is_ready() {
     }
     proc.child.kill().expect("SIGKILL");
     proc.child.wait().expect("reaped");
+    let newest = listing(&setup.dir.path().join("state"))
+        .iter()
+        .filter_map(|name| {
+            name.strip_prefix("manifest-")?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .max()
+        .map_or(0u64, |sequence| sequence);
 
     let backfill_hold = setup.dir.path().join("backfill.hold");
     std::fs::write(&backfill_hold, "").unwrap();
     let backfill_env = backfill_hold.display().to_string();
+    let restarted = (std::time::Instant::now(), wall_seconds());
     let proc = setup.start_with(
         1,
         &http.to_string(),
@@ -565,11 +607,59 @@ fn a_restart_serves_the_checkpoints_lists_before_it_is_ready() {
         .collect();
     let problems = oracle_problems(http, &setup.params, &below, &history.twins, t0 - 1);
     assert_no_problems(&problems, "the restored lists");
+    // What /readyz says meanwhile: the newest checkpoint's lists are served, the state is read
+    // back.
+    let reason = readyz.json()["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let restoring = format!("restored the lists of checkpoint {newest} (as of ");
+    assert!(
+        newest >= 1
+            && reason.starts_with(&restoring)
+            && reason.contains("), catching up: reading the state back"),
+        "/readyz while restoring: {reason:?} (newest checkpoint {newest})"
+    );
     std::fs::remove_file(&backfill_hold).unwrap();
     assert!(
         wait_until(PATIENCE, || ready(http)),
         "not ready after the hold:\n{}",
         proc.log()
+    );
+    let readyz = get(http, "/readyz");
+    assert_eq!(
+        readyz.json()["reason"],
+        "backfill done, live",
+        "{}",
+        readyz.text()
+    );
+    // The restart's figures: how long the restore took (it waited for the hold), and the
+    // checkpoints it writes from then on.
+    assert!(
+        wait_until(PATIENCE, || checkpoints_written(http) >= 1.0),
+        "no checkpoint after the restart:\n{}",
+        proc.log()
+    );
+    let text = get(http, "/metrics").text();
+    let restore = metric(&text, "topsellers_restore_duration_seconds");
+    assert!(
+        restore.is_some_and(|s| s > 0.0 && s <= restarted.0.elapsed().as_secs_f64()),
+        "restore duration {restore:?}\n{text}"
+    );
+    let written_at = metric(&text, "topsellers_checkpoint_last_timestamp_seconds");
+    assert!(
+        written_at.is_some_and(|at| at >= restarted.1 && at <= wall_seconds()),
+        "last checkpoint at {written_at:?}, restarted at {}\n{text}",
+        restarted.1
+    );
+    let (last, state) = (
+        metric(&text, "topsellers_checkpoint_last_bytes"),
+        metric(&text, "topsellers_state_bytes"),
+    );
+    assert!(
+        last.zip(state)
+            .is_some_and(|(last, state)| last <= state && state > 0.0),
+        "last checkpoint {last:?} bytes, state {state:?} bytes\n{text}"
     );
     let problems = oracle_problems(http, &setup.params, &below, &history.twins, t0 - 1);
     assert_no_problems(&problems, "after the restart");
@@ -580,7 +670,11 @@ fn checkpoints_written(http: SocketAddr) -> f64 {
     if std::net::TcpStream::connect(http).is_err() {
         return 0.0;
     }
-    metric(&get(http, "/metrics").text(), "topsellers_checkpoints_total").unwrap_or(0.0)
+    metric(
+        &get(http, "/metrics").text(),
+        "topsellers_checkpoints_total",
+    )
+    .unwrap_or(0.0)
 }
 
 /// In a cluster every process checkpoints its own workers' part of the cut into its own
@@ -673,4 +767,12 @@ fn a_cluster_killed_mid_stream_restores_every_process_part() {
     );
     let lake_bad = LAKE_BAD.lines().count();
     assert_eq!(dead.len(), bad + lake_bad, "each bad record once: {dead:?}");
+}
+
+/// The wall clock, Unix seconds.
+fn wall_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
