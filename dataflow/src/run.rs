@@ -263,7 +263,12 @@ fn open_state(settings: &Settings) -> Result<Option<(Store, Option<Restored>)>, 
     };
     let store = Store::open(dir, &settings.lake.s3)?;
     let seat = seat(settings);
-    let restored = restore::load(&store, settings.scoring(), seat, &settings.lake)?;
+    let restored = restore::load(
+        &store,
+        settings.scoring(),
+        (seat, settings.runtime.workers),
+        &settings.lake,
+    )?;
     match &restored {
         Some(restored) => tracing::info!(
             "state {}: restoring checkpoint {} of {} (lists as of {}, {} segments)",

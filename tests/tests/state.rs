@@ -776,3 +776,69 @@ fn wall_seconds() -> f64 {
         .unwrap()
         .as_secs_f64()
 }
+
+/// A cluster's Kafka partitions belong to workers by global index (`p % workers`), so another
+/// thread count per process moves partitions to other processes, whose checkpoints hold no
+/// offsets for them: restarted as 2 × 1, a 2 × 2 cluster's state read the moved partitions
+/// again from their earliest offset (after a hand-over) and double-counted them. Every process
+/// refuses instead, naming the thread count.
+#[test]
+fn a_cluster_state_is_refused_with_other_threads() {
+    let seed = 97;
+    let history = generate(&Spec::new(seed, 800, R, false));
+    let broker = Broker::start();
+    let topic = format!("state-threads-{}", std::process::id());
+    create_topic(&broker.addr, &topic, 4);
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let messages: Vec<(i32, Vec<u8>)> = history
+        .records
+        .iter()
+        .map(|rec| {
+            (
+                rng.random_range(0..4),
+                jsonl_line(&mut rng, rec).into_bytes(),
+            )
+        })
+        .collect();
+    produce(&broker.addr, &topic, &messages);
+    let mut sorted = history.records.clone();
+    sorted.sort_by_key(|r| r.ts);
+    let lake = sorted[..sorted.len() / 3].to_vec();
+    let setup = Setup::new(&broker.addr, &topic, Some(&lake), "1h", seed);
+    let (workers, http) = topsellers_tests::cluster_layout(setup.dir.path(), 2, 2);
+    let addrs: Vec<SocketAddr> = http.iter().map(|a| a.parse().unwrap()).collect();
+    let mut procs: Vec<Proc> = (0..2)
+        .map(|p| setup.start_process(&workers, p, &[]))
+        .collect();
+    for (p, &addr) in addrs.iter().enumerate() {
+        wait_for_oracle(
+            addr,
+            &procs[p],
+            &setup.params,
+            &history.records,
+            &history.twins,
+            &format!("2 × 2, process {p}"),
+        );
+    }
+    for proc in &procs {
+        sigterm(proc);
+    }
+    for proc in &mut procs {
+        assert!(proc.exit_within(Duration::from_secs(60)).is_some(), "stops");
+    }
+    let text = std::fs::read_to_string(&workers).unwrap();
+    std::fs::write(&workers, text.replace("threads = 2", "threads = 1")).unwrap();
+    let mut procs: Vec<Proc> = (0..2)
+        .map(|p| setup.start_process(&workers, p, &[]))
+        .collect();
+    for (p, proc) in procs.iter_mut().enumerate() {
+        let status = proc.exit_within(PATIENCE);
+        let log = proc.log();
+        assert!(
+            status.is_some_and(|s| !s.success())
+                && log.contains("2 threads per process")
+                && log.contains("empty state"),
+            "process {p}: another thread count is refused:\n{log}"
+        );
+    }
+}

@@ -533,6 +533,7 @@ impl Writer {
             lists,
             dead_letter_bytes,
             process: self.setup.process,
+            threads: Some(self.setup.workers),
         };
         if let Err(error) = manifest.write(store) {
             return Err(self.undo_dead_letters(error));
@@ -812,7 +813,7 @@ mod tests {
             restore::load(
                 &self.store,
                 self.settings.scoring(),
-                (0, 1),
+                ((0, 1), 1),
                 &LakeConfig::default(),
             )
         }
