@@ -78,6 +78,25 @@ impl Job {
             Mode::Serve { backfill, .. } => backfill.as_ref(),
         }
     }
+
+    /// Completes the backfill at `until_ms`, the cut-off the processes of a cluster agreed on
+    /// (see [`crate::cluster::Hello::restored`]): later than this process's own when another
+    /// process restored a later checkpoint. Purchases that have expired by then are not read.
+    pub fn agree_backfill_until(&mut self, until_ms: i64) {
+        let retention_ms = self.scoring.retention_ms;
+        let backfill = match &mut self.mode {
+            Mode::Batch { backfill } => Some(backfill),
+            Mode::Serve { backfill, .. } => backfill.as_mut(),
+        };
+        if let Some(backfill) = backfill.filter(|b| b.until_ms < until_ms) {
+            tracing::info!(
+                "the cluster's backfill completes at {until_ms} ms (a later checkpoint of \
+                 another process), not {} ms",
+                backfill.until_ms
+            );
+            backfill.complete_at(until_ms, retention_ms);
+        }
+    }
 }
 
 /// A `serve` job and what planning it found.
@@ -194,7 +213,22 @@ fn plan_restore(settings: &Settings, restored: &Restored) -> Result<ServePlan, D
             }
             .into());
         }
-        let (units, dropped) = lake::prune(units, after_ms, &settings.lake);
+        // In a cluster every process must list the same units of the history (its workers
+        // share them by index), whatever its own checkpoint's time: pruned as when it was first
+        // read. The windows still leave out what has expired.
+        let in_cluster = settings
+            .runtime
+            .cluster
+            .as_ref()
+            .is_some_and(crate::cluster::Seat::is_cluster);
+        let prune_ms = if in_cluster {
+            history
+                .until_ms
+                .saturating_sub(settings.scoring().retention_ms)
+        } else {
+            after_ms
+        };
+        let (units, dropped) = lake::prune(units, prune_ms, &settings.lake);
         pruned = dropped;
         let window = Window {
             after_ms,
@@ -211,8 +245,7 @@ fn plan_restore(settings: &Settings, restored: &Restored) -> Result<ServePlan, D
         after_ms,
         until_ms: time_ms,
     };
-    parts.push((restored.segments.clone(), segments));
-    let backfill = Backfill::again(parts, time_ms);
+    let backfill = Backfill::again(parts, vec![(restored.segments.clone(), segments)], time_ms);
     let handover = manifest
         .history
         .as_ref()

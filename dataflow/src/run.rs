@@ -62,6 +62,7 @@ impl Service {
         settings.scoring().apply_max_future();
         let state = open_state(settings)?;
         let restored = state.as_ref().and_then(|(_, restored)| restored.as_ref());
+        let from_checkpoint = restored.is_some();
         let ServePlan {
             job,
             pruned,
@@ -138,7 +139,7 @@ impl Service {
             availability: availability_read,
         };
         let progress = start_progress(backfill, &when, &ctx, &metrics)?;
-        let workers = start_workers(settings, job, &ctx, &readiness)?;
+        let workers = start_workers(settings, job, &ctx, &readiness, from_checkpoint)?;
         let addr = serving.addr;
         let watcher = watch_readiness(table.clone(), readiness.clone(), ctx.clone(), when, addr)?;
         Ok(Service {
@@ -262,7 +263,12 @@ fn open_state(settings: &Settings) -> Result<Option<(Store, Option<Restored>)>, 
     };
     let store = Store::open(dir, &settings.lake.s3)?;
     let seat = seat(settings);
-    let restored = restore::load(&store, settings.scoring(), seat, &settings.lake)?;
+    let restored = restore::load(
+        &store,
+        settings.scoring(),
+        (seat, settings.runtime.workers),
+        &settings.lake,
+    )?;
     match &restored {
         Some(restored) => tracing::info!(
             "state {}: restoring checkpoint {} of {} (lists as of {}, {} segments)",
@@ -433,11 +439,13 @@ fn open_outputs(
 }
 
 /// Starts the workers; in a cluster, connects to the peers first.
+/// `restored`: the job starts from a checkpoint of this process's state.
 fn start_workers(
     settings: &Settings,
     job: Job,
     ctx: &Arc<Context>,
     readiness: &Readiness,
+    restored: bool,
 ) -> Result<Workers, DriverError> {
     let threads = settings.runtime.workers;
     let Some(seat) = settings
@@ -454,8 +462,9 @@ fn start_workers(
         processes: seat.layout.process.len() as u64,
         threads: threads as u64,
         config: fingerprint(settings),
-        units: backfill.map_or(0, |b| b.units.len()) as u64,
+        units: backfill.map_or(0, |b| b.shared_units()) as u64,
         until_ms: backfill.map_or(i64::MIN, |b| b.until_ms),
+        restored: u64::from(restored),
     };
     readiness.set_progress(format!(
         "connecting to the other {} processes",

@@ -35,17 +35,35 @@ pub struct Membership<'a> {
 }
 
 /// Starts `threads` workers on `job`; in a cluster, connects to the peers first (this blocks
-/// until every process is there, or the layout's `connect_timeout`).
+/// until every process is there, or the layout's `connect_timeout`), and completes the
+/// backfill at the cut-off the processes agreed on.
 pub fn start(
-    job: Job,
+    mut job: Job,
     ctx: &Arc<Context>,
     threads: usize,
     cluster: Option<Membership<'_>>,
 ) -> Result<Workers, DriverError> {
+    let connected = match cluster {
+        None => None,
+        Some(Membership { seat, hello }) => {
+            let loss = {
+                let ctx = Arc::clone(ctx);
+                PeerLoss::new(move |message| report_loss(&ctx, message))
+            };
+            let (sockets, until_ms) = cluster::connect(seat, hello, loss.clone())?;
+            tracing::info!(
+                "process {} of {} connected to its peers",
+                seat.process,
+                seat.layout.process.len()
+            );
+            job.agree_backfill_until(until_ms);
+            Some((seat, sockets, loss))
+        }
+    };
     let worker_ctx = Arc::clone(ctx);
     let work = move |worker: &mut timely::worker::Worker| run_worker(worker, &job, &worker_ctx);
     let started =
-        match cluster {
+        match connected {
             None => timely::execute(
                 timely::Config {
                     communication: timely::CommunicationConfig::Process(threads),
@@ -54,17 +72,7 @@ pub fn start(
                 work,
             )
             .map(|guards| (guards, None)),
-            Some(Membership { seat, hello }) => {
-                let loss = {
-                    let ctx = Arc::clone(ctx);
-                    PeerLoss::new(move |message| report_loss(&ctx, message))
-                };
-                let sockets = cluster::connect(seat, hello, loss.clone())?;
-                tracing::info!(
-                    "process {} of {} connected to its peers",
-                    seat.process,
-                    seat.layout.process.len()
-                );
+            Some((seat, sockets, loss)) => {
                 let (builders, comms) = cluster::allocators(sockets, seat.process, threads)
                     .map_err(|source| DriverError::Start {
                         what: "the cluster's network threads",

@@ -133,18 +133,44 @@ impl Setup {
         Proc::start(&mut command, self.dir.path().join("topsellers.log"))
     }
 
+    /// Process `process` of the cluster `workers` describes (its HTTP address is there), with
+    /// environment variables, logging to `p<process>.log` in the temp dir.
+    fn start_process(&self, workers: &Path, process: usize, env: &[(&str, &str)]) -> Proc {
+        let mut command = Command::new(topsellers_exe());
+        command
+            .envs(env.iter().copied())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--workers")
+            .arg(workers)
+            .args(["--process", &process.to_string()])
+            .env("RUST_LOG", "info,topsellers::state=debug");
+        Proc::start(
+            &mut command,
+            self.dir.path().join(format!("p{process}.log")),
+        )
+    }
+
     /// The dead-letter file's lines by position.
     fn dead_letters(&self) -> BTreeMap<String, usize> {
-        let text = std::fs::read_to_string(&self.dead_letter).unwrap_or_default();
-        let mut out = BTreeMap::new();
+        dead_letters_in(std::slice::from_ref(&self.dead_letter))
+    }
+}
+
+/// The lines of the dead-letter files `paths`, together, by position.
+fn dead_letters_in(paths: &[PathBuf]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
         for line in text.lines() {
             let value: serde_json::Value = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("a dead letter that is not JSON: {line:?}: {e}"));
             let position = value["position"].as_str().expect("position").to_owned();
             *out.entry(position).or_insert(0) += 1;
         }
-        out
     }
+    out
 }
 
 /// Each record as a JSON message on a random partition, with `BAD` mixed in `copies` times
@@ -307,6 +333,7 @@ fn sigterm_checkpoints_and_the_next_start_reads_nothing_twice() {
     assert_eq!(setup.dead_letters().len(), bad, "bad messages written once");
 
     // The restart: lists at once, nothing read again, ready on the quiet topic.
+    let restarted = std::time::Instant::now();
     let proc = setup.start(4, &http.to_string(), &[]);
     let serving = wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(http).is_ok() && get(http, "/v1/top").status == 200
@@ -317,6 +344,12 @@ fn sigterm_checkpoints_and_the_next_start_reads_nothing_twice() {
         "a quiet topic after a restart turns ready: {}\n{}",
         get(http, "/readyz").text(),
         proc.log()
+    );
+    let readyz = get(http, "/readyz");
+    assert!(
+        readyz.status == 200 && readyz.json()["reason"] == "backfill done, live",
+        "live: {}",
+        readyz.text()
     );
     let problems = oracle_problems(
         http,
@@ -331,6 +364,27 @@ fn sigterm_checkpoints_and_the_next_start_reads_nothing_twice() {
         metric(&text, "topsellers_kafka_messages_total"),
         Some(0.0),
         "nothing read twice\n{text}"
+    );
+    // The first run read every message produced, and checkpointed on SIGTERM: each partition
+    // resumed after its last message (the topic's offsets count from 0).
+    let mut on_partition = BTreeMap::new();
+    for (partition, _) in &early {
+        *on_partition.entry(*partition).or_insert(0) += 1;
+    }
+    for (partition, count) in on_partition {
+        let series = format!(
+            "topsellers_kafka_restored_offset{{topic=\"{topic}\",partition=\"{partition}\"}}"
+        );
+        assert_eq!(
+            metric(&text, &series),
+            Some(count as f64),
+            "{series}\n{text}"
+        );
+    }
+    let restore = metric(&text, "topsellers_restore_duration_seconds");
+    assert!(
+        restore.is_some_and(|s| s > 0.0 && s < restarted.elapsed().as_secs_f64()),
+        "restore duration {restore:?}\n{text}"
     );
     // What comes next counts, once.
     let (late, _) = messages(seed + 1, second, 1);
@@ -510,10 +564,21 @@ fn a_restart_serves_the_checkpoints_lists_before_it_is_ready() {
     }
     proc.child.kill().expect("SIGKILL");
     proc.child.wait().expect("reaped");
+    let newest = listing(&setup.dir.path().join("state"))
+        .iter()
+        .filter_map(|name| {
+            name.strip_prefix("manifest-")?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()
+        })
+        .max()
+        .map_or(0u64, |sequence| sequence);
 
     let backfill_hold = setup.dir.path().join("backfill.hold");
     std::fs::write(&backfill_hold, "").unwrap();
     let backfill_env = backfill_hold.display().to_string();
+    let restarted = (std::time::Instant::now(), wall_seconds());
     let proc = setup.start_with(
         1,
         &http.to_string(),
@@ -542,12 +607,238 @@ fn a_restart_serves_the_checkpoints_lists_before_it_is_ready() {
         .collect();
     let problems = oracle_problems(http, &setup.params, &below, &history.twins, t0 - 1);
     assert_no_problems(&problems, "the restored lists");
+    // What /readyz says meanwhile: the newest checkpoint's lists are served, the state is read
+    // back.
+    let reason = readyz.json()["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let restoring = format!("restored the lists of checkpoint {newest} (as of ");
+    assert!(
+        newest >= 1
+            && reason.starts_with(&restoring)
+            && reason.contains("), catching up: reading the state back"),
+        "/readyz while restoring: {reason:?} (newest checkpoint {newest})"
+    );
     std::fs::remove_file(&backfill_hold).unwrap();
     assert!(
         wait_until(PATIENCE, || ready(http)),
         "not ready after the hold:\n{}",
         proc.log()
     );
+    let readyz = get(http, "/readyz");
+    assert_eq!(
+        readyz.json()["reason"],
+        "backfill done, live",
+        "{}",
+        readyz.text()
+    );
+    // The restart's figures: how long the restore took (it waited for the hold), and the
+    // checkpoints it writes from then on.
+    assert!(
+        wait_until(PATIENCE, || checkpoints_written(http) >= 1.0),
+        "no checkpoint after the restart:\n{}",
+        proc.log()
+    );
+    let text = get(http, "/metrics").text();
+    let restore = metric(&text, "topsellers_restore_duration_seconds");
+    assert!(
+        restore.is_some_and(|s| s > 0.0 && s <= restarted.0.elapsed().as_secs_f64()),
+        "restore duration {restore:?}\n{text}"
+    );
+    let written_at = metric(&text, "topsellers_checkpoint_last_timestamp_seconds");
+    assert!(
+        written_at.is_some_and(|at| at >= restarted.1 && at <= wall_seconds()),
+        "last checkpoint at {written_at:?}, restarted at {}\n{text}",
+        restarted.1
+    );
+    let (last, state) = (
+        metric(&text, "topsellers_checkpoint_last_bytes"),
+        metric(&text, "topsellers_state_bytes"),
+    );
+    assert!(
+        last.zip(state)
+            .is_some_and(|(last, state)| last <= state && state > 0.0),
+        "last checkpoint {last:?} bytes, state {state:?} bytes\n{text}"
+    );
     let problems = oracle_problems(http, &setup.params, &below, &history.twins, t0 - 1);
     assert_no_problems(&problems, "after the restart");
+}
+
+/// `topsellers_checkpoints_total` of the service at `http` (0 while it does not answer).
+fn checkpoints_written(http: SocketAddr) -> f64 {
+    if std::net::TcpStream::connect(http).is_err() {
+        return 0.0;
+    }
+    metric(
+        &get(http, "/metrics").text(),
+        "topsellers_checkpoints_total",
+    )
+    .unwrap_or(0.0)
+}
+
+/// In a cluster every process checkpoints its own workers' part of the cut into its own
+/// directory (`--state DIR` → `DIR.pI`), on its own schedule. A 2-process × 2-thread cluster
+/// reading a history and then a topic with returns, late events and bad messages is SIGKILLed
+/// twice mid-stream (each process at its own moment, after at least one checkpoint each, often
+/// during one), more purchases produced while it is down, and restarted with the same state:
+/// at the end every process serves the oracle's lists over everything produced, and the
+/// processes' dead-letter files together hold each bad record once.
+#[test]
+fn a_cluster_killed_mid_stream_restores_every_process_part() {
+    let seed = 96;
+    let history = generate(&Spec::new(seed, 2000, R, false));
+    let mut sorted = history.records.clone();
+    sorted.sort_by_key(|r| r.ts);
+    let n = sorted.len();
+    let lake = sorted[..n * 2 / 5].to_vec();
+    let mut on_topic = sorted[n / 3..].to_vec();
+    let mut rng = SmallRng::seed_from_u64(seed);
+    on_topic.shuffle(&mut rng);
+    let mut bad = 0;
+    let parts: Vec<Vec<(i32, Vec<u8>)>> = on_topic
+        .chunks(on_topic.len() / 4 + 1)
+        .enumerate()
+        .map(|(at, part)| {
+            let (messages, part_bad) = messages(seed + at as u64, part, 2);
+            bad += part_bad;
+            messages
+        })
+        .collect();
+    let broker = Broker::start();
+    let topic = format!("state-cluster-{}", std::process::id());
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let setup = Setup::new(&broker.addr, &topic, Some(&lake), "200ms", seed);
+    let (workers, http) = topsellers_tests::cluster_layout(setup.dir.path(), 2, 2);
+    let addrs: Vec<SocketAddr> = http.iter().map(|a| a.parse().unwrap()).collect();
+    // Checkpoints every 200 ms, each pausing 100 ms after it appended its bad records.
+    let pause = [("TOPSELLERS_FAILPOINT_CHECKPOINT_PAUSE_MS", "100")];
+    let start = || -> Vec<Proc> {
+        (0..2)
+            .map(|p| setup.start_process(&workers, p, &pause))
+            .collect()
+    };
+    let mut parts = parts.iter();
+    produce(&broker.addr, &topic, parts.next().unwrap());
+    for round in 0..2 {
+        let mut procs = start();
+        for (p, &addr) in addrs.iter().enumerate() {
+            assert!(
+                wait_until(PATIENCE, || checkpoints_written(addr) >= 1.0),
+                "round {round}: process {p} wrote no checkpoint:\n{}",
+                procs[p].log()
+            );
+        }
+        produce(&broker.addr, &topic, parts.next().unwrap());
+        // Each process at its own moment while the part is read.
+        for proc in &mut procs {
+            std::thread::sleep(Duration::from_millis(rng.random_range(50..1200)));
+            proc.child.kill().expect("SIGKILL");
+            proc.child.wait().expect("reaped");
+        }
+    }
+    for part in parts {
+        produce(&broker.addr, &topic, part);
+    }
+    let procs = start();
+    for (p, &addr) in addrs.iter().enumerate() {
+        wait_for_oracle(
+            addr,
+            &procs[p],
+            &setup.params,
+            &history.records,
+            &history.twins,
+            &format!("process {p} after two SIGKILLs of the cluster"),
+        );
+        let log = procs[p].log();
+        assert!(
+            log.matches("restoring checkpoint").count() >= 2,
+            "process {p} restored its checkpoints:\n{log}"
+        );
+    }
+    let files: Vec<PathBuf> = (0..2)
+        .map(|p| setup.dir.path().join(format!("dead-letter.p{p}.jsonl")))
+        .collect();
+    let dead = dead_letters_in(&files);
+    let repeated: Vec<_> = dead.iter().filter(|(_, &n)| n != 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "dead letters written more than once: {repeated:?}"
+    );
+    let lake_bad = LAKE_BAD.lines().count();
+    assert_eq!(dead.len(), bad + lake_bad, "each bad record once: {dead:?}");
+}
+
+/// The wall clock, Unix seconds.
+fn wall_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A cluster's Kafka partitions belong to workers by global index (`p % workers`), so another
+/// thread count per process moves partitions to other processes, whose checkpoints hold no
+/// offsets for them: restarted as 2 × 1, a 2 × 2 cluster's state read the moved partitions
+/// again from their earliest offset (after a hand-over) and double-counted them. Every process
+/// refuses instead, naming the thread count.
+#[test]
+fn a_cluster_state_is_refused_with_other_threads() {
+    let seed = 97;
+    let history = generate(&Spec::new(seed, 800, R, false));
+    let broker = Broker::start();
+    let topic = format!("state-threads-{}", std::process::id());
+    create_topic(&broker.addr, &topic, 4);
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let messages: Vec<(i32, Vec<u8>)> = history
+        .records
+        .iter()
+        .map(|rec| {
+            (
+                rng.random_range(0..4),
+                jsonl_line(&mut rng, rec).into_bytes(),
+            )
+        })
+        .collect();
+    produce(&broker.addr, &topic, &messages);
+    let mut sorted = history.records.clone();
+    sorted.sort_by_key(|r| r.ts);
+    let lake = sorted[..sorted.len() / 3].to_vec();
+    let setup = Setup::new(&broker.addr, &topic, Some(&lake), "1h", seed);
+    let (workers, http) = topsellers_tests::cluster_layout(setup.dir.path(), 2, 2);
+    let addrs: Vec<SocketAddr> = http.iter().map(|a| a.parse().unwrap()).collect();
+    let mut procs: Vec<Proc> = (0..2)
+        .map(|p| setup.start_process(&workers, p, &[]))
+        .collect();
+    for (p, &addr) in addrs.iter().enumerate() {
+        wait_for_oracle(
+            addr,
+            &procs[p],
+            &setup.params,
+            &history.records,
+            &history.twins,
+            &format!("2 × 2, process {p}"),
+        );
+    }
+    for proc in &procs {
+        sigterm(proc);
+    }
+    for proc in &mut procs {
+        assert!(proc.exit_within(Duration::from_secs(60)).is_some(), "stops");
+    }
+    let text = std::fs::read_to_string(&workers).unwrap();
+    std::fs::write(&workers, text.replace("threads = 2", "threads = 1")).unwrap();
+    let mut procs: Vec<Proc> = (0..2)
+        .map(|p| setup.start_process(&workers, p, &[]))
+        .collect();
+    for (p, proc) in procs.iter_mut().enumerate() {
+        let status = proc.exit_within(PATIENCE);
+        let log = proc.log();
+        assert!(
+            status.is_some_and(|s| !s.success())
+                && log.contains("2 threads per process")
+                && log.contains("empty state"),
+            "process {p}: another thread count is refused:\n{log}"
+        );
+    }
 }

@@ -97,14 +97,19 @@ pub struct Hello {
     pub threads: u64,
     /// A hash of the sender's scoring and sources config.
     pub config: u64,
-    /// Read units in the sender's backfill input.
+    /// Read units in the sender's backfill input that the cluster's workers share (the
+    /// history; a restored checkpoint's own segments are read by their process alone).
     pub units: u64,
     /// The backfill's cut-off time as the sender sees it (`i64::MIN`: none).
     pub until_ms: i64,
+    /// 1 when the sender starts from a checkpoint of its state (its cut-off is that
+    /// checkpoint's time, which differs from process to process: the cluster's backfill
+    /// completes at the latest of them), else 0.
+    pub restored: u64,
 }
 
-const MAGIC: &[u8; 8] = b"TOPSCL01";
-const HELLO_BYTES: usize = 8 + 6 * 8;
+const MAGIC: &[u8; 8] = b"TOPSCL02";
+const HELLO_BYTES: usize = 8 + 7 * 8;
 
 impl Hello {
     fn encode(&self) -> [u8; HELLO_BYTES] {
@@ -117,6 +122,7 @@ impl Hello {
             self.config,
             self.units,
             self.until_ms as u64,
+            self.restored,
         ];
         for (i, field) in fields.iter().enumerate() {
             bytes[8 + i * 8..16 + i * 8].copy_from_slice(&field.to_be_bytes());
@@ -136,7 +142,17 @@ impl Hello {
             config: field(3),
             units: field(4),
             until_ms: field(5) as i64,
+            restored: field(6),
         })
+    }
+
+    /// The cut-off the cluster's backfill completes at, given every peer's greeting: the
+    /// common one, or with a restored checkpoint on any process the latest of them.
+    fn agreed_until(&self, peers: &[Hello]) -> i64 {
+        peers
+            .iter()
+            .map(|peer| peer.until_ms)
+            .fold(self.until_ms, i64::max)
     }
 
     /// Why `peer` cannot join this process's cluster, if it cannot.
@@ -154,7 +170,8 @@ impl Hello {
                  with the same config file and flags"
             ));
         }
-        if (peer.units, peer.until_ms) != (self.units, self.until_ms) {
+        let restoring = self.restored != 0 || peer.restored != 0;
+        if peer.units != self.units || !restoring && peer.until_ms != self.until_ms {
             return Some(format!(
                 "{origin} sees other input ({} read units up to {}), this one {} up to {}: \
                  every process must see the same files",
@@ -166,9 +183,10 @@ impl Hello {
 }
 
 /// Connects to every other process of `seat`'s layout, in the order timely expects (`None` at
-/// this process's own index). Gives up after the layout's `connect_timeout` with an error that
+/// this process's own index), and returns the cut-off the cluster's backfill completes at (see
+/// [`Hello::restored`]). Gives up after the layout's `connect_timeout` with an error that
 /// names the address that could not be reached.
-pub fn connect(seat: &Seat, me: Hello, loss: PeerLoss) -> Result<Vec<Option<PeerStream>>> {
+pub fn connect(seat: &Seat, me: Hello, loss: PeerLoss) -> Result<(Vec<Option<PeerStream>>, i64)> {
     let deadline = Instant::now() + seat.layout.connect_timeout();
     let addresses: Vec<&str> = seat
         .layout
@@ -192,8 +210,14 @@ pub fn connect(seat: &Seat, me: Hello, loss: PeerLoss) -> Result<Vec<Option<Peer
         Ok((streams, later))
     })?;
     let (earlier, later) = accepted;
+    let peers: Vec<Hello> = earlier
+        .iter()
+        .chain(&later)
+        .map(|(_, hello)| *hello)
+        .collect();
+    let until_ms = me.agreed_until(&peers);
     let mut sockets = Vec::with_capacity(addresses.len());
-    for (process, stream) in earlier.into_iter().enumerate() {
+    for (process, (stream, _)) in earlier.into_iter().enumerate() {
         sockets.push(Some(PeerStream::new(
             stream,
             process,
@@ -202,7 +226,7 @@ pub fn connect(seat: &Seat, me: Hello, loss: PeerLoss) -> Result<Vec<Option<Peer
         )));
     }
     sockets.push(None);
-    for (offset, stream) in later.into_iter().enumerate() {
+    for (offset, (stream, _)) in later.into_iter().enumerate() {
         let process = seat.process + 1 + offset;
         sockets.push(Some(PeerStream::new(
             stream,
@@ -211,17 +235,17 @@ pub fn connect(seat: &Seat, me: Hello, loss: PeerLoss) -> Result<Vec<Option<Peer
             loss.clone(),
         )));
     }
-    Ok(sockets)
+    Ok((sockets, until_ms))
 }
 
-/// Connects to a lower-index process, retrying until `deadline`.
+/// Connects to a lower-index process, retrying until `deadline`; the stream and its greeting.
 fn dial(
     address: &str,
     process: usize,
     seat: &Seat,
     me: Hello,
     deadline: Instant,
-) -> Result<TcpStream> {
+) -> Result<(TcpStream, Hello)> {
     // 50 ms doubling to 1 s, with jitter: processes started together do not dial in step.
     let mut waits = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(50))
@@ -258,7 +282,7 @@ fn dial(
                 if let Some(why) = me.mismatch(&peer, &format!("process {process} ({address})")) {
                     return Err(ConnectError::Refused(why));
                 }
-                return Ok(stream);
+                return Ok((stream, peer));
             }
             Err(source) if Instant::now() >= deadline => {
                 return Err(ConnectError::Unreachable {
@@ -281,15 +305,16 @@ fn dial(
     }
 }
 
-/// Accepts every higher-index process, until `deadline`.
+/// Accepts every higher-index process, until `deadline`; their streams and greetings.
 fn accept(
     listener: &TcpListener,
     seat: &Seat,
     me: Hello,
     deadline: Instant,
-) -> Result<Vec<TcpStream>> {
+) -> Result<Vec<(TcpStream, Hello)>> {
     let count = seat.layout.process.len();
-    let mut later: Vec<Option<TcpStream>> = (seat.process + 1..count).map(|_| None).collect();
+    let mut later: Vec<Option<(TcpStream, Hello)>> =
+        (seat.process + 1..count).map(|_| None).collect();
     listener
         .set_nonblocking(true)
         .map_err(ConnectError::Accept)?;
@@ -321,7 +346,7 @@ fn accept(
                 if let Some(why) = me.mismatch(&peer, &format!("process {index} ({from})")) {
                     return Err(ConnectError::Refused(why));
                 }
-                *slot = Some(stream);
+                *slot = Some((stream, peer));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if Instant::now() >= deadline {
@@ -421,6 +446,7 @@ mod tests {
             config,
             units: 4,
             until_ms: 1000,
+            restored: 0,
         }
     }
 
@@ -453,12 +479,57 @@ mod tests {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         for (p, result) in results.into_iter().enumerate() {
-            let sockets = result.unwrap();
+            let (sockets, until_ms) = result.unwrap();
+            assert_eq!(until_ms, 1000);
             assert_eq!(sockets.len(), 3);
             for (q, socket) in sockets.iter().enumerate() {
                 assert_eq!(socket.is_none(), p == q, "process {p}, slot {q}");
             }
         }
+    }
+
+    /// Processes restored from their own checkpoints have cut-offs of their own: they agree
+    /// on the latest (a process without a checkpoint joins them); fresh ones must agree.
+    #[test]
+    fn restored_processes_agree_on_the_latest_cut_off() {
+        let addresses = free_addresses(3);
+        let hellos = [(1000, 0), (1200, 1), (1100, 1)];
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = hellos
+                .iter()
+                .enumerate()
+                .map(|(p, &(until_ms, restored))| {
+                    let seat = seat(3, p, &addresses, "20s");
+                    let me = Hello {
+                        until_ms,
+                        restored,
+                        ..hello(p as u64, 7)
+                    };
+                    scope.spawn(move || connect(&seat, me, quiet()))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for result in results {
+            assert_eq!(result.unwrap().1, 1200);
+        }
+        let me = Hello {
+            until_ms: 1000,
+            ..hello(0, 7)
+        };
+        let other = |until_ms, restored, units| Hello {
+            until_ms,
+            restored,
+            units,
+            ..hello(1, 7)
+        };
+        assert!(
+            me.mismatch(&other(1200, 0, 4), "p").is_some(),
+            "fresh: same cut-off"
+        );
+        assert!(me.mismatch(&other(1200, 1, 4), "p").is_none());
+        let shared = me.mismatch(&other(1000, 1, 5), "p").unwrap();
+        assert!(shared.contains("other input"), "{shared}");
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct Backfill {
     pub dead_letters: bool,
     /// The next unit for a worker of this process to claim (see [`Backfill::share`]).
     next_unit: Arc<AtomicUsize>,
+    /// Units from this index on are this process's own (a restored checkpoint's segments):
+    /// in a cluster, only its workers read them; the ones before, every process lists alike.
+    local_from: usize,
 }
 
 impl Backfill {
@@ -58,6 +61,7 @@ impl Backfill {
     pub fn new(units: Vec<ReadUnit>, until_ms: i64, after_ms: i64) -> Backfill {
         let windows = vec![Window { after_ms, until_ms }; units.len()];
         Backfill {
+            local_from: units.len(),
             units,
             windows,
             until_ms,
@@ -66,13 +70,23 @@ impl Backfill {
         }
     }
 
-    /// Reads every `(units, window)` part, completing at `until_ms`; bad records are counted,
-    /// not written again.
-    pub fn again(parts: Vec<(Vec<ReadUnit>, Window)>, until_ms: i64) -> Backfill {
+    /// Reads every `(units, window)` part of `shared` (the history: in a cluster, every
+    /// process lists the same units and the workers share them) and of `local` (this
+    /// process's own: in a cluster, read by its workers alone), completing at `until_ms`; bad
+    /// records are counted, not written again.
+    pub fn again(
+        shared: Vec<(Vec<ReadUnit>, Window)>,
+        local: Vec<(Vec<ReadUnit>, Window)>,
+        until_ms: i64,
+    ) -> Backfill {
         let (mut units, mut windows) = (Vec::new(), Vec::new());
-        for (part, window) in parts {
+        let (shared_len, mut local_from) = (shared.len(), 0);
+        for (at, (part, window)) in shared.into_iter().chain(local).enumerate() {
             windows.extend(std::iter::repeat_n(window, part.len()));
             units.extend(part);
+            if at < shared_len {
+                local_from = units.len();
+            }
         }
         Backfill {
             units,
@@ -80,6 +94,22 @@ impl Backfill {
             until_ms,
             dead_letters: false,
             next_unit: Arc::new(AtomicUsize::new(0)),
+            local_from,
+        }
+    }
+
+    /// How many units every process of a cluster lists alike (and its workers share).
+    pub fn shared_units(&self) -> usize {
+        self.local_from
+    }
+
+    /// Completes at `until_ms` instead (a cluster's agreed cut-off, not before this one's):
+    /// purchases expired by then (`ts <= until_ms - retention_ms`) are not read.
+    pub fn complete_at(&mut self, until_ms: i64, retention_ms: i64) {
+        self.until_ms = self.until_ms.max(until_ms);
+        let after_ms = self.until_ms.saturating_sub(retention_ms);
+        for window in &mut self.windows {
+            window.after_ms = window.after_ms.max(after_ms);
         }
     }
 
@@ -90,8 +120,9 @@ impl Backfill {
 
     /// The units worker `index` of `peers` reads, by their index. In one process, workers
     /// claim units as they go, so that one that drew quick units does not idle while another
-    /// still reads. Across processes (`one_process` false), each worker reads the units of its
-    /// global index (nobody to share a counter with).
+    /// still reads. Across processes (`one_process` false), each worker reads the shared units
+    /// of its global index (nobody to share a counter with), and the workers of a process claim
+    /// its own units (a restored checkpoint's segments) as they go.
     fn share(
         &self,
         index: usize,
@@ -104,7 +135,16 @@ impl Backfill {
                 Some(next.fetch_add(1, Ordering::Relaxed)).filter(|&at| at < count)
             }))
         } else {
-            Box::new((0..self.units.len()).filter(move |at| at % peers.max(1) == index))
+            let (shared, count) = (self.local_from, self.units.len());
+            let next = Arc::clone(&self.next_unit);
+            let own = std::iter::from_fn(move || {
+                Some(shared + next.fetch_add(1, Ordering::Relaxed)).filter(|&at| at < count)
+            });
+            Box::new(
+                (0..shared)
+                    .filter(move |at| at % peers.max(1) == index)
+                    .chain(own),
+            )
         }
     }
 }

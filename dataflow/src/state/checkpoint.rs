@@ -533,6 +533,7 @@ impl Writer {
             lists,
             dead_letter_bytes,
             process: self.setup.process,
+            threads: Some(self.setup.workers),
         };
         if let Err(error) = manifest.write(store) {
             return Err(self.undo_dead_letters(error));
@@ -676,5 +677,295 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use topsellers_model::{RankedItem, ScoreKey, Snapshot, TopKList};
+    use topsellers_sinks::TableConfig;
+    use topsellers_sources::files::{LakeConfig, S3Config};
+
+    use super::*;
+    use crate::config::{Config, Settings};
+    use crate::state::restore;
+
+    const DAY_MS: i64 = 86_400_000;
+
+    /// A checkpointer of one worker writing into a fresh directory, with what it needs, not
+    /// started: the tests hand it cuts and call [`Writer::checkpoint`] themselves.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        settings: Settings,
+        store: Store,
+        writer: Writer,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Config::default().check("test").unwrap();
+        let scoring = settings.scoring();
+        let store = Store::open(
+            &dir.path().join("state").display().to_string(),
+            &S3Config::default(),
+        )
+        .unwrap();
+        let table = Arc::new(ServingTable::new(
+            scoring.profiles.clone(),
+            scoring.k,
+            TableConfig::default(),
+        ));
+        let setup = Setup {
+            scoring: ScoringPrint::of(scoring),
+            retention_ms: scoring.retention_ms,
+            history: None,
+            kafka: Some(("t".into(), false)),
+            process: (0, 1),
+            workers: 1,
+            interval: Duration::from_secs(3600),
+            restored: None,
+        };
+        let sinks = Sinks {
+            store: store.clone(),
+            table,
+            dead_letter: Arc::new(DeadLetter::open(None).unwrap()),
+            backfill: Arc::new(BackfillProgress::default()),
+            stop: Stop::new(),
+            metrics: Arc::new(Metrics::new()),
+        };
+        let writer = Writer::new(setup, sinks, Arc::new(Stats::default()));
+        Fixture {
+            _dir: dir,
+            settings,
+            store,
+            writer,
+        }
+    }
+
+    /// `n` purchases at `ts_ms`, items `first..first + n`.
+    fn purchases(first: usize, n: usize, ts_ms: i64) -> Vec<Purchase> {
+        (first..first + n)
+            .map(|i| Purchase {
+                item_id: format!("item-{i}").into(),
+                category: format!("books/c{}", i % 50).into(),
+                ts_ms,
+                quantity: 1 + (i % 3) as i64,
+            })
+            .collect()
+    }
+
+    /// `n` lists of categories `first..first + n`, of ten items each.
+    fn lists(first: usize, n: usize) -> Vec<TopKList> {
+        (first..first + n)
+            .map(|c| TopKList {
+                profile: 0,
+                category: format!("books/c{c}").into(),
+                items: (0..10)
+                    .map(|i| RankedItem {
+                        item_id: format!("item-{c}-{i}").into(),
+                        score: ScoreKey {
+                            exp: 10 - i,
+                            mantissa: 1.5,
+                        },
+                        scores: None,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    impl Fixture {
+        /// Serves `lists` as of `time_ms`, then writes checkpoint `sequence` of `purchases`
+        /// entered up to `time_ms`, partition 0 read up to `offset`; the bytes it wrote.
+        fn checkpoint(
+            &mut self,
+            sequence: u64,
+            purchases: Vec<Purchase>,
+            lists: Vec<TopKList>,
+            time_ms: i64,
+            offset: i64,
+        ) -> u64 {
+            self.writer.sinks.table.apply(&Snapshot {
+                time_ms,
+                lists,
+                whole: false,
+            });
+            self.writer.pending.push(Cut {
+                sequence,
+                worker: 0,
+                purchases,
+                bad: Vec::new(),
+                kafka: BTreeMap::from([(0, offset)]),
+                time_ms,
+            });
+            self.writer.checkpoint(sequence);
+            assert_eq!(
+                self.writer.sequence(),
+                sequence,
+                "checkpoint {sequence} written"
+            );
+            self.writer.stats.last_bytes.load(Ordering::Relaxed)
+        }
+
+        fn restore(&self) -> Result<Option<restore::Restored>, StateError> {
+            restore::load(
+                &self.store,
+                self.settings.scoring(),
+                ((0, 1), 1),
+                &LakeConfig::default(),
+            )
+        }
+
+        fn manifest(&self, sequence: u64) -> Manifest {
+            Manifest::read(&self.store, &manifest::file_name(sequence)).unwrap()
+        }
+
+        /// The names in the directory that are not manifests.
+        fn data_files(&self) -> Vec<String> {
+            let mut names: Vec<String> = self
+                .store
+                .list()
+                .unwrap()
+                .into_iter()
+                .filter(|name| manifest::sequence_of(name).is_none())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    /// What the manifests `sequences` name, sorted and without repeats.
+    fn named(fixture: &Fixture, sequences: &[u64]) -> Vec<String> {
+        let mut names: Vec<String> = sequences
+            .iter()
+            .flat_map(|&s| {
+                fixture
+                    .manifest(s)
+                    .files()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    #[test]
+    fn the_last_two_checkpoints_are_kept_and_nothing_else() {
+        let mut f = fixture();
+        let retention = f.settings.scoring().retention_ms;
+        let t = 400 * DAY_MS;
+        f.checkpoint(1, purchases(0, 100, t), lists(0, 20), t, 10);
+        // Checkpoint 1's purchases have expired by checkpoint 2's time: 2 no longer names
+        // their segment, 1 (kept) still does.
+        let t2 = t + retention + 1;
+        f.checkpoint(2, purchases(100, 100, t2), lists(0, 20), t2, 20);
+        let first_segment = f.manifest(1).segments[0].name.clone();
+        assert!(!f.manifest(2).files().any(|name| name == first_segment));
+        assert!(f.data_files().contains(&first_segment), "kept for 1");
+        f.checkpoint(3, purchases(200, 100, t2), lists(5, 1), t2 + 1, 30);
+        let manifests: Vec<String> = Manifest::names(&f.store).unwrap();
+        assert_eq!(
+            manifests,
+            [manifest::file_name(3), manifest::file_name(2)],
+            "the last two manifests"
+        );
+        assert_eq!(f.data_files(), named(&f, &[3, 2]), "their files, no others");
+        assert!(!f.data_files().contains(&first_segment), "removed with 1");
+        // Every list file written whole again after MAX_LIST_FILES: the old ones go too.
+        for sequence in 4..4 + MAX_LIST_FILES as u64 {
+            f.checkpoint(
+                sequence,
+                Vec::new(),
+                lists(sequence as usize, 1),
+                t2 + 2,
+                40,
+            );
+        }
+        let last = 3 + MAX_LIST_FILES as u64;
+        assert_eq!(Manifest::names(&f.store).unwrap().len(), 2);
+        assert_eq!(f.data_files(), named(&f, &[last, last - 1]));
+    }
+
+    #[test]
+    fn a_damaged_newest_checkpoint_gives_way_to_the_one_before() {
+        let mut f = fixture();
+        let t = 400 * DAY_MS;
+        f.checkpoint(1, purchases(0, 100, t), lists(0, 20), t, 10);
+        f.checkpoint(2, purchases(100, 100, t + 1), lists(3, 2), t + 1, 20);
+        let restored = f.restore().unwrap().expect("a checkpoint");
+        assert_eq!(restored.manifest.sequence, 2);
+        assert_eq!(restored.manifest.kafka.as_ref().unwrap().next[&0], 20);
+        assert_eq!(restored.lists.time_ms, t + 1);
+
+        // A data file only the newest names (its own segment), damaged: the one before.
+        let own = f.manifest(2).segments.last().unwrap().name.clone();
+        assert!(!f.manifest(1).files().any(|name| name == own));
+        let bytes = f.store.get(&own).unwrap().unwrap();
+        let mut damaged = bytes.clone();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 0x55;
+        f.store.put(&own, damaged).unwrap();
+        let restored = f.restore().unwrap().expect("the one before");
+        assert_eq!(restored.manifest.sequence, 1);
+        assert_eq!(restored.manifest.kafka.as_ref().unwrap().next[&0], 10);
+        assert_eq!(restored.lists.time_ms, t, "checkpoint 1's lists");
+        f.store.put(&own, bytes).unwrap();
+        assert_eq!(f.restore().unwrap().unwrap().manifest.sequence, 2);
+
+        // The newest manifest damaged: the one before.
+        let name = manifest::file_name(2);
+        let text = String::from_utf8(f.store.get(&name).unwrap().unwrap()).unwrap();
+        f.store
+            .put(
+                &name,
+                text.replacen("\"sequence\":2", "\"sequence\":7", 1).into(),
+            )
+            .unwrap();
+        assert_eq!(f.restore().unwrap().unwrap().manifest.sequence, 1);
+        // Cut short (a torn write on a store that is not atomic): likewise.
+        f.store
+            .put(&name, text.as_bytes()[..text.len() / 2].to_vec())
+            .unwrap();
+        assert_eq!(f.restore().unwrap().unwrap().manifest.sequence, 1);
+
+        // Both damaged (a file they share): refused, never an empty start.
+        let shared = f.manifest(1).segments[0].name.clone();
+        f.store.put(&shared, b"not parquet".to_vec()).unwrap();
+        let error = f.restore().expect_err("no intact checkpoint").to_string();
+        assert!(
+            error.contains(&name),
+            "names the newest damaged file: {error}"
+        );
+    }
+
+    /// A checkpoint writes what changed since the one before: after a first one of many
+    /// purchases and lists, one of a few new purchases and one changed list writes a small
+    /// fraction of the bytes (rewriting the whole state each time would not).
+    #[test]
+    fn a_checkpoint_writes_what_changed_not_the_whole_state() {
+        let mut f = fixture();
+        let t = 400 * DAY_MS;
+        let first = f.checkpoint(1, purchases(0, 20_000, t), lists(0, 500), t, 20_000);
+        let second = f.checkpoint(2, purchases(20_000, 20, t + 1), lists(7, 1), t + 1, 20_020);
+        let state: u64 = {
+            let manifest = f.manifest(2);
+            manifest
+                .segments
+                .iter()
+                .chain(&manifest.lists)
+                .map(|file| file.bytes)
+                .sum()
+        };
+        assert!(
+            second * 20 < first && second * 20 < state,
+            "checkpoint 2 wrote {second} bytes, checkpoint 1 {first}, the state is {state}"
+        );
+        // Nothing new: nothing written but the manifest.
+        let third = f.checkpoint(3, Vec::new(), Vec::new(), t + 2, 20_020);
+        assert_eq!(third, 0);
     }
 }

@@ -41,6 +41,10 @@ pub struct Manifest {
     pub dead_letter_bytes: Option<u64>,
     /// This process's seat: (process, processes) of its cluster.
     pub process: (usize, usize),
+    /// Worker threads per process of the writer (absent in states written before it was
+    /// kept): in a cluster, another count moves Kafka partitions between processes.
+    #[serde(default)]
+    pub threads: Option<usize>,
 }
 
 /// What scoring a state is for.
@@ -317,6 +321,7 @@ mod tests {
             lists: vec![],
             dead_letter_bytes: Some(17),
             process: (0, 1),
+            threads: Some(2),
         }
     }
 

@@ -24,11 +24,12 @@ pub struct Restored {
 
 /// The newest checkpoint in `store` whose files are all intact, if there is any. A damaged
 /// newest checkpoint gives way to the one before (logged); another format version or another
-/// scoring is refused (an error saying what differs and how to rebuild).
+/// scoring is refused (an error saying what differs and how to rebuild), and so is another seat
+/// in a cluster: `seat` is ((process, processes), threads per process).
 pub fn load(
     store: &Store,
     scoring: &Scoring,
-    process: (usize, usize),
+    seat: ((usize, usize), usize),
     lake: &LakeConfig,
 ) -> Result<Option<Restored>, StateError> {
     let names = Manifest::names(store)?;
@@ -43,7 +44,7 @@ pub fn load(
             }
             Err(error) => return Err(error),
         };
-        check(store, &manifest, scoring, process)?;
+        check(store, &manifest, scoring, seat)?;
         match read_files(store, &manifest, lake) {
             Ok((lists, segments)) => {
                 return Ok(Some(Restored {
@@ -71,7 +72,7 @@ fn check(
     store: &Store,
     manifest: &Manifest,
     scoring: &Scoring,
-    process: (usize, usize),
+    (process, threads): ((usize, usize), usize),
 ) -> Result<(), StateError> {
     if let Some((what, state, config)) = manifest.scoring.difference(&ScoringPrint::of(scoring)) {
         return Err(StateError::Mismatch {
@@ -88,6 +89,21 @@ fn check(
                 "it holds process {} of {}, this is process {} of {}: give every process its \
                  own state directory, and restart a cluster with the layout it was written by",
                 manifest.process.0, manifest.process.1, process.0, process.1
+            ),
+        });
+    }
+    // A Kafka partition belongs to the worker `p % (processes × threads)`: in a cluster another
+    // thread count moves partitions to processes whose state holds no offset for them (they
+    // would start from the group's commit or the earliest offset: lost or double-counted).
+    let written = manifest.threads.filter(|_| process.1 > 1);
+    if let Some(written) = written.filter(|&written| written != threads) {
+        return Err(StateError::Layout {
+            dir: store.name(),
+            why: format!(
+                "it was written by a cluster of {written} threads per process, this one runs \
+                 {threads}: Kafka partitions would move to processes whose state holds no \
+                 offset for them. Restart the cluster with threads = {written}, or with empty \
+                 state directories to rebuild from the sources"
             ),
         });
     }
