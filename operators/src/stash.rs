@@ -60,11 +60,24 @@ impl<D> TimeStash<D> {
         }
     }
 
-    /// Keeps `capability` if it is earlier than the one held (or none is).
+    /// Keeps `capability` if it is earlier than the one held (or none is), then holds it only
+    /// at the earliest pending time: an update ahead of its message's time (a purchase whose
+    /// event time is ahead of the input time) must not hold the output frontier at the
+    /// message's time until some round completes — when it is the only one pending, no round
+    /// completes before the frontier passes its own time, and a worker waiting for the
+    /// frontier to pass its input time waited for ever (seen: a Kafka restart at the end of
+    /// its topic, then one purchase).
     fn hold(&mut self, capability: Capability<Time>) {
         match &self.capability {
             Some(held) if held.time() <= capability.time() => {}
             _ => self.capability = Some(capability),
+        }
+        if let (Some(held), Some((&next, _))) =
+            (self.capability.as_mut(), self.pending.first_key_value())
+        {
+            if *held.time() < next {
+                held.downgrade(&next);
+            }
         }
     }
 
@@ -176,4 +189,72 @@ pub fn frontier_time(
     frontier: &timely::progress::frontier::MutableAntichain<Time>,
 ) -> Option<Time> {
     frontier.frontier().iter().next().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use timely::container::CapacityContainerBuilder;
+    use timely::dataflow::channels::pact::Pipeline;
+    use timely::dataflow::operators::generic::Operator;
+    use timely::dataflow::operators::vec::Input;
+    use timely::dataflow::operators::Probe;
+    use timely::dataflow::ProbeHandle;
+
+    use super::*;
+
+    /// An update whose time lies ahead of its message's time holds the output frontier at its
+    /// own time, not at the message's, even when no round completes in between (the only
+    /// update pending): the frontier passes any earlier time the input passes.
+    #[test]
+    fn an_update_ahead_of_its_message_holds_the_frontier_only_at_its_own_time() {
+        timely::execute_directly(|worker| {
+            let probe = ProbeHandle::new();
+            let mut input = worker.dataflow::<Time, _, _>(|scope| {
+                let (input, stream) = scope.new_input::<(u64, Time)>();
+                stream
+                    .unary_frontier::<CapacityContainerBuilder<Vec<(u64, Time)>>, _, _, _>(
+                        Pipeline,
+                        "Stash",
+                        |_capability, _info| {
+                            let mut stash = TimeStash::default();
+                            let mut out = Vec::new();
+                            move |(input, frontier), output| {
+                                stash.absorb(input, |update, _| update);
+                                let frontier = frontier_time(frontier);
+                                if let Some(emit) = stash.drain_complete(frontier, &mut out) {
+                                    output.session(&emit).give_iterator(out.drain(..));
+                                }
+                            }
+                        },
+                    )
+                    .probe_with(&probe);
+                input
+            });
+            input.advance_to(1);
+            input.send((7, 1_000)); // under the capability of time 1, taking effect at 1000
+            input.advance_to(500);
+            for _ in 0..1_000 {
+                if !probe.less_than(&500) {
+                    break;
+                }
+                worker.step();
+            }
+            assert!(
+                !probe.less_than(&500),
+                "the output frontier is held before 500 by an update at 1000"
+            );
+            assert!(
+                probe.less_than(&1_000),
+                "the update at 1000 still holds 1000"
+            );
+            input.advance_to(2_000);
+            for _ in 0..1_000 {
+                if !probe.less_than(&2_000) {
+                    break;
+                }
+                worker.step();
+            }
+            assert!(!probe.less_than(&2_000), "emitted once complete");
+        });
+    }
 }

@@ -1239,3 +1239,50 @@ fn a_far_future_purchase_is_dead_lettered_and_a_restart_turns_ready() {
     service.stop();
     service.shutdown().expect("shutdown");
 }
+
+/// A restart at the end of its topic (every offset committed, no state) turns ready, and a
+/// purchase produced after that — its event time ahead of the input time the quiet restart left
+/// — is served. It was read and never published: the operators' stash held the output frontier
+/// at the message's time (the input time) until some round completed, and none did, so the
+/// worker waiting for the frontier to pass its input time waited for ever.
+#[test]
+fn a_purchase_after_a_restart_at_the_end_of_the_topic_is_served() {
+    let context = "restart at the end";
+    let broker = Broker::start();
+    let topic = topic("restart-end");
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    let data = data(98, 600);
+    produce(&broker.addr, &topic, &data.messages);
+    let params = Params::new(K, 2, 500);
+    let kafka = kafka_config(&broker.addr, &topic);
+    let group = kafka.group.clone();
+    let (service, stop) = start(&service_config(&params, kafka.clone(), ""));
+    let until = default_as_of(&data.records).unwrap();
+    wait_caught_up(&service, until, data.messages.len(), context);
+    assert!(wait_until(PATIENCE, || committed(
+        &broker.addr,
+        &topic,
+        &group
+    ) == counts(&data.messages)));
+    service.stop();
+    service.shutdown().expect("shutdown");
+    drop(stop);
+    let (service, _stop) = start(&service_config(&params, kafka, ""));
+    assert!(wait_until(PATIENCE, || service.is_ready()));
+    let later = until + 1_000;
+    let rec = Rec::new("after-restart", "restart/check", later, 2);
+    let mut rng = SmallRng::seed_from_u64(3);
+    produce(
+        &broker.addr,
+        &topic,
+        &[(0, jsonl_line(&mut rng, &rec).into_bytes())],
+    );
+    wait_published(&service, later, context);
+    let list = http(service.addr, "GET", &top_path("restart/check"), &[]).json();
+    let items = top_items(&list);
+    assert_eq!(
+        items.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+        ["after-restart"],
+        "{context}: the purchase after the restart is listed: {list}"
+    );
+}
