@@ -20,7 +20,7 @@ pub const MAX_RATE: u64 = 1_000_000_000;
 /// Largest `zipf_exponent`.
 pub const MAX_ZIPF_EXPONENT: f64 = 10.0;
 
-/// Largest `trending_items` (and never more than `items`).
+/// Largest `trending_items` (drawn from the catalog, repeats allowed: it may exceed `items`).
 pub const MAX_TRENDING_ITEMS: u64 = 1_000_000;
 
 /// Longest `trend_period` and `max_lateness` (365 days, in ms).
@@ -232,13 +232,12 @@ impl GeneratorConfig {
                 ),
             ));
         }
-        if u64::from(self.trending_items) > self.items.min(MAX_TRENDING_ITEMS) {
+        // Only an absolute bound: trending items are drawn from the catalog (repeats allowed),
+        // so a small catalog (`--items 10`) with the default 20 is fine.
+        if u64::from(self.trending_items) > MAX_TRENDING_ITEMS {
             return Err(SettingError::new(
                 "generator.trending_items",
-                format!(
-                    "{} is more than generator.items ({}) or {MAX_TRENDING_ITEMS}",
-                    self.trending_items, self.items
-                ),
+                format!("{} is more than {MAX_TRENDING_ITEMS}", self.trending_items),
             ));
         }
         fraction("generator.trending_share", self.trending_share)?;
