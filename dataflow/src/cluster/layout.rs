@@ -32,6 +32,9 @@ pub struct Layout {
     pub process: Vec<ProcessAddr>,
 }
 
+/// The longest `connect_timeout` accepted.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(60)
 }
@@ -79,6 +82,13 @@ impl Layout {
             return Err(invalid(
                 "threads".into(),
                 format!("{} is out of range 1..=1024", self.threads),
+            ));
+        }
+        // Waited on as `now + connect_timeout`: an absurd value would overflow the clock.
+        if self.connect_timeout.is_zero() || self.connect_timeout > MAX_CONNECT_TIMEOUT {
+            return Err(invalid(
+                "connect_timeout".into(),
+                format!("{:?} is out of range 1ms..=1d", self.connect_timeout),
             ));
         }
         if self.process.is_empty() {
@@ -305,6 +315,14 @@ mod tests {
         fails_on(&format!("processes = 3\n{TWO}"), "processes");
         fails_on(
             &format!("connect_timeout = \"soon\"\n{TWO}"),
+            "connect_timeout",
+        );
+        fails_on(
+            &format!("connect_timeout = \"0ms\"\n{TWO}"),
+            "connect_timeout",
+        );
+        fails_on(
+            &format!("connect_timeout = \"100000000d\"\n{TWO}"),
             "connect_timeout",
         );
         fails_on(
