@@ -1211,31 +1211,15 @@ fn a_far_future_purchase_is_dead_lettered_and_a_restart_turns_ready() {
 
     // Restarted with the same group, one purchase later: it reads only that one (the far
     // future one's offset was committed), turns ready and serves it.
-    let later = until + 1_000;
-    let rec = Rec::new("after-restart", "restart/check", later, 2);
-    let mut rng = SmallRng::seed_from_u64(3);
-    produce(
-        &broker.addr,
-        &topic,
-        &[(0, jsonl_line(&mut rng, &rec).into_bytes())],
-    );
+    let later = produce_one_after(&broker.addr, &topic, until);
     let (service, _stop) = start(&service_config(&params, kafka, ""));
     assert!(
         wait_until(PATIENCE, || service.is_ready()),
         "{context}: the restart is not ready: {}",
         service.readiness.reason()
     );
-    wait_published(&service, later, context);
+    served_alone(&service, later, context);
     wait_read(&service, 1, context);
-    let list = http(service.addr, "GET", &top_path("restart/check"), &[]).json();
-    assert_eq!(
-        top_items(&list)
-            .iter()
-            .map(|(id, _)| id.as_str())
-            .collect::<Vec<_>>(),
-        ["after-restart"],
-        "{list}"
-    );
     service.stop();
     service.shutdown().expect("shutdown");
 }
@@ -1269,19 +1253,34 @@ fn a_purchase_after_a_restart_at_the_end_of_the_topic_is_served() {
     drop(stop);
     let (service, _stop) = start(&service_config(&params, kafka, ""));
     assert!(wait_until(PATIENCE, || service.is_ready()));
+    let later = produce_one_after(&broker.addr, &topic, until);
+    served_alone(&service, later, context);
+}
+
+/// Produces one purchase of `after-restart` in `restart/check`, a second after `until`, to
+/// partition 0; its event time.
+fn produce_one_after(brokers: &str, topic: &str, until: i64) -> i64 {
     let later = until + 1_000;
     let rec = Rec::new("after-restart", "restart/check", later, 2);
     let mut rng = SmallRng::seed_from_u64(3);
     produce(
-        &broker.addr,
-        &topic,
+        brokers,
+        topic,
         &[(0, jsonl_line(&mut rng, &rec).into_bytes())],
     );
-    wait_published(&service, later, context);
+    later
+}
+
+/// Waits until the snapshot of `later` is published, then checks that `restart/check` lists
+/// exactly the purchase [`produce_one_after`] made.
+fn served_alone(service: &Service, later: i64, context: &str) {
+    wait_published(service, later, context);
     let list = http(service.addr, "GET", &top_path("restart/check"), &[]).json();
-    let items = top_items(&list);
     assert_eq!(
-        items.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+        top_items(&list)
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
         ["after-restart"],
         "{context}: the purchase after the restart is listed: {list}"
     );

@@ -227,6 +227,19 @@ fn wait_for_oracle(
     }
 }
 
+/// The lake holds the first part of `records` by time, the topic everything from a little
+/// before the lake's end (the hand-over is at the lake's last time), in an order shuffled by
+/// `rng`: late events.
+fn lake_and_topic(records: &[Rec], rng: &mut SmallRng) -> (Vec<Rec>, Vec<Rec>) {
+    let mut sorted = records.to_vec();
+    sorted.sort_by_key(|r| r.ts);
+    let n = sorted.len();
+    let lake = sorted[..n * 2 / 5].to_vec();
+    let mut on_topic = sorted[n / 3..].to_vec();
+    on_topic.shuffle(rng);
+    (lake, on_topic)
+}
+
 /// The proof: a stream with returns, late events and bad messages, a history read
 /// first, and the service SIGKILLed at random moments (during the backfill, mid-stream, during
 /// a checkpoint: they are written every 100 ms) and restarted each time with the same state on
@@ -236,15 +249,8 @@ fn wait_for_oracle(
 fn sigkill_at_random_moments_loses_and_double_counts_nothing() {
     let seed = 91;
     let history = generate(&Spec::new(seed, 2400, R, false));
-    let mut sorted = history.records.clone();
-    sorted.sort_by_key(|r| r.ts);
-    let n = sorted.len();
-    // The lake holds the first part, the topic everything from a little before its end (the
-    // hand-over is at the lake's last time); the topic's order is shuffled: late events.
-    let lake = sorted[..n * 2 / 5].to_vec();
-    let mut on_topic = sorted[n / 3..].to_vec();
     let mut rng = SmallRng::seed_from_u64(seed);
-    on_topic.shuffle(&mut rng);
+    let (lake, on_topic) = lake_and_topic(&history.records, &mut rng);
     // Many bad messages: most checkpoints append some.
     let (messages, bad) = messages(seed, &on_topic, 15);
     let broker = Broker::start();
@@ -688,13 +694,8 @@ fn checkpoints_written(http: SocketAddr) -> f64 {
 fn a_cluster_killed_mid_stream_restores_every_process_part() {
     let seed = 96;
     let history = generate(&Spec::new(seed, 2000, R, false));
-    let mut sorted = history.records.clone();
-    sorted.sort_by_key(|r| r.ts);
-    let n = sorted.len();
-    let lake = sorted[..n * 2 / 5].to_vec();
-    let mut on_topic = sorted[n / 3..].to_vec();
     let mut rng = SmallRng::seed_from_u64(seed);
-    on_topic.shuffle(&mut rng);
+    let (lake, on_topic) = lake_and_topic(&history.records, &mut rng);
     let mut bad = 0;
     let parts: Vec<Vec<(i32, Vec<u8>)>> = on_topic
         .chunks(on_topic.len() / 4 + 1)
