@@ -50,7 +50,7 @@ fn default_buffer() -> usize {
 }
 
 fn default_publish_interval() -> Duration {
-    Duration::from_millis(200)
+    Duration::from_millis(100)
 }
 
 fn default_refresh() -> Duration {

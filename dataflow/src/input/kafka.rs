@@ -27,7 +27,7 @@ use topsellers_model::wall_clock_ms;
 use topsellers_operators::Time;
 use topsellers_sinks::{MetricKind, Metrics};
 use topsellers_sources::kafka::{
-    DeadLetterTopic, KafkaConfig, KafkaShared, PartitionGauges, PartitionReader, ReaderSpec,
+    DeadLetterTopic, KafkaConfig, KafkaShared, PartitionGauges, PartitionReader, ReaderSpec, Round,
     StartAt, Watermark,
 };
 
@@ -274,18 +274,16 @@ pub fn follow(
     let mut own = Report::default();
     while !ctx.stopped() {
         let current = *graph.input.time();
-        let deadline = Instant::now() + epoch;
-        reader.read_round(
-            current as i64,
-            pace.epoch_ms as i64,
-            pace.batch_size,
-            deadline,
-            &mut purchases,
-            &mut bad,
-            || {
-                worker.step();
-            },
-        );
+        let round = Round {
+            current: current as i64,
+            epoch_ms: pace.epoch_ms as i64,
+            max: pace.batch_size,
+            deadline: Instant::now() + epoch,
+            until: live_boundary(current, pace.epoch_ms, wall_clock_ms()),
+        };
+        reader.read_round(round, &mut purchases, &mut bad, || {
+            worker.step();
+        });
         let entered = enter_round(graph, kafka, &mut purchases, current, log, ctx);
         own.max_entered_ms = own.max_entered_ms.max(entered.map(|at| at as i64));
         super::bad(ctx, log, &mut bad);
@@ -315,6 +313,19 @@ pub fn follow(
         log.finish(Some(reader.positions()), *graph.input.time());
     }
     reader.close(ctx.served(), *graph.input.time() as i64);
+}
+
+/// How close to the wall clock (ms) the next epoch boundary must be for a round to end as soon
+/// as the watermark crosses it: reading live, the purchases then go on at once (not up to an
+/// epoch later); catching up on a backlog, rounds stay a full epoch (or batch) long.
+const LIVE_WINDOW_MS: i64 = 1_000;
+
+/// The next epoch boundary above `current`, if it is within [`LIVE_WINDOW_MS`] of `wall_ms`:
+/// the event time whose crossing lets this worker's input advance.
+fn live_boundary(current: Time, epoch_ms: u64, wall_ms: i64) -> Option<i64> {
+    let epoch = epoch_ms.max(1);
+    let boundary = i64::try_from(current.div_ceil(epoch).checked_mul(epoch)?).ok()?;
+    (boundary >= wall_ms.saturating_sub(LIVE_WINDOW_MS)).then_some(boundary)
 }
 
 /// The input time this worker moves to after a round that began at `current`, given what it
@@ -387,4 +398,25 @@ fn enter_round(
         kafka.handover_skipped.fetch_add(skipped, Ordering::Relaxed);
     }
     entered_max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_ends_early_only_at_a_boundary_near_the_wall_clock() {
+        // Live: the next boundary above the input time, whether or not it sits on one.
+        assert_eq!(live_boundary(1_000_001, 100, 1_000_050), Some(1_000_100));
+        assert_eq!(live_boundary(1_000_000, 100, 1_000_050), Some(1_000_000));
+        assert_eq!(live_boundary(999_999, 1, 1_000_050), Some(999_999));
+        // Within the window behind the wall clock, and ahead of it.
+        assert_eq!(live_boundary(999_001, 100, 1_000_000), Some(999_100));
+        assert_eq!(live_boundary(2_000_001, 100, 1_000_000), Some(2_000_100));
+        // A backlog: full rounds.
+        assert_eq!(live_boundary(900_001, 100, 1_000_000), None);
+        assert_eq!(live_boundary(0, 100, 1_000_000), None);
+        // No overflow at the end of time.
+        assert_eq!(live_boundary(u64::MAX, 100, 0), None);
+    }
 }

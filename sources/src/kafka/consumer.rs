@@ -127,6 +127,24 @@ pub fn input_time(ts: i64, current: i64, epoch_ms: i64, max_seen: i64) -> i64 {
     up.min(max_seen.max(ts)).max(current).max(ts)
 }
 
+/// What one [`PartitionReader::read_round`] reads: until `max` messages were read, `deadline`
+/// passed, or (with `until`) the reader's watermark reached `until`.
+#[derive(Clone, Copy, Debug)]
+pub struct Round {
+    /// The worker's input time now.
+    pub current: i64,
+    /// The granularity input times advance by (ms).
+    pub epoch_ms: i64,
+    /// Most messages read.
+    pub max: usize,
+    /// When the round ends at the latest.
+    pub deadline: Instant,
+    /// The event time whose crossing by the watermark ends the round early: the next time the
+    /// worker's input can advance to, so that what can be served is handed on at once instead
+    /// of at the deadline.
+    pub until: Option<i64>,
+}
+
 /// Where each owned partition starts reading.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum StartAt {
@@ -315,22 +333,24 @@ impl PartitionReader {
         &self.partitions
     }
 
-    /// Reads messages until `max` were read or `deadline` passes, calling `between` whenever
-    /// nothing is waiting (so the caller can step its dataflow). Valid purchases go to
-    /// `purchases` with the input time to enter them at (see [`input_time`]), bad messages to
-    /// `bad` (and the dead-letter topic). `current` is the input time now, `epoch_ms` the
-    /// granularity input times advance by. Returns the messages read.
-    #[allow(clippy::too_many_arguments)]
+    /// Reads messages for one [`Round`], calling `between` whenever nothing is waiting (so the
+    /// caller can step its dataflow). Valid purchases go to `purchases` with the input time to
+    /// enter them at (see [`input_time`]), bad messages to `bad` (and the dead-letter topic).
+    /// Returns the messages read.
     pub fn read_round(
         &mut self,
-        current: i64,
-        epoch_ms: i64,
-        max: usize,
-        deadline: Instant,
+        round: Round,
         purchases: &mut Vec<(Purchase, i64)>,
         bad: &mut Vec<BadRecord>,
         mut between: impl FnMut(),
     ) -> usize {
+        let Round {
+            current,
+            epoch_ms,
+            max,
+            deadline,
+            until,
+        } = round;
         let mut read = 0;
         let mut seen: Vec<i32> = Vec::new();
         while read < max.max(1) {
@@ -360,6 +380,7 @@ impl PartitionReader {
                     self.next.insert(partition, offset + 1);
                     match self.parser.parse(message.payload()) {
                         Ok(Some(purchase)) => {
+                            let purchase_ts = purchase.ts_ms;
                             self.check_gap(partition, purchase.ts_ms);
                             self.max_seen = self.max_seen.max(purchase.ts_ms);
                             let input_time =
@@ -370,6 +391,12 @@ impl PartitionReader {
                                 seen.push(partition);
                             }
                             purchases.push((purchase, input_time));
+                            if until.is_some_and(|until| {
+                                purchase_ts >= until
+                                    && self.marks.watermark(now, None).time() >= Some(until)
+                            }) {
+                                break;
+                            }
                         }
                         Ok(None) => {
                             self.ignored += 1;

@@ -21,7 +21,7 @@ mod watermark;
 
 pub use config::{Fallback, KafkaConfig, PayloadFormat, StartFrom};
 pub use consumer::{
-    handover_gap, input_time, owned_partitions, PartitionReader, ReaderSpec, StartAt,
+    handover_gap, input_time, owned_partitions, PartitionReader, ReaderSpec, Round, StartAt,
 };
 pub use dead_letter_topic::DeadLetterTopic;
 pub use offsets::PendingOffsets;
