@@ -250,6 +250,47 @@ fn throughput(brokers: &str, n: u64) -> Result<()> {
     Ok(())
 }
 
+/// A plain consumer of every partition from its end: when each probe arrived.
+fn trace_probes(
+    brokers: &str,
+    topic: &str,
+    done: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<Vec<(u64, Instant)>>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-trace"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .set("fetch.queue.backoff.ms", "10")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        assignment.add_partition_offset(topic, p, Offset::End)?;
+    }
+    consumer.assign(&assignment)?;
+    Ok(std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while !done.load(Ordering::Relaxed) {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(10)) {
+                let payload = message.payload().unwrap_or_default();
+                if let Some(rest) = payload.strip_prefix(b"{\"item_id\":\"probe-".as_slice()) {
+                    let digits: Vec<u8> = rest
+                        .iter()
+                        .take_while(|b| b.is_ascii_digit())
+                        .copied()
+                        .collect();
+                    if let Ok(n) = String::from_utf8_lossy(&digits).parse() {
+                        seen.push((n, Instant::now()));
+                    }
+                }
+            }
+        }
+        seen
+    }))
+}
+
 fn freshness(brokers: &str, rate: u64, seconds: u64) -> Result<()> {
     let topic = format!("bench-freshness-{}", std::process::id());
     create_topic(brokers, &topic)?;
@@ -282,6 +323,11 @@ fn freshness(brokers: &str, rate: u64, seconds: u64) -> Result<()> {
             sent as f64 / started.elapsed().as_secs_f64()
         })
     };
+    // With `TRACE=1`, a plain consumer of the topic notes when each probe reaches a client:
+    // the broker's share of the freshness (it costs CPU, so it is off for the figure).
+    let delivered = (std::env::var("TRACE").as_deref() == Ok("1"))
+        .then(|| trace_probes(brokers, &topic, done.clone()))
+        .transpose()?;
     // Probes: one every 100 ms, each in a category of its own, polled over HTTP until listed.
     let warmup = Duration::from_secs(5);
     std::thread::sleep(warmup);
@@ -290,7 +336,12 @@ fn freshness(brokers: &str, rate: u64, seconds: u64) -> Result<()> {
     let mut pending: Vec<(u64, Instant)> = Vec::new();
     let mut next_probe = 0u64;
     let mut next_at = Instant::now();
+    let mut sent_at = BTreeMap::new();
+    let mut staleness = Vec::new();
     while started.elapsed() < Duration::from_secs(seconds) || !pending.is_empty() {
+        if let Some(published) = service.table.published_time_ms() {
+            staleness.push(wall_ms() - published);
+        }
         if started.elapsed() < Duration::from_secs(seconds) && Instant::now() >= next_at {
             let payload = format!(
                 r#"{{"item_id":"probe-{next_probe}","category":"probe/{next_probe}","ts":{},"quantity":1}}"#,
@@ -303,6 +354,7 @@ fn freshness(brokers: &str, rate: u64, seconds: u64) -> Result<()> {
                 &payload,
             );
             pending.push((next_probe, Instant::now()));
+            sent_at.insert(next_probe, Instant::now());
             next_probe += 1;
             next_at += Duration::from_millis(100);
         }
@@ -324,6 +376,28 @@ fn freshness(brokers: &str, rate: u64, seconds: u64) -> Result<()> {
     }
     done.store(true, Ordering::Relaxed);
     let achieved = load_thread.join().expect("load thread");
+    if let Some(delivered) = delivered {
+        let seen = delivered.join().expect("trace thread");
+        let mut delivery: Vec<Duration> = seen
+            .iter()
+            .filter_map(|(n, at)| Some(at.duration_since(*sent_at.get(n)?)))
+            .collect();
+        delivery.sort();
+        staleness.sort();
+        if !delivery.is_empty() && !staleness.is_empty() {
+            let q = |v: &[Duration], q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+            let s = |q: f64| staleness[((staleness.len() as f64 - 1.0) * q).round() as usize];
+            println!(
+                "trace: {} probes delivered to a plain consumer: p50 {:?}, p99 {:?}; served \
+                 snapshot age (wall - snapshot time, every poll): p50 {} ms, p99 {} ms",
+                delivery.len(),
+                q(&delivery, 0.5),
+                q(&delivery, 0.99),
+                s(0.5),
+                s(0.99)
+            );
+        }
+    }
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
     if latencies.is_empty() {
