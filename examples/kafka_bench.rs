@@ -17,6 +17,9 @@
 //! - `freshness RATE SECONDS`: starts topsellers, produces RATE purchases/s with event time =
 //!   now, and every 100 ms a probe purchase in a category of its own; reports how long each
 //!   probe took from being sent to being listed by `GET /v1/top/probe/N` (p50, p99, max).
+//!   With `TRACE=1` a plain consumer also notes when each probe reaches it (the producer's and
+//!   broker's share, p50/p99), and the served snapshot's age is sampled at every poll; the
+//!   extra consumer costs CPU, so the figure itself is measured without it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
