@@ -4,13 +4,17 @@
 //!
 //! CPU time, not wall time: on a loaded machine the wall time of the same rendering grows with
 //! the time the publisher waits for a core, which takes nothing from the workers. And the cap
-//! is lifted while the other threads use less than half of the cores (a store ingesting at a
-//! set rate, not flat out): then there is a core to spare, and holding lists back buys
-//! nothing. Measured on the 2-core VM at 100k purchases/s (workers ~30% of a core each; a
+//! is lifted while the other threads use less than three quarters of the cores (a store
+//! ingesting at a set rate, not flat out): then there is room to spare, and holding lists back
+//! buys nothing. Measured on the 2-core VM at 100k purchases/s (workers ~30% of a core each; a
 //! publish of the ~11k changed lists takes ~60–80 ms of CPU), freshness sampled every 10 ms
 //! (`scripts/bench-freshness-generator.sh 100000 20`, 3 alternating runs, load 1.2–2.0):
-//! capped on wall time p50 0.37 s, p99 0.83 s; this rule p50 0.23 s, p99 0.38 s. Unthrottled
-//! ingest (the cap holds) was unchanged: 534k vs 569k purchases/s, medians, same runs.
+//! capped on wall time p50 0.37 s, p99 0.83 s; this rule (lifted below half) p50 0.23 s, p99
+//! 0.38 s. Unthrottled ingest (the cap holds) was unchanged: 534k vs 569k purchases/s, medians,
+//! same runs. From Kafka the consumer's threads and the JSON parsing count as busy too: at
+//! 100k/s they kept the cap on with the threshold at half; at three quarters the Kafka
+//! freshness p50 was 0.30 s vs 0.38 s (`kafka_bench freshness 100000 20`, 3 alternating runs,
+//! load 2.6–3.9), ingest flat out unchanged (570k vs 547k purchases/s, 2 runs each).
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +23,7 @@ use std::time::{Duration, Instant};
 pub const MAX_DUTY_INVERSE: u32 = 5;
 
 /// The cap holds while the other threads of the process use at least this share of the cores.
-pub const BUSY_FROM: f64 = 0.5;
+pub const BUSY_FROM: f64 = 0.75;
 
 /// The publisher's duty cap: call [`Duty::publishing`] before a publish and [`Duty::interval`]
 /// after it.
@@ -114,6 +118,7 @@ mod tests {
         assert_eq!(interval_for(200 * MS, 80 * MS, 0.95), 400 * MS);
         assert_eq!(interval_for(200 * MS, 80 * MS, BUSY_FROM), 400 * MS);
         assert_eq!(interval_for(200 * MS, 80 * MS, 0.3), 200 * MS);
+        assert_eq!(interval_for(200 * MS, 80 * MS, 0.7), 200 * MS);
         // Never shorter than the publish interval, nor than the publish itself.
         assert_eq!(interval_for(200 * MS, 10 * MS, 0.95), 200 * MS);
         assert_eq!(interval_for(200 * MS, 300 * MS, 0.1), 300 * MS);
