@@ -21,6 +21,7 @@ use topsellers_model::{
 
 use crate::expiry::{Expiry, ExpiryQueue};
 use crate::ids::DenseIds;
+use crate::purchase_run::PurchaseRun;
 use crate::stash::{frontier_time, TimeStash};
 use crate::{by_item, route_hash, Time};
 
@@ -70,8 +71,8 @@ pub struct PairSeed {
     pub category: Arc<str>,
     /// `Σ q·2^(ts/h)` over `purchases`, one per decay profile, in profile order.
     pub sums: Box<[DecayedSum]>,
-    /// Every purchase as `(ts_ms, quantity)`: each expires on its own.
-    pub purchases: Box<[(i64, i64)]>,
+    /// Every purchase as `(ts_ms, quantity)`, in a few bytes each: each expires on its own.
+    pub purchases: PurchaseRun,
 }
 
 /// What the live operator takes in: one purchase (with its quantity as the update's
@@ -415,7 +416,7 @@ impl LocalTopK {
             debug_assert!(
                 seed.purchases
                     .iter()
-                    .all(|&(ts_ms, _)| self.expires_at(ts_ms) > time),
+                    .all(|(ts_ms, _)| self.expires_at(ts_ms) > time),
                 "a seeded purchase expired on arrival"
             );
             self.expiries.push_run(item, lineage[0], seed.purchases);
@@ -1206,7 +1207,7 @@ pub(crate) mod tests {
                     item_id: item.into(),
                     category: leaf.into(),
                     sums,
-                    purchases: purchases.into(),
+                    purchases: PurchaseRun::new(&purchases),
                 };
                 seeded.seed(pair, now);
             }

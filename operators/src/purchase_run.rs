@@ -3,15 +3,18 @@
 //! state's memory).
 //!
 //! ## Encoding
-//! Each purchase is a varint (LEB128) token: the zigzag of its time minus the previous
-//! purchase's time (the first purchase's: minus 0), both as `i64` with wrapping arithmetic,
-//! shifted left by one, its low bit set when the quantity is 1 (most purchases); any other
-//! quantity follows as a zigzag varint. The token is a `u128`, so no difference of two `i64`
-//! times is cut (a token has at most 65 bits: 10 bytes). A year's run of a pair (a purchase
-//! every few days) takes 4–5 bytes a purchase instead of 16.
+//! Each purchase is a varint (LEB128) token: the zigzag of its time minus a reference time,
+//! as `i64` with wrapping arithmetic, shifted left by one, its low bit set when the quantity
+//! is 1 (most purchases); any other quantity follows as a zigzag varint. The reference is 0
+//! for the first purchase, then the latest time so far (the previous purchase's, in time
+//! order): so a backfill can write a pair's purchases as it reads them, knowing only the
+//! pair's latest time. The token is a `u128`, so no difference of two `i64` times is cut (a
+//! token has at most 65 bits: 10 bytes). A year's run of a pair (a purchase every few days)
+//! takes 4–5 bytes a purchase instead of 16.
 //!
 //! Every `(i64, i64)` round-trips exactly, in any order; a run knows whether it is in time
-//! order ([`PurchaseRun::is_sorted`]), which the expiry queue needs ([`PurchaseRun::sorted`]).
+//! order ([`PurchaseRun::is_sorted`]: no token goes back), which the expiry queue needs
+//! ([`PurchaseRun::sorted`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -26,16 +29,13 @@ pub struct PurchaseRun {
 impl PurchaseRun {
     /// Encodes `purchases` in the order given.
     pub fn new(purchases: &[(i64, i64)]) -> PurchaseRun {
-        let mut builder = RunBuilder::with_capacity(
-            purchases
-                .iter()
-                .scan(0, |last, &(ts_ms, quantity)| {
-                    let len = encoded_len(*last, ts_ms, quantity);
-                    *last = ts_ms;
-                    Some(len)
-                })
-                .sum(),
-        );
+        let mut size = 0;
+        let mut reference = Reference::default();
+        for &(ts_ms, quantity) in purchases {
+            size += encoded_len(reference.time(), ts_ms, quantity);
+            reference.pass(ts_ms);
+        }
+        let mut builder = RunBuilder::with_capacity(size);
         for &(ts_ms, quantity) in purchases {
             builder.push(ts_ms, quantity);
         }
@@ -72,9 +72,13 @@ impl PurchaseRun {
     pub fn iter(&self) -> Purchases<'_> {
         Purchases {
             bytes: &self.bytes,
-            at: 0,
-            last: 0,
+            cursor: Cursor::default(),
         }
+    }
+
+    /// The encoded bytes (what a [`Cursor`] reads), for a reader that keeps its own place.
+    pub(crate) fn into_bytes(self) -> Box<[u8]> {
+        self.bytes
     }
 
     /// The encoded size, in bytes.
@@ -83,12 +87,53 @@ impl PurchaseRun {
     }
 }
 
+/// The reference time of the next token: 0 before the first purchase, then the latest time
+/// passed.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Reference(Option<i64>);
+
+impl Reference {
+    pub(crate) fn time(self) -> i64 {
+        self.0.unwrap_or(0)
+    }
+
+    /// Whether a purchase at `ts_ms` goes back in time (never the first).
+    fn goes_back(self, ts_ms: i64) -> bool {
+        self.0.is_some_and(|latest| ts_ms < latest)
+    }
+
+    pub(crate) fn pass(&mut self, ts_ms: i64) {
+        self.0 = Some(self.0.map_or(ts_ms, |latest| latest.max(ts_ms)));
+    }
+}
+
+/// A place in a run's bytes: where the next purchase starts, and the latest time before it
+/// (its reference; none at the start).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Cursor {
+    at: usize,
+    latest: i64,
+}
+
+impl Cursor {
+    /// The purchase here, and the cursor past it; `None` at the end.
+    #[inline]
+    pub(crate) fn next(self, bytes: &[u8]) -> Option<((i64, i64), Cursor)> {
+        let first = self.at == 0;
+        let mut at = self.at;
+        let reference = if first { 0 } else { self.latest };
+        let (ts_ms, quantity) = get_purchase(bytes, &mut at, reference)?;
+        let latest = if first { ts_ms } else { self.latest.max(ts_ms) };
+        Some(((ts_ms, quantity), Cursor { at, latest }))
+    }
+}
+
 /// Builds a [`PurchaseRun`] one purchase at a time; sized once when the caller knows the size
 /// ([`encoded_len`]), so that no byte is copied.
 #[derive(Debug)]
 pub struct RunBuilder {
     bytes: Vec<u8>,
-    last: i64,
+    reference: Reference,
     len: usize,
     sorted: bool,
 }
@@ -98,7 +143,7 @@ impl RunBuilder {
     pub fn with_capacity(bytes: usize) -> RunBuilder {
         RunBuilder {
             bytes: Vec::with_capacity(bytes),
-            last: 0,
+            reference: Reference::default(),
             len: 0,
             sorted: true,
         }
@@ -106,11 +151,30 @@ impl RunBuilder {
 
     /// Appends a purchase (in any order; see [`PurchaseRun::is_sorted`]).
     pub fn push(&mut self, ts_ms: i64, quantity: i64) {
-        if self.len > 0 && ts_ms < self.last {
+        put_purchase(&mut self.bytes, self.reference.time(), ts_ms, quantity);
+        self.passed(ts_ms);
+    }
+
+    /// Appends the purchase `bytes` start with, as [`put_purchase`] wrote it against this
+    /// run's reference (0 for a first purchase, else the latest time pushed): its bytes are
+    /// copied, not encoded again. How many bytes it took; `None` (nothing appended) when
+    /// `bytes` do not start with a purchase.
+    #[inline]
+    pub fn push_encoded(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut at = 0;
+        let (ts_ms, _) = get_purchase(bytes, &mut at, self.reference.time())?;
+        for &byte in &bytes[..at] {
+            self.bytes.push(byte);
+        }
+        self.passed(ts_ms);
+        Some(at)
+    }
+
+    fn passed(&mut self, ts_ms: i64) {
+        if self.reference.goes_back(ts_ms) {
             self.sorted = false;
         }
-        put_purchase(&mut self.bytes, self.last, ts_ms, quantity);
-        self.last = ts_ms;
+        self.reference.pass(ts_ms);
         self.len += 1;
     }
 
@@ -128,51 +192,59 @@ impl RunBuilder {
 #[derive(Clone, Debug)]
 pub struct Purchases<'a> {
     bytes: &'a [u8],
-    at: usize,
-    last: i64,
+    cursor: Cursor,
 }
 
 impl Iterator for Purchases<'_> {
     type Item = (i64, i64);
 
     fn next(&mut self) -> Option<(i64, i64)> {
-        let (ts_ms, quantity) = get_purchase(self.bytes, &mut self.at, self.last)?;
-        self.last = ts_ms;
-        Some((ts_ms, quantity))
+        let (purchase, cursor) = self.cursor.next(self.bytes)?;
+        self.cursor = cursor;
+        Some(purchase)
     }
 }
 
-/// The bytes a purchase at `ts_ms` takes after one at `last` (0 for the first).
-pub fn encoded_len(last: i64, ts_ms: i64, quantity: i64) -> usize {
-    let (token, rest) = token(last, ts_ms, quantity);
+/// The bytes a purchase at `ts_ms` takes against `reference`.
+#[inline]
+pub fn encoded_len(reference: i64, ts_ms: i64, quantity: i64) -> usize {
+    let (token, rest) = token(reference, ts_ms, quantity);
     varint_len(token) + rest.map_or(0, |q| varint_len(u128::from(q)))
 }
 
-/// Appends a purchase at `ts_ms` after one at `last` (0 for the first).
-pub fn put_purchase(out: &mut Vec<u8>, last: i64, ts_ms: i64, quantity: i64) {
-    let (token, rest) = token(last, ts_ms, quantity);
+/// Appends a purchase at `ts_ms` against `reference` (see the module's doc); the bytes
+/// written.
+#[inline]
+pub fn put_purchase(out: &mut Vec<u8>, reference: i64, ts_ms: i64, quantity: i64) -> usize {
+    let before = out.len();
+    let (token, rest) = token(reference, ts_ms, quantity);
     put_varint(out, token);
     if let Some(q) = rest {
         put_varint(out, u128::from(q));
     }
+    out.len() - before
 }
 
-/// Reads the purchase at `*at` that follows one at `last` (0 for the first) and moves `*at`
-/// past it; `None` at the end (or on bytes no encoder wrote).
-pub fn get_purchase(bytes: &[u8], at: &mut usize, last: i64) -> Option<(i64, i64)> {
-    let token = get_varint(bytes, at)?;
-    let ts_ms = last.wrapping_add(unzigzag((token >> 1) as u64));
+/// Reads the purchase at `*at` written against `reference` and moves `*at` past it; `None`
+/// at the end (or on bytes no encoder wrote).
+#[inline]
+pub fn get_purchase(bytes: &[u8], at: &mut usize, reference: i64) -> Option<(i64, i64)> {
+    let mut i = *at;
+    let token = get_varint(bytes, &mut i)?;
+    let ts_ms = reference.wrapping_add(unzigzag((token >> 1) as u64));
     let quantity = if token & 1 == 1 {
         1
     } else {
-        unzigzag(u64::try_from(get_varint(bytes, at)?).ok()?)
+        unzigzag(u64::try_from(get_varint(bytes, &mut i)?).ok()?)
     };
+    *at = i;
     Some((ts_ms, quantity))
 }
 
 /// A purchase's token, and its quantity's zigzag when not 1.
-fn token(last: i64, ts_ms: i64, quantity: i64) -> (u128, Option<u64>) {
-    let delta = u128::from(zigzag(ts_ms.wrapping_sub(last))) << 1;
+#[inline]
+fn token(reference: i64, ts_ms: i64, quantity: i64) -> (u128, Option<u64>) {
+    let delta = u128::from(zigzag(ts_ms.wrapping_sub(reference))) << 1;
     if quantity == 1 {
         (delta | 1, None)
     } else {
@@ -189,6 +261,7 @@ fn unzigzag(v: u64) -> i64 {
 }
 
 /// Appends `v` as LEB128: 7 bits a byte, low first, the high bit set on all but the last.
+#[inline]
 pub fn put_varint(out: &mut Vec<u8>, mut v: u128) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
@@ -198,20 +271,35 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u128) {
 }
 
 /// The bytes [`put_varint`] writes for `v`.
+#[inline]
 pub fn varint_len(v: u128) -> usize {
     let bits = 128 - v.leading_zeros() as usize;
     bits.div_ceil(7).max(1)
 }
 
-/// Reads a varint at `*at` and moves past it; `None` at the end or when it runs past the end
-/// or past 128 bits.
+/// Reads a varint at `*at` and moves past it; `None` (`*at` unmoved) at the end or when it
+/// runs past the end or past 128 bits.
+#[inline]
 pub fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u128> {
-    let mut v = 0u128;
-    for shift in (0..128).step_by(7) {
-        let byte = *bytes.get(*at)?;
-        *at += 1;
+    let mut i = *at;
+    // The first 63 bits in a `u64` (most varints end there), the rest in a `u128`.
+    let mut low = 0u64;
+    for shift in (0..63).step_by(7) {
+        let byte = *bytes.get(i)?;
+        i += 1;
+        low |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            *at = i;
+            return Some(u128::from(low));
+        }
+    }
+    let mut v = u128::from(low);
+    for shift in (63..128).step_by(7) {
+        let byte = *bytes.get(i)?;
+        i += 1;
         v |= u128::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
+            *at = i;
             return Some(v);
         }
     }
@@ -244,9 +332,9 @@ mod tests {
         prop::collection::vec((value(), value()), 0..40)
     }
 
-    /// The bytes each purchase takes, counted the plain way: LEB128 of the token, then of
-    /// the quantity's zigzag when it is not 1 (computed here with `u128` shifts, not the
-    /// code's bit counts).
+    /// The bytes each purchase takes, counted the plain way: LEB128 of the token (against the
+    /// latest earlier time, or 0 for the first), then of the quantity's zigzag when it is not
+    /// 1 (computed here in `i128` and `u128` arithmetic, not with the code's bit tricks).
     fn plain_len(purchases: &[(i64, i64)]) -> usize {
         fn leb(mut v: u128) -> usize {
             let mut n = 1;
@@ -256,17 +344,17 @@ mod tests {
             }
             n
         }
-        let mut last = 0i64;
+        fn zz(v: i64) -> u128 {
+            let v = v as i128;
+            (if v >= 0 { 2 * v } else { -2 * v - 1 }) as u128
+        }
         let mut len = 0;
-        for &(ts, q) in purchases {
-            let d = ts.wrapping_sub(last) as i128;
-            let zz = if d >= 0 { 2 * d } else { -2 * d - 1 } as u128;
-            len += leb(zz * 2 + u128::from(q == 1));
+        for (i, &(ts, q)) in purchases.iter().enumerate() {
+            let reference = purchases[..i].iter().map(|p| p.0).max().unwrap_or(0);
+            len += leb(zz(ts.wrapping_sub(reference)) * 2 + u128::from(q == 1));
             if q != 1 {
-                let q = q as i128;
-                len += leb(if q >= 0 { 2 * q } else { -2 * q - 1 } as u128);
+                len += leb(zz(q));
             }
-            last = ts;
         }
         len
     }
@@ -293,27 +381,37 @@ mod tests {
             prop_assert_eq!(sorted.iter().collect::<Vec<_>>(), want);
         }
 
-        /// A stream of purchases with something between them (as the backfill records them:
-        /// a pair id, then the purchase after the previous one) reads back exactly.
+        /// Purchases of several pairs recorded as a backfill records them (the pair, then the
+        /// purchase against the pair's latest earlier time) read back exactly, and copied
+        /// into per-pair runs ([`RunBuilder::push_encoded`]) make the runs that encoding each
+        /// pair's purchases makes.
         #[test]
-        fn interleaved_with_varints(records in prop::collection::vec((any::<u128>(), value(), value()), 0..40)) {
+        fn recorded_stream_copies_into_runs(records in prop::collection::vec((0u128..4, value(), value()), 0..60)) {
             let mut bytes = Vec::new();
-            let mut last = 0;
-            for &(id, ts, q) in &records {
-                put_varint(&mut bytes, id);
+            let mut plain: Vec<Vec<(i64, i64)>> = vec![Vec::new(); 4];
+            for &(pair, ts, q) in &records {
+                let earlier = &plain[pair as usize];
+                let reference = earlier.iter().map(|p| p.0).max().unwrap_or(0);
+                put_varint(&mut bytes, pair);
                 let before = bytes.len();
-                put_purchase(&mut bytes, last, ts, q);
-                prop_assert_eq!(bytes.len() - before, encoded_len(last, ts, q));
-                last = ts;
+                let written = put_purchase(&mut bytes, reference, ts, q);
+                prop_assert_eq!(bytes.len() - before, written);
+                prop_assert_eq!(written, encoded_len(reference, ts, q));
+                plain[pair as usize].push((ts, q));
             }
-            let (mut at, mut last) = (0, 0);
-            for &(id, ts, q) in &records {
-                prop_assert_eq!(get_varint(&bytes, &mut at), Some(id));
-                prop_assert_eq!(get_purchase(&bytes, &mut at, last), Some((ts, q)));
-                last = ts;
+            let mut runs: Vec<RunBuilder> = (0..4).map(|_| RunBuilder::with_capacity(0)).collect();
+            let mut at = 0;
+            for &(pair, _, _) in &records {
+                prop_assert_eq!(get_varint(&bytes, &mut at), Some(pair));
+                at += runs[pair as usize].push_encoded(&bytes[at..]).expect("a purchase");
             }
             prop_assert_eq!(at, bytes.len());
-            prop_assert_eq!(get_purchase(&bytes, &mut at, last), None);
+            prop_assert_eq!(get_varint(&bytes, &mut at), None);
+            for (run, plain) in runs.into_iter().zip(&plain) {
+                let run = run.finish();
+                prop_assert_eq!(run.iter().collect::<Vec<_>>(), plain.clone());
+                prop_assert_eq!(run, PurchaseRun::new(plain));
+            }
         }
     }
 
