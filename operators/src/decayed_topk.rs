@@ -22,7 +22,7 @@ use topsellers_model::{
 use crate::expiry::{Expiry, ExpiryQueue};
 use crate::ids::DenseIds;
 use crate::purchase_run::PurchaseRun;
-use crate::stash::{frontier_time, TimeStash};
+use crate::stash::{frontier_time, Rounds, TimeStash};
 use crate::{by_item, route_hash, Time};
 
 /// Entries the ranking of a big category keeps in order (at least; between this and twice
@@ -138,7 +138,6 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                 "DecayedLocalTopK",
                 |_capability, _info| {
                     let mut stash = TimeStash::default();
-                    let mut complete = Vec::new();
                     let mut changes = Vec::new();
                     let mut expiry_capability: Option<Capability<Time>> = None;
                     move |(purchases, purchases_frontier), (seeds, seeds_frontier), output| {
@@ -150,7 +149,12 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                             frontier_time(purchases_frontier),
                             frontier_time(seeds_frontier),
                         );
-                        let from_input = stash.drain_complete(frontier, &mut complete);
+                        // The stashed lists themselves, consumed (and freed) list by list: a
+                        // backfill's round is millions of seeds, not to be held twice.
+                        let (from_input, complete) = match stash.take_complete(frontier) {
+                            Some((emit_at, complete)) => (Some(emit_at), complete),
+                            None => (None, Rounds::new()),
+                        };
                         // Expiries take effect at their own time, once the frontier passes it.
                         let due =
                             frontier.is_some_and(|f| state.next_expiry().is_some_and(|at| at < f));
@@ -162,16 +166,21 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                             _ => return,
                         };
                         let pairs = complete
-                            .iter()
-                            .filter(|(update, _)| matches!(update, Update::Seed(_)))
+                            .values()
+                            .flatten()
+                            .filter(|update| matches!(update, Update::Seed(_)))
                             .count();
                         if pairs > 0 {
                             state.reserve_seeds(pairs);
                         }
-                        for (update, time) in complete.drain(..) {
-                            match update {
-                                Update::Purchase(event, diff) => state.apply(&event, time, diff),
-                                Update::Seed(seed) => state.seed(seed, time),
+                        for (time, updates) in complete {
+                            for update in updates {
+                                match update {
+                                    Update::Purchase(event, diff) => {
+                                        state.apply(&event, time, diff)
+                                    }
+                                    Update::Seed(seed) => state.seed(seed, time),
+                                }
                             }
                         }
                         state.queue_seeded();
@@ -180,6 +189,12 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                         }
                         state.finish_round(&mut changes);
                         output.session(&emit_at).give_iterator(changes.drain(..));
+                        if pairs > 0 {
+                            // A seeded round (a backfill's) leaves room for millions of
+                            // entries that live rounds never need.
+                            changes = Vec::new();
+                            state.release_scratch();
+                        }
                         // Hold a capability only at the earliest pending expiry.
                         expiry_capability = state.next_expiry().map(|at| emit_at.delayed(&at));
                     }
@@ -484,6 +499,16 @@ impl LocalTopK {
         self.live.reserve(slots);
         self.touched_in.reserve(slots);
         self.sums.reserve(slots * self.profiles);
+    }
+
+    /// Frees the room of the per-round buffers (after a seeded round: see
+    /// [`LocalTopK::reserve_seeds`]).
+    fn release_scratch(&mut self) {
+        self.touched = Vec::new();
+        self.old_keys = Vec::new();
+        self.inserts = Vec::new();
+        self.resized = Vec::new();
+        self.dirty = Vec::new();
     }
 
     /// The time of the next pending expiry.
