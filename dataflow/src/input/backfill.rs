@@ -189,11 +189,15 @@ pub fn seed(
         .as_mut()
         .expect("the serving dataflow takes seeds");
     let started = std::time::Instant::now();
+    let (mut pairs, mut purchases, mut bytes) = (0, 0, 0);
     for seed in sums.into_seeds() {
+        pairs += 1;
+        purchases += seed.purchases.len();
+        bytes += seed.purchases.encoded_len();
         seeds.update(seed, 1);
     }
     tracing::debug!(
-        "worker {}: seeds made in {:.2}s",
+        "worker {}: {pairs} seeds made in {:.2}s, {purchases} purchases in {bytes} bytes",
         worker.index(),
         started.elapsed().as_secs_f64()
     );
