@@ -744,49 +744,59 @@ impl LocalTopK {
     fn finish_fresh_round(&mut self, out: &mut Vec<LocalChange>) {
         let (profiles, k) = (self.profiles, self.config.k);
         let cap = self.prefix.max(2 * k);
-        let mut buckets: Vec<Vec<RankKey>> = vec![Vec::new(); self.states.len() * profiles];
-        for touched in std::mem::take(&mut self.touched) {
-            let base = touched.slot as usize * profiles;
-            if self.live[touched.slot as usize] == 0 {
-                // Entered and expired within the round: forget it exactly.
-                for sum in &mut self.sums[base..base + profiles] {
-                    sum.clear();
-                }
-                self.slots.remove(touched.category, touched.item);
-                self.free.push(touched.slot);
-                continue;
-            }
-            let item = self.items.name(touched.item);
+        for state in &mut self.states {
             for profile in 0..profiles {
-                if let Some(key) = self.sums[base + profile].key() {
-                    buckets[touched.category as usize * profiles + profile]
-                        .push((Reverse(key), item.clone()));
+                state.floor[profile] = None;
+                state.ranking[profile] = BTreeSet::new();
+                state.shown[profile] = BTreeSet::new();
+            }
+        }
+        // Category by category, so that only one category's keys wait for their ranking (a
+        // backfill's are millions).
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable_by_key(|touched| touched.category);
+        let mut keys: Vec<Vec<RankKey>> = vec![Vec::new(); profiles];
+        for group in touched.chunk_by(|a, b| a.category == b.category) {
+            let category = group[0].category as usize;
+            for touched in group {
+                let base = touched.slot as usize * profiles;
+                if self.live[touched.slot as usize] == 0 {
+                    // Entered and expired within the round: forget it exactly.
+                    for sum in &mut self.sums[base..base + profiles] {
+                        sum.clear();
+                    }
+                    self.slots.remove(touched.category, touched.item);
+                    self.free.push(touched.slot);
+                    continue;
+                }
+                let item = self.items.name(touched.item);
+                for (profile, keys) in keys.iter_mut().enumerate() {
+                    if let Some(key) = self.sums[base + profile].key() {
+                        keys.push((Reverse(key), item.clone()));
+                    }
+                }
+            }
+            let state = &mut self.states[category];
+            for (profile, keys) in keys.iter_mut().enumerate() {
+                let mut keys = std::mem::take(keys);
+                let floor = if keys.len() > 2 * cap {
+                    keys.select_nth_unstable(cap - 1);
+                    keys.truncate(cap);
+                    keys.iter().max().cloned()
+                } else {
+                    None
+                };
+                state.floor[profile] = floor;
+                state.ranking[profile] = keys.into_iter().collect();
+                state.shown[profile] = state.ranking[profile].iter().take(k).cloned().collect();
+                let name = self.categories.name(category as u32);
+                for key in &state.shown[profile] {
+                    out.push(change(profile, name, key, 1));
                 }
             }
         }
         self.old_keys.clear();
         self.round = self.round.wrapping_add(1).max(1);
-        for (at, mut keys) in buckets.into_iter().enumerate() {
-            let (category, profile) = (at / profiles, at % profiles);
-            let state = &mut self.states[category];
-            let floor = if keys.len() > 2 * cap {
-                keys.select_nth_unstable(cap - 1);
-                keys.truncate(cap);
-                keys.iter().max().cloned()
-            } else {
-                None
-            };
-            state.floor[profile] = floor;
-            state.ranking[profile] = keys.into_iter().collect();
-            state.shown[profile] = state.ranking[profile].iter().take(k).cloned().collect();
-            if state.shown[profile].is_empty() {
-                continue;
-            }
-            let name = self.categories.name(category as u32);
-            for key in &state.shown[profile] {
-                out.push(change(profile, name, key, 1));
-            }
-        }
     }
 
     /// Adds the round's new keys to the rankings: one by one where few, as a bulk rebuild from
