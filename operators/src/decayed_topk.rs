@@ -755,6 +755,10 @@ impl LocalTopK {
         // backfill's are millions).
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable_by_key(|touched| touched.category);
+        // Room for every list at once (at most k entries per (category, profile), at most one
+        // per touched slot and profile): a backfill's first lists are millions of entries,
+        // and growing to them copies them (and leaves the old room) once more.
+        out.reserve((self.states.len() * k).min(touched.len()) * profiles);
         let mut keys: Vec<Vec<RankKey>> = vec![Vec::new(); profiles];
         for group in touched.chunk_by(|a, b| a.category == b.category) {
             let category = group[0].category as usize;
