@@ -21,7 +21,8 @@ use topsellers_model::{
 
 use crate::expiry::{Expiry, ExpiryQueue};
 use crate::ids::DenseIds;
-use crate::stash::{frontier_time, TimeStash};
+use crate::purchase_run::PurchaseRun;
+use crate::stash::{frontier_time, Rounds, TimeStash};
 use crate::{by_item, route_hash, Time};
 
 /// Entries the ranking of a big category keeps in order (at least; between this and twice
@@ -70,8 +71,8 @@ pub struct PairSeed {
     pub category: Arc<str>,
     /// `Σ q·2^(ts/h)` over `purchases`, one per decay profile, in profile order.
     pub sums: Box<[DecayedSum]>,
-    /// Every purchase as `(ts_ms, quantity)`: each expires on its own.
-    pub purchases: Box<[(i64, i64)]>,
+    /// Every purchase as `(ts_ms, quantity)`, in a few bytes each: each expires on its own.
+    pub purchases: PurchaseRun,
 }
 
 /// What the live operator takes in: one purchase (with its quantity as the update's
@@ -137,7 +138,6 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                 "DecayedLocalTopK",
                 |_capability, _info| {
                     let mut stash = TimeStash::default();
-                    let mut complete = Vec::new();
                     let mut changes = Vec::new();
                     let mut expiry_capability: Option<Capability<Time>> = None;
                     move |(purchases, purchases_frontier), (seeds, seeds_frontier), output| {
@@ -149,7 +149,12 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                             frontier_time(purchases_frontier),
                             frontier_time(seeds_frontier),
                         );
-                        let from_input = stash.drain_complete(frontier, &mut complete);
+                        // The stashed lists themselves, consumed (and freed) list by list: a
+                        // backfill's round is millions of seeds, not to be held twice.
+                        let (from_input, complete) = match stash.take_complete(frontier) {
+                            Some((emit_at, complete)) => (Some(emit_at), complete),
+                            None => (None, Rounds::new()),
+                        };
                         // Expiries take effect at their own time, once the frontier passes it.
                         let due =
                             frontier.is_some_and(|f| state.next_expiry().is_some_and(|at| at < f));
@@ -161,16 +166,21 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                             _ => return,
                         };
                         let pairs = complete
-                            .iter()
-                            .filter(|(update, _)| matches!(update, Update::Seed(_)))
+                            .values()
+                            .flatten()
+                            .filter(|update| matches!(update, Update::Seed(_)))
                             .count();
                         if pairs > 0 {
                             state.reserve_seeds(pairs);
                         }
-                        for (update, time) in complete.drain(..) {
-                            match update {
-                                Update::Purchase(event, diff) => state.apply(&event, time, diff),
-                                Update::Seed(seed) => state.seed(seed, time),
+                        for (time, updates) in complete {
+                            for update in updates {
+                                match update {
+                                    Update::Purchase(event, diff) => {
+                                        state.apply(&event, time, diff)
+                                    }
+                                    Update::Seed(seed) => state.seed(seed, time),
+                                }
                             }
                         }
                         state.queue_seeded();
@@ -179,6 +189,12 @@ impl<'scope> DecayedLocalTopK<'scope> for VecCollection<'scope, Time, Event, i64
                         }
                         state.finish_round(&mut changes);
                         output.session(&emit_at).give_iterator(changes.drain(..));
+                        if pairs > 0 {
+                            // A seeded round (a backfill's) leaves room for millions of
+                            // entries that live rounds never need.
+                            changes = Vec::new();
+                            state.release_scratch();
+                        }
                         // Hold a capability only at the earliest pending expiry.
                         expiry_capability = state.next_expiry().map(|at| emit_at.delayed(&at));
                     }
@@ -415,7 +431,7 @@ impl LocalTopK {
             debug_assert!(
                 seed.purchases
                     .iter()
-                    .all(|&(ts_ms, _)| self.expires_at(ts_ms) > time),
+                    .all(|(ts_ms, _)| self.expires_at(ts_ms) > time),
                 "a seeded purchase expired on arrival"
             );
             self.expiries.push_run(item, lineage[0], seed.purchases);
@@ -483,6 +499,16 @@ impl LocalTopK {
         self.live.reserve(slots);
         self.touched_in.reserve(slots);
         self.sums.reserve(slots * self.profiles);
+    }
+
+    /// Frees the room of the per-round buffers (after a seeded round: see
+    /// [`LocalTopK::reserve_seeds`]).
+    fn release_scratch(&mut self) {
+        self.touched = Vec::new();
+        self.old_keys = Vec::new();
+        self.inserts = Vec::new();
+        self.resized = Vec::new();
+        self.dirty = Vec::new();
     }
 
     /// The time of the next pending expiry.
@@ -718,49 +744,63 @@ impl LocalTopK {
     fn finish_fresh_round(&mut self, out: &mut Vec<LocalChange>) {
         let (profiles, k) = (self.profiles, self.config.k);
         let cap = self.prefix.max(2 * k);
-        let mut buckets: Vec<Vec<RankKey>> = vec![Vec::new(); self.states.len() * profiles];
-        for touched in std::mem::take(&mut self.touched) {
-            let base = touched.slot as usize * profiles;
-            if self.live[touched.slot as usize] == 0 {
-                // Entered and expired within the round: forget it exactly.
-                for sum in &mut self.sums[base..base + profiles] {
-                    sum.clear();
-                }
-                self.slots.remove(touched.category, touched.item);
-                self.free.push(touched.slot);
-                continue;
-            }
-            let item = self.items.name(touched.item);
+        for state in &mut self.states {
             for profile in 0..profiles {
-                if let Some(key) = self.sums[base + profile].key() {
-                    buckets[touched.category as usize * profiles + profile]
-                        .push((Reverse(key), item.clone()));
+                state.floor[profile] = None;
+                state.ranking[profile] = BTreeSet::new();
+                state.shown[profile] = BTreeSet::new();
+            }
+        }
+        // Category by category, so that only one category's keys wait for their ranking (a
+        // backfill's are millions).
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable_by_key(|touched| touched.category);
+        // Room for every list at once (at most k entries per (category, profile), at most one
+        // per touched slot and profile): a backfill's first lists are millions of entries,
+        // and growing to them copies them (and leaves the old room) once more.
+        out.reserve((self.states.len() * k).min(touched.len()) * profiles);
+        let mut keys: Vec<Vec<RankKey>> = vec![Vec::new(); profiles];
+        for group in touched.chunk_by(|a, b| a.category == b.category) {
+            let category = group[0].category as usize;
+            for touched in group {
+                let base = touched.slot as usize * profiles;
+                if self.live[touched.slot as usize] == 0 {
+                    // Entered and expired within the round: forget it exactly.
+                    for sum in &mut self.sums[base..base + profiles] {
+                        sum.clear();
+                    }
+                    self.slots.remove(touched.category, touched.item);
+                    self.free.push(touched.slot);
+                    continue;
+                }
+                let item = self.items.name(touched.item);
+                for (profile, keys) in keys.iter_mut().enumerate() {
+                    if let Some(key) = self.sums[base + profile].key() {
+                        keys.push((Reverse(key), item.clone()));
+                    }
+                }
+            }
+            let state = &mut self.states[category];
+            for (profile, keys) in keys.iter_mut().enumerate() {
+                let mut keys = std::mem::take(keys);
+                let floor = if keys.len() > 2 * cap {
+                    keys.select_nth_unstable(cap - 1);
+                    keys.truncate(cap);
+                    keys.iter().max().cloned()
+                } else {
+                    None
+                };
+                state.floor[profile] = floor;
+                state.ranking[profile] = keys.into_iter().collect();
+                state.shown[profile] = state.ranking[profile].iter().take(k).cloned().collect();
+                let name = self.categories.name(category as u32);
+                for key in &state.shown[profile] {
+                    out.push(change(profile, name, key, 1));
                 }
             }
         }
         self.old_keys.clear();
         self.round = self.round.wrapping_add(1).max(1);
-        for (at, mut keys) in buckets.into_iter().enumerate() {
-            let (category, profile) = (at / profiles, at % profiles);
-            let state = &mut self.states[category];
-            let floor = if keys.len() > 2 * cap {
-                keys.select_nth_unstable(cap - 1);
-                keys.truncate(cap);
-                keys.iter().max().cloned()
-            } else {
-                None
-            };
-            state.floor[profile] = floor;
-            state.ranking[profile] = keys.into_iter().collect();
-            state.shown[profile] = state.ranking[profile].iter().take(k).cloned().collect();
-            if state.shown[profile].is_empty() {
-                continue;
-            }
-            let name = self.categories.name(category as u32);
-            for key in &state.shown[profile] {
-                out.push(change(profile, name, key, 1));
-            }
-        }
     }
 
     /// Adds the round's new keys to the rankings: one by one where few, as a bulk rebuild from
@@ -1206,7 +1246,7 @@ pub(crate) mod tests {
                     item_id: item.into(),
                     category: leaf.into(),
                     sums,
-                    purchases: purchases.into(),
+                    purchases: PurchaseRun::new(&purchases),
                 };
                 seeded.seed(pair, now);
             }

@@ -5,10 +5,13 @@
 //! seed (a backfill's or a restore's (leaf, item) pair, entered in bulk) keeps its purchases
 //! as a run in time order, and only the run's next purchase sits in a heap: a year of
 //! history is one heap entry per pair instead of one per purchase, and the purchases stay in
-//! the 16 bytes the seed brought them in (no copy, no per-purchase heap work).
+//! the few bytes each the seed brought them in (a [`PurchaseRun`]: no copy, no per-purchase
+//! heap work), decoded as they expire.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+
+use crate::purchase_run::{Cursor, PurchaseRun};
 
 /// One purchase to retract: compact (ids, not text).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -23,14 +26,21 @@ pub(crate) struct Expiry {
     pub leaf: u32,
 }
 
-/// A seeded pair's purchases `(ts_ms, quantity)` in time order; those before `next` are
-/// retracted.
+/// A seeded pair's purchases in time order, as a [`PurchaseRun`]'s bytes; those before
+/// `next` are retracted.
 #[derive(Debug)]
 struct Run {
     item: u32,
     leaf: u32,
-    next: usize,
-    purchases: Box<[(i64, i64)]>,
+    next: Cursor,
+    purchases: Box<[u8]>,
+}
+
+impl Run {
+    /// The next purchase to retract, and the cursor past it.
+    fn peek(&self) -> Option<((i64, i64), Cursor)> {
+        self.next.next(&self.purchases)
+    }
 }
 
 /// Pending retractions: single purchases and runs of seeded ones, merged by time.
@@ -54,18 +64,17 @@ impl ExpiryQueue {
 
     /// Queues a seed's purchases (in any order) of `item` in `leaf`; call
     /// [`ExpiryQueue::seal`] before asking the queue anything.
-    pub fn push_run(&mut self, item: u32, leaf: u32, mut purchases: Box<[(i64, i64)]>) {
-        if purchases.is_empty() {
+    pub fn push_run(&mut self, item: u32, leaf: u32, purchases: PurchaseRun) {
+        // A pair's purchases mostly come in time order: then this costs nothing.
+        let purchases = purchases.sorted();
+        let Some((head, _)) = purchases.iter().next() else {
             return;
-        }
-        // A pair's purchases mostly come in time order: this is a check, then.
-        purchases.sort_unstable_by_key(|&(ts_ms, _)| ts_ms);
-        let head = purchases[0].0;
+        };
         let run = Run {
             item,
             leaf,
-            next: 0,
-            purchases,
+            next: Cursor::default(),
+            purchases: purchases.into_bytes(),
         };
         let index = match self.free_runs.pop() {
             Some(index) => {
@@ -127,11 +136,11 @@ impl ExpiryQueue {
                     let other = self.heads.peek().map(|Reverse((ts_ms, _))| *ts_ms);
                     let until = earliest(single, other);
                     let run = &mut self.runs[index as usize];
-                    while let Some(&(ts_ms, quantity)) = run.purchases.get(run.next) {
+                    while let Some(((ts_ms, quantity), after)) = run.peek() {
                         if !due(ts_ms) || until.is_some_and(|s| ts_ms > s) {
                             break;
                         }
-                        run.next += 1;
+                        run.next = after;
                         retract(Expiry {
                             ts_ms,
                             quantity,
@@ -139,8 +148,8 @@ impl ExpiryQueue {
                             leaf: run.leaf,
                         });
                     }
-                    match run.purchases.get(run.next) {
-                        Some(&(ts_ms, _)) => self.heads.push(Reverse((ts_ms, index))),
+                    match run.peek() {
+                        Some(((ts_ms, _), _)) => self.heads.push(Reverse((ts_ms, index))),
                         None => {
                             run.purchases = Box::default();
                             self.free_runs.push(index);
@@ -207,7 +216,7 @@ mod tests {
                             item,
                             leaf,
                         }));
-                        queue.push_run(item, leaf, run.into_boxed_slice());
+                        queue.push_run(item, leaf, PurchaseRun::new(&run));
                     }
                 }
                 queue.seal();

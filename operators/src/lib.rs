@@ -20,6 +20,7 @@ mod ids;
 pub mod merge_topk;
 #[cfg(test)]
 mod oracle;
+pub mod purchase_run;
 pub mod snapshots;
 pub mod stash;
 
@@ -28,6 +29,7 @@ use topsellers_model::purchase::Event;
 pub use bulk_topk::{BulkLocalTopK, PairSums, SizeHint};
 pub use decayed_topk::{DecayedLocalTopK, LocalChange, PairSeed, TopKConfig};
 pub use merge_topk::MergeTopK;
+pub use purchase_run::{PurchaseRun, RunBuilder};
 pub use snapshots::Snapshots;
 
 /// The dataflow's logical time: event time in milliseconds since the Unix epoch.

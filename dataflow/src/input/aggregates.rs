@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use topsellers_model::{DecayedSum, PurchaseRef};
-use topsellers_operators::{PairSeed, PairSums};
+use topsellers_operators::purchase_run::{get_varint, put_purchase, put_varint};
+use topsellers_operators::{PairSeed, PairSums, RunBuilder};
 use topsellers_sources::Interner;
 
 use crate::config::Scoring;
@@ -31,12 +32,36 @@ pub(crate) struct Aggregates {
     purchases: Option<Recorded>,
 }
 
-/// Purchases in the order they were summed, by column.
+/// Purchases in the order they were summed, as bytes: per purchase its pair (a varint), then
+/// the purchase as its pair's [`PurchaseRun`](topsellers_operators::PurchaseRun) encodes it
+/// (against the pair's latest time so far, which the pair's totals hold: a few bytes), in
+/// chunks that [`Aggregates::into_seeds`] copies into the runs and frees as it goes.
 #[derive(Default)]
 struct Recorded {
-    pairs: Vec<u32>,
-    ts_ms: Vec<i64>,
-    quantities: Vec<i64>,
+    chunks: Vec<Vec<u8>>,
+}
+
+/// The size of a chunk of [`Recorded`].
+const CHUNK: usize = 4 << 20;
+
+/// The most bytes one recorded purchase takes: a 32-bit varint, a 65-bit token and a 64-bit
+/// quantity.
+const RECORD_MAX: usize = 5 + 10 + 10;
+
+impl Recorded {
+    /// Records a purchase of `pair` written against `reference`; the bytes of its run's
+    /// encoding.
+    fn push(&mut self, pair: u32, reference: i64, ts_ms: i64, quantity: i64) -> usize {
+        let chunk = match self.chunks.last_mut() {
+            Some(chunk) if chunk.capacity() - chunk.len() >= RECORD_MAX => chunk,
+            _ => {
+                self.chunks.push(Vec::with_capacity(CHUNK));
+                self.chunks.last_mut().expect("just pushed")
+            }
+        };
+        put_varint(chunk, u128::from(pair));
+        put_purchase(chunk, reference, ts_ms, quantity)
+    }
 }
 
 /// A purchase waiting in [`Aggregates::pending`].
@@ -59,12 +84,14 @@ const PENDING: usize = 32;
 /// The running totals of one (item, category) pair.
 #[derive(Clone, Copy, Default)]
 struct PairTotals {
-    /// The pair's hash (two halves: 8-byte alignment keeps the totals at 56 bytes).
+    /// The pair's hash (two halves: 8-byte alignment keeps the totals at 64 bytes).
     key: [u64; 2],
     count: i64,
     latest_ms: i64,
     /// The first profile's sum.
     sum: DecayedSum,
+    /// The bytes of the pair's recorded purchases ([`Recorded`]), when recording.
+    recorded: u64,
 }
 
 impl Aggregates {
@@ -73,17 +100,9 @@ impl Aggregates {
         Self::with(scoring, None)
     }
 
-    /// Sums that also keep every purchase, for seeds ([`Aggregates::into_seeds`]), with room
-    /// for `purchases` of them (a hint: room not written to costs no memory).
-    pub(crate) fn recording(scoring: &Scoring, purchases: usize) -> Self {
-        Self::with(
-            scoring,
-            Some(Recorded {
-                pairs: Vec::with_capacity(purchases),
-                ts_ms: Vec::with_capacity(purchases),
-                quantities: Vec::with_capacity(purchases),
-            }),
-        )
+    /// Sums that also keep every purchase, for seeds ([`Aggregates::into_seeds`]).
+    pub(crate) fn recording(scoring: &Scoring) -> Self {
+        Self::with(scoring, Some(Recorded::default()))
     }
 
     fn with(scoring: &Scoring, purchases: Option<Recorded>) -> Self {
@@ -145,6 +164,13 @@ impl Aggregates {
         for pending in self.pending.drain(..) {
             let (pair, new) = self.table.entry(pending.key, pending.guess);
             let sums = &mut self.table.sums[pair];
+            if let Some(recorded) = &mut self.purchases {
+                // A run's first purchase is written against 0, the others against the latest
+                // time before them.
+                let reference = if new { 0 } else { sums.latest_ms };
+                sums.recorded +=
+                    recorded.push(pair as u32, reference, pending.ts_ms, pending.quantity) as u64;
+            }
             if new {
                 // Text only for pairs, not per purchase.
                 let at = pending.text_at as usize;
@@ -158,11 +184,6 @@ impl Aggregates {
             }
             sums.count += 1;
             sums.latest_ms = sums.latest_ms.max(pending.ts_ms);
-            if let Some(recorded) = &mut self.purchases {
-                recorded.pairs.push(pair as u32);
-                recorded.ts_ms.push(pending.ts_ms);
-                recorded.quantities.push(pending.quantity);
-            }
             sums.sum
                 .add(pending.ts_ms, pending.quantity, self.half_lives[0]);
             for (sum, &half_life) in self.more_sums[pair * more..(pair + 1) * more]
@@ -213,31 +234,39 @@ impl Aggregates {
 
 impl Aggregates {
     /// One seed per pair: its sums and every purchase summed into them (made with
-    /// [`Aggregates::recording`]; without it the seeds list no purchase). The purchases are put
-    /// in pair order by a counting sort (linear).
+    /// [`Aggregates::recording`]; without it the seeds list no purchase), as a
+    /// [`PurchaseRun`](topsellers_operators::PurchaseRun).
+    ///
+    /// The recorded purchases are already encoded as their runs encode them, and each run's
+    /// size is known: each run is allocated once, the bytes are copied into it (not encoded
+    /// again), and the recording is freed chunk by chunk, so the recording and the runs, both
+    /// a few bytes a purchase, are what this holds at most.
     pub(crate) fn into_seeds(mut self) -> impl Iterator<Item = PairSeed> {
         self.flush();
         let recorded = self.purchases.take().unwrap_or_default();
-        // Each pair's purchases in a list of its own, sized once.
-        let mut counts = vec![0u32; self.pairs.len()];
-        for &pair in &recorded.pairs {
-            counts[pair as usize] += 1;
-        }
-        let mut lists: Vec<Vec<(i64, i64)>> = counts
-            .into_iter()
-            .map(|n| Vec::with_capacity(n as usize))
+        let mut runs: Vec<RunBuilder> = self
+            .table
+            .sums
+            .iter()
+            .map(|sums| RunBuilder::with_capacity(sums.recorded as usize))
             .collect();
-        for (at, &pair) in recorded.pairs.iter().enumerate() {
-            lists[pair as usize].push((recorded.ts_ms[at], recorded.quantities[at]));
+        // Chunk by chunk, each freed once copied.
+        for chunk in recorded.chunks {
+            let mut at = 0;
+            while at < chunk.len() {
+                let pair = get_varint(&chunk, &mut at).expect("recorded") as usize;
+                at += runs[pair]
+                    .push_encoded(&chunk[at..])
+                    .expect("recorded against the run's latest time");
+            }
         }
-        drop(recorded);
         self.into_updates()
-            .zip(lists)
-            .map(|((pair, _count), purchases)| PairSeed {
+            .zip(runs)
+            .map(|((pair, _count), run)| PairSeed {
                 item_id: pair.item_id,
                 category: pair.category,
                 sums: pair.sums,
-                purchases: purchases.into_boxed_slice(),
+                purchases: run.finish(),
             })
     }
 }
@@ -461,6 +490,72 @@ mod tests {
                         "{key:?}, half-life {h}: {got} vs {want:?}"
                     );
                 }
+                seen += 1;
+            }
+            assert_eq!(seen, oracle.len(), "{purchases} purchases");
+        }
+    }
+
+    /// Every purchase comes back in its pair's seed, exactly and in the order read, with the
+    /// pair's count: against per-pair lists kept here. Times go back and forth within a pair
+    /// (as a history not sorted by time has them), jump by up to `i64`'s whole range, and
+    /// quantities reach beyond `i32`.
+    #[test]
+    fn seeds_list_every_purchase_of_their_pair_in_read_order() {
+        let scoring = Scoring {
+            profiles: Profiles::new(vec![Profile {
+                name: "7d".into(),
+                half_life_ms: 7 * 86_400_000,
+            }])
+            .unwrap(),
+            k: 10,
+            candidates: 10,
+            retention_ms: i64::MAX,
+            lateness_ms: 0,
+            max_future: std::time::Duration::ZERO,
+            carry_scores: false,
+        };
+        let mut rng = SmallRng::seed_from_u64(5);
+        for purchases in [0, 1, PENDING + 1, 50_000] {
+            let mut aggregates = Aggregates::recording(&scoring);
+            let mut oracle: BTreeMap<(String, String), Vec<(i64, i64)>> = BTreeMap::new();
+            let distinct = rng.random_range(1..2000);
+            for _ in 0..purchases {
+                let item = format!("item-{}", rng.random_range(0..distinct));
+                let category = format!("c{}", rng.random_range(0..3));
+                let ts_ms = match rng.random_range(0..20) {
+                    0 => i64::MIN,
+                    1 => i64::MAX,
+                    2 => rng.random(),
+                    _ => 1_700_000_000_000 + rng.random_range(-86_400_000..365 * 86_400_000),
+                };
+                let quantity = match rng.random_range(0..10) {
+                    0 => rng.random(),
+                    1 => i64::from(i32::MAX) + rng.random_range(1..3),
+                    2 => -rng.random_range(1..4),
+                    _ => rng.random_range(1..4),
+                };
+                aggregates.add(PurchaseRef {
+                    item_id: &item,
+                    category: &category,
+                    ts_ms,
+                    quantity,
+                });
+                oracle
+                    .entry((item, category))
+                    .or_default()
+                    .push((ts_ms, quantity));
+            }
+            let mut seen = 0;
+            for seed in aggregates.into_seeds() {
+                let key = (seed.item_id.to_string(), seed.category.to_string());
+                let want = oracle
+                    .get(&key)
+                    .unwrap_or_else(|| panic!("{key:?}: no such pair"));
+                assert_eq!(seed.purchases.len(), want.len(), "{key:?}");
+                assert_eq!(&seed.purchases.iter().collect::<Vec<_>>(), want, "{key:?}");
+                let sorted = want.windows(2).all(|w| w[0].0 <= w[1].0);
+                assert_eq!(seed.purchases.is_sorted(), sorted, "{key:?}");
                 seen += 1;
             }
             assert_eq!(seen, oracle.len(), "{purchases} purchases");

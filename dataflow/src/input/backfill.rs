@@ -172,16 +172,10 @@ pub fn seed(
     batch_size: usize,
     ctx: &Context,
 ) -> bool {
-    // Room for every row of the backfill (an upper bound; what is not written to costs nothing).
-    let rows = backfill
-        .units
-        .iter()
-        .map(|unit| unit.size.rows.unwrap_or(0))
-        .sum::<u64>() as usize;
     let Some(sums) = sum_share(
         worker,
         backfill,
-        Aggregates::recording(scoring, rows),
+        Aggregates::recording(scoring),
         one_process,
         batch_size,
         ctx,
@@ -194,9 +188,19 @@ pub fn seed(
         .seeds
         .as_mut()
         .expect("the serving dataflow takes seeds");
+    let started = std::time::Instant::now();
+    let (mut pairs, mut purchases, mut bytes) = (0, 0, 0);
     for seed in sums.into_seeds() {
+        pairs += 1;
+        purchases += seed.purchases.len();
+        bytes += seed.purchases.encoded_len();
         seeds.update(seed, 1);
     }
+    tracing::debug!(
+        "worker {}: {pairs} seeds made in {:.2}s, {purchases} purchases in {bytes} bytes",
+        worker.index(),
+        started.elapsed().as_secs_f64()
+    );
     complete(worker, graph, backfill, ctx)
 }
 
