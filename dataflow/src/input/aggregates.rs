@@ -418,10 +418,9 @@ mod tests {
         (got - want).abs() <= 1e-9 * got.abs().max(want.abs()) + 1e-12 * mag
     }
 
-    #[test]
-    fn sums_per_pair_equal_a_purchase_by_purchase_oracle() {
-        let half_lives = [3_600_000, 86_400_000, 7 * 86_400_000];
-        let scoring = Scoring {
+    /// Scoring with one profile per half-life, k = 10, no expiry.
+    fn scoring(half_lives: &[i64]) -> Scoring {
+        Scoring {
             profiles: Profiles::new(
                 half_lives
                     .iter()
@@ -438,7 +437,13 @@ mod tests {
             lateness_ms: 0,
             max_future: std::time::Duration::ZERO,
             carry_scores: false,
-        };
+        }
+    }
+
+    #[test]
+    fn sums_per_pair_equal_a_purchase_by_purchase_oracle() {
+        let half_lives = [3_600_000, 86_400_000, 7 * 86_400_000];
+        let scoring = scoring(&half_lives);
         let as_of = 40 * 86_400_000_i64;
         let mut rng = SmallRng::seed_from_u64(11);
         // Several chunks of pending purchases and table growths; pairs repeat within a chunk.
@@ -502,19 +507,7 @@ mod tests {
     /// quantities reach beyond `i32`.
     #[test]
     fn seeds_list_every_purchase_of_their_pair_in_read_order() {
-        let scoring = Scoring {
-            profiles: Profiles::new(vec![Profile {
-                name: "7d".into(),
-                half_life_ms: 7 * 86_400_000,
-            }])
-            .unwrap(),
-            k: 10,
-            candidates: 10,
-            retention_ms: i64::MAX,
-            lateness_ms: 0,
-            max_future: std::time::Duration::ZERO,
-            carry_scores: false,
-        };
+        let scoring = scoring(&[7 * 86_400_000]);
         let mut rng = SmallRng::seed_from_u64(5);
         for purchases in [0, 1, PENDING + 1, 50_000] {
             let mut aggregates = Aggregates::recording(&scoring);
