@@ -163,9 +163,7 @@ impl RunBuilder {
     pub fn push_encoded(&mut self, bytes: &[u8]) -> Option<usize> {
         let mut at = 0;
         let (ts_ms, _) = get_purchase(bytes, &mut at, self.reference.time())?;
-        for &byte in &bytes[..at] {
-            self.bytes.push(byte);
-        }
+        self.bytes.extend_from_slice(&bytes[..at]);
         self.passed(ts_ms);
         Some(at)
     }

@@ -140,24 +140,10 @@ impl<D> TimeStash<D> {
     }
 
     /// Removes every update whose time the frontier has passed (`frontier` is the input
-    /// frontier's least time, `None` once the input is closed), appending it to `out` with its
-    /// time. Returns a capability at the time the round's result is to be emitted at, `f − 1`
-    /// (the last complete time), or for a closed input the latest time drained; `None` when
-    /// nothing was complete.
-    pub fn drain_complete(
-        &mut self,
-        frontier: Option<Time>,
-        out: &mut Vec<(D, Time)>,
-    ) -> Option<Capability<Time>> {
-        let (emit, complete) = self.take_complete(frontier)?;
-        for (time, updates) in complete {
-            out.extend(updates.into_iter().map(|data| (data, time)));
-        }
-        Some(emit)
-    }
-
-    /// What [`drain_complete`](Self::drain_complete) drains, as the stashed lists by time
-    /// (no copy: a big round is consumed, and freed, list by list).
+    /// frontier's least time, `None` once the input is closed): the stashed lists by time (no
+    /// copy: a big round is consumed, and freed, list by list), with a capability at the time
+    /// the round's result is to be emitted at, `f − 1` (the last complete time), or for a
+    /// closed input the latest time taken; `None` when nothing was complete.
     pub fn take_complete(
         &mut self,
         frontier: Option<Time>,
@@ -217,12 +203,16 @@ mod tests {
                         "Stash",
                         |_capability, _info| {
                             let mut stash = TimeStash::default();
-                            let mut out = Vec::new();
                             move |(input, frontier), output| {
                                 stash.absorb(input, |update, _| update);
                                 let frontier = frontier_time(frontier);
-                                if let Some(emit) = stash.drain_complete(frontier, &mut out) {
-                                    output.session(&emit).give_iterator(out.drain(..));
+                                if let Some((emit, complete)) = stash.take_complete(frontier) {
+                                    let mut session = output.session(&emit);
+                                    for (time, updates) in complete {
+                                        session.give_iterator(
+                                            updates.into_iter().map(|data| (data, time)),
+                                        );
+                                    }
                                 }
                             }
                         },
