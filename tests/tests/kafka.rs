@@ -27,7 +27,7 @@ use topsellers_tests::broker::{create_topic, fast_properties, produce, read_topi
 use topsellers_tests::{
     assert_no_problems, compare, default_as_of, generate, http, jsonl_line, metric,
     oracle_problems, rfc3339, served_lists, start_service as start, top_items, top_path,
-    wait_until, write_parts, Fmt, Params, Rec, Served, Spec, DAY,
+    wait_until, write_parts, Fmt, Params, Rec, Served, Spec, StopOnDrop, DAY,
 };
 
 const R: i64 = 2 * DAY;
@@ -122,6 +122,13 @@ fn encode(
 /// A unique topic name per test run.
 fn topic(name: &str) -> String {
     format!("{name}-{}", std::process::id())
+}
+
+/// Creates the topic `name` (made unique per run, [`PARTITIONS`] partitions) on `broker`.
+fn new_topic(broker: &Broker, name: &str) -> String {
+    let topic = topic(name);
+    create_topic(&broker.addr, &topic, PARTITIONS);
+    topic
 }
 
 fn service_config(params: &Params, kafka: KafkaConfig, dead_letter: &str) -> Config {
@@ -648,8 +655,7 @@ fn handover(seed: u64, workers: usize, explicit: bool) {
         seed,
     );
     let broker = Broker::start();
-    let topic = topic(&format!("handover-{workers}-{explicit}"));
-    create_topic(&broker.addr, &topic, PARTITIONS);
+    let topic = new_topic(&broker, &format!("handover-{workers}-{explicit}"));
     let data = encode(seed, on_topic, Vec::new(), &[]);
     produce(&broker.addr, &topic, &data.messages);
 
@@ -721,8 +727,7 @@ fn restart_with_a_lake_and_the_same_group_loses_nothing() {
     let lake_dir = dir.path().join("lake");
     write_parts(&lake_dir, &[Fmt::Parquet, Fmt::Jsonl], &lake, 2, seed);
     let broker = Broker::start();
-    let topic = topic("restart-group");
-    create_topic(&broker.addr, &topic, PARTITIONS);
+    let topic = new_topic(&broker, "restart-group");
     let data = encode(seed, history.records.clone(), history.twins.clone(), &[]);
     produce(&broker.addr, &topic, &data.messages);
     let params = Params::new(K, 2, 500);
@@ -780,8 +785,7 @@ fn restart_with_a_lake_and_the_same_group_loses_nothing() {
 fn an_empty_topic_turns_ready() {
     let context = "empty topic";
     let broker = Broker::start();
-    let topic = topic("empty");
-    create_topic(&broker.addr, &topic, PARTITIONS);
+    let topic = new_topic(&broker, "empty");
     let params = Params::new(K, 2, 500);
     let (service, _stop) = start(&service_config(
         &params,
@@ -922,8 +926,7 @@ fn commit_problems(
 fn offsets_are_committed_only_after_their_purchases_are_served() {
     let context = "commits while running";
     let broker = Broker::start();
-    let topic = topic("commits");
-    create_topic(&broker.addr, &topic, PARTITIONS);
+    let topic = new_topic(&broker, "commits");
     let params = Params::new(K, 2, 50);
     let mut kafka = kafka_config(&broker.addr, &topic);
     kafka.commit_interval = Duration::from_millis(100);
@@ -1039,8 +1042,7 @@ fn commit_for_group(brokers: &str, topic: &str, group: &str, next: &BTreeMap<i32
 /// offset (`latest`) with the base offset of its last record batch plus one, which is the
 /// true end only when that batch holds one message.
 fn topic_half_committed(broker: &Broker, name: &str, data: &Data) -> (String, KafkaConfig) {
-    let topic = topic(name);
-    create_topic(&broker.addr, &topic, PARTITIONS);
+    let topic = new_topic(broker, name);
     let mut last: BTreeMap<i32, usize> = BTreeMap::new();
     for (at, (partition, _)) in data.messages.iter().enumerate() {
         last.insert(*partition, at);
@@ -1135,8 +1137,7 @@ fn start_latest_reads_only_what_is_produced_after_the_start() {
 fn a_far_future_purchase_is_dead_lettered_and_a_restart_turns_ready() {
     let context = "far future";
     let broker = Broker::start();
-    let topic = topic("far-future");
-    create_topic(&broker.addr, &topic, PARTITIONS);
+    let topic = new_topic(&broker, "far-future");
     let history = generate(&Spec::new(97, 1500, R, false));
     let category = history.records[0].category.clone();
     let json = format!(
@@ -1180,13 +1181,7 @@ fn a_far_future_purchase_is_dead_lettered_and_a_restart_turns_ready() {
         "{context}: published as of {:?}",
         service.table.published_time_ms()
     );
-    assert!(
-        wait_until(PATIENCE, || committed(&broker.addr, &topic, &group)
-            == counts(&data.messages)),
-        "{context}: committed {:?}, produced {:?}",
-        committed(&broker.addr, &topic, &group),
-        counts(&data.messages)
-    );
+    wait_committed_all(&broker.addr, &topic, &group, &data.messages, context);
     service.stop();
     service.shutdown().expect("shutdown");
     drop(stop);
@@ -1212,12 +1207,7 @@ fn a_far_future_purchase_is_dead_lettered_and_a_restart_turns_ready() {
     // Restarted with the same group, one purchase later: it reads only that one (the far
     // future one's offset was committed), turns ready and serves it.
     let later = produce_one_after(&broker.addr, &topic, until);
-    let (service, _stop) = start(&service_config(&params, kafka, ""));
-    assert!(
-        wait_until(PATIENCE, || service.is_ready()),
-        "{context}: the restart is not ready: {}",
-        service.readiness.reason()
-    );
+    let (service, _stop) = restart_ready(&params, kafka, context);
     served_alone(&service, later, context);
     wait_read(&service, 1, context);
     service.stop();
@@ -1233,8 +1223,7 @@ fn a_far_future_purchase_is_dead_lettered_and_a_restart_turns_ready() {
 fn a_purchase_after_a_restart_at_the_end_of_the_topic_is_served() {
     let context = "restart at the end";
     let broker = Broker::start();
-    let topic = topic("restart-end");
-    create_topic(&broker.addr, &topic, PARTITIONS);
+    let topic = new_topic(&broker, "restart-end");
     let data = data(98, 600);
     produce(&broker.addr, &topic, &data.messages);
     let params = Params::new(K, 2, 500);
@@ -1243,18 +1232,41 @@ fn a_purchase_after_a_restart_at_the_end_of_the_topic_is_served() {
     let (service, stop) = start(&service_config(&params, kafka.clone(), ""));
     let until = default_as_of(&data.records).unwrap();
     wait_caught_up(&service, until, data.messages.len(), context);
-    assert!(wait_until(PATIENCE, || committed(
-        &broker.addr,
-        &topic,
-        &group
-    ) == counts(&data.messages)));
+    wait_committed_all(&broker.addr, &topic, &group, &data.messages, context);
     service.stop();
     service.shutdown().expect("shutdown");
     drop(stop);
-    let (service, _stop) = start(&service_config(&params, kafka, ""));
-    assert!(wait_until(PATIENCE, || service.is_ready()));
+    let (service, _stop) = restart_ready(&params, kafka, context);
     let later = produce_one_after(&broker.addr, &topic, until);
     served_alone(&service, later, context);
+}
+
+/// Waits until `group` has committed every message of `messages` on `topic`.
+fn wait_committed_all(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    messages: &[(i32, Vec<u8>)],
+    context: &str,
+) {
+    assert!(
+        wait_until(PATIENCE, || committed(brokers, topic, group)
+            == counts(messages)),
+        "{context}: committed {:?}, produced {:?}",
+        committed(brokers, topic, group),
+        counts(messages)
+    );
+}
+
+/// Starts the service again with `kafka` (the same group) and waits until it is ready.
+fn restart_ready(params: &Params, kafka: KafkaConfig, context: &str) -> (Service, StopOnDrop) {
+    let (service, stop) = start(&service_config(params, kafka, ""));
+    assert!(
+        wait_until(PATIENCE, || service.is_ready()),
+        "{context}: the restart is not ready: {}",
+        service.readiness.reason()
+    );
+    (service, stop)
 }
 
 /// Produces one purchase of `after-restart` in `restart/check`, a second after `until`, to

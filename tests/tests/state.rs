@@ -15,7 +15,8 @@ use rand::{Rng, SeedableRng};
 use topsellers_tests::broker::{create_topic, fast_properties, produce, Broker};
 use topsellers_tests::{
     assert_no_problems, default_as_of, free_loopback_addresses, generate, get, jsonl_line, metric,
-    oracle_problems, topsellers_exe, wait_until, write_parts, Fmt, Params, Proc, Rec, Spec, DAY,
+    oracle_problems, topsellers_exe, wait_until, write_parts, Fmt, History, Params, Proc, Rec,
+    Spec, DAY,
 };
 
 const R: i64 = 2 * DAY;
@@ -159,6 +160,21 @@ impl Setup {
 }
 
 /// The lines of the dead-letter files `paths`, together, by position.
+/// Every bad record, the topic's `topic_bad` and the lake's, is in `dead` exactly once.
+fn assert_each_bad_record_once(dead: &BTreeMap<String, usize>, topic_bad: usize) {
+    let repeated: Vec<_> = dead.iter().filter(|(_, &n)| n != 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "dead letters written more than once: {repeated:?}"
+    );
+    let lake_bad = LAKE_BAD.lines().count();
+    assert_eq!(
+        dead.len(),
+        topic_bad + lake_bad,
+        "each bad record once: {dead:?}"
+    );
+}
+
 fn dead_letters_in(paths: &[PathBuf]) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for path in paths {
@@ -175,22 +191,47 @@ fn dead_letters_in(paths: &[PathBuf]) -> BTreeMap<String, usize> {
 
 /// Each record as a JSON message on a random partition, with `BAD` mixed in `copies` times
 /// each; how many bad messages there are.
-fn messages(seed: u64, records: &[Rec], copies: usize) -> (Vec<(i32, Vec<u8>)>, usize) {
+fn messages(
+    seed: u64,
+    records: &[Rec],
+    copies: usize,
+    partitions: i32,
+) -> (Vec<(i32, Vec<u8>)>, usize) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut messages: Vec<(i32, Vec<u8>)> = records
         .iter()
         .map(|rec| {
             (
-                rng.random_range(0..PARTITIONS),
+                rng.random_range(0..partitions),
                 jsonl_line(&mut rng, rec).into_bytes(),
             )
         })
         .collect();
     for payload in BAD.iter().cycle().take(BAD.len() * copies) {
         let at = rng.random_range(0..=messages.len());
-        messages.insert(at, (rng.random_range(0..PARTITIONS), payload.to_vec()));
+        messages.insert(at, (rng.random_range(0..partitions), payload.to_vec()));
     }
     (messages, BAD.len() * copies)
+}
+
+/// [`wait_for_oracle`] for every process of a cluster, the `p`-th serving at `addrs[p]`.
+fn wait_for_cluster_oracle(
+    addrs: &[SocketAddr],
+    procs: &[Proc],
+    params: &Params,
+    history: &History,
+    context: &str,
+) {
+    for (p, (&addr, proc)) in addrs.iter().zip(procs).enumerate() {
+        wait_for_oracle(
+            addr,
+            proc,
+            params,
+            &history.records,
+            &history.twins,
+            &format!("{context}, process {p}"),
+        );
+    }
 }
 
 fn ready(http: SocketAddr) -> bool {
@@ -252,7 +293,7 @@ fn sigkill_at_random_moments_loses_and_double_counts_nothing() {
     let mut rng = SmallRng::seed_from_u64(seed);
     let (lake, on_topic) = lake_and_topic(&history.records, &mut rng);
     // Many bad messages: most checkpoints append some.
-    let (messages, bad) = messages(seed, &on_topic, 15);
+    let (messages, bad) = messages(seed, &on_topic, 15, PARTITIONS);
     let broker = Broker::start();
     let topic = format!("state-kill-{}", std::process::id());
     create_topic(&broker.addr, &topic, PARTITIONS);
@@ -294,14 +335,7 @@ fn sigkill_at_random_moments_loses_and_double_counts_nothing() {
         &history.twins,
         &format!("after {kills} SIGKILLs"),
     );
-    let dead = setup.dead_letters();
-    let repeated: Vec<_> = dead.iter().filter(|(_, &n)| n != 1).collect();
-    assert!(
-        repeated.is_empty(),
-        "dead letters written more than once: {repeated:?}"
-    );
-    let lake_bad = LAKE_BAD.lines().count();
-    assert_eq!(dead.len(), bad + lake_bad, "each bad record once: {dead:?}");
+    assert_each_bad_record_once(&setup.dead_letters(), bad);
     let log = proc.log();
     assert!(
         log.matches("restoring checkpoint").count() >= 3,
@@ -325,7 +359,7 @@ fn sigterm_checkpoints_and_the_next_start_reads_nothing_twice() {
     // An interval longer than the test: only the last checkpoint is written.
     let setup = Setup::new(&broker.addr, &topic, None, "1h", seed);
     let http: SocketAddr = free_loopback_addresses(1)[0].parse().unwrap();
-    let (early, bad) = messages(seed, first, 1);
+    let (early, bad) = messages(seed, first, 1, PARTITIONS);
     produce(&broker.addr, &topic, &early);
     let mut proc = setup.start(1, &http.to_string(), &[]);
     wait_for_oracle(http, &proc, &setup.params, first, &[], "first run");
@@ -393,7 +427,7 @@ fn sigterm_checkpoints_and_the_next_start_reads_nothing_twice() {
         "restore duration {restore:?}\n{text}"
     );
     // What comes next counts, once.
-    let (late, _) = messages(seed + 1, second, 1);
+    let (late, _) = messages(seed + 1, second, 1, PARTITIONS);
     let late: Vec<_> = late
         .into_iter()
         .filter(|(_, payload)| !BAD.contains(&payload.as_slice()))
@@ -436,7 +470,7 @@ fn a_state_on_s3_survives_a_sigkill() {
         Some(bucket.url("state/")),
     );
     let http: SocketAddr = free_loopback_addresses(1)[0].parse().unwrap();
-    let (early, bad) = messages(seed, first, 2);
+    let (early, bad) = messages(seed, first, 2, PARTITIONS);
     produce(&broker.addr, &topic, &early);
     let mut proc = setup.start(2, &http.to_string(), &[]);
     wait_for_oracle(http, &proc, &setup.params, first, &[], "on S3, first run");
@@ -444,7 +478,7 @@ fn a_state_on_s3_survives_a_sigkill() {
     std::thread::sleep(Duration::from_millis(800));
     proc.child.kill().expect("SIGKILL");
     proc.child.wait().expect("reaped");
-    let (late, more_bad) = messages(seed + 1, second, 2);
+    let (late, more_bad) = messages(seed + 1, second, 2, PARTITIONS);
     produce(&broker.addr, &topic, &late);
     let proc = setup.start(1, &http.to_string(), &[]);
     wait_for_oracle(
@@ -701,7 +735,7 @@ fn a_cluster_killed_mid_stream_restores_every_process_part() {
         .chunks(on_topic.len() / 4 + 1)
         .enumerate()
         .map(|(at, part)| {
-            let (messages, part_bad) = messages(seed + at as u64, part, 2);
+            let (messages, part_bad) = messages(seed + at as u64, part, 2, PARTITIONS);
             bad += part_bad;
             messages
         })
@@ -742,16 +776,15 @@ fn a_cluster_killed_mid_stream_restores_every_process_part() {
         produce(&broker.addr, &topic, part);
     }
     let procs = start();
-    for (p, &addr) in addrs.iter().enumerate() {
-        wait_for_oracle(
-            addr,
-            &procs[p],
-            &setup.params,
-            &history.records,
-            &history.twins,
-            &format!("process {p} after two SIGKILLs of the cluster"),
-        );
-        let log = procs[p].log();
+    wait_for_cluster_oracle(
+        &addrs,
+        &procs,
+        &setup.params,
+        &history,
+        "after two SIGKILLs of the cluster",
+    );
+    for (p, proc) in procs.iter().enumerate() {
+        let log = proc.log();
         assert!(
             log.matches("restoring checkpoint").count() >= 2,
             "process {p} restored its checkpoints:\n{log}"
@@ -760,14 +793,7 @@ fn a_cluster_killed_mid_stream_restores_every_process_part() {
     let files: Vec<PathBuf> = (0..2)
         .map(|p| setup.dir.path().join(format!("dead-letter.p{p}.jsonl")))
         .collect();
-    let dead = dead_letters_in(&files);
-    let repeated: Vec<_> = dead.iter().filter(|(_, &n)| n != 1).collect();
-    assert!(
-        repeated.is_empty(),
-        "dead letters written more than once: {repeated:?}"
-    );
-    let lake_bad = LAKE_BAD.lines().count();
-    assert_eq!(dead.len(), bad + lake_bad, "each bad record once: {dead:?}");
+    assert_each_bad_record_once(&dead_letters_in(&files), bad);
 }
 
 /// The wall clock, Unix seconds.
@@ -790,17 +816,7 @@ fn a_cluster_state_is_refused_with_other_threads() {
     let broker = Broker::start();
     let topic = format!("state-threads-{}", std::process::id());
     create_topic(&broker.addr, &topic, 4);
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let messages: Vec<(i32, Vec<u8>)> = history
-        .records
-        .iter()
-        .map(|rec| {
-            (
-                rng.random_range(0..4),
-                jsonl_line(&mut rng, rec).into_bytes(),
-            )
-        })
-        .collect();
+    let (messages, _) = messages(seed, &history.records, 0, 4);
     produce(&broker.addr, &topic, &messages);
     let mut sorted = history.records.clone();
     sorted.sort_by_key(|r| r.ts);
@@ -811,16 +827,7 @@ fn a_cluster_state_is_refused_with_other_threads() {
     let mut procs: Vec<Proc> = (0..2)
         .map(|p| setup.start_process(&workers, p, &[]))
         .collect();
-    for (p, &addr) in addrs.iter().enumerate() {
-        wait_for_oracle(
-            addr,
-            &procs[p],
-            &setup.params,
-            &history.records,
-            &history.twins,
-            &format!("2 × 2, process {p}"),
-        );
-    }
+    wait_for_cluster_oracle(&addrs, &procs, &setup.params, &history, "2 × 2");
     for proc in &procs {
         sigterm(proc);
     }
